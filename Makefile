@@ -1,0 +1,66 @@
+# kubecost-integration — the front door. `make help` lists the targets.
+# Tools and the Python venv live in a cache OUTSIDE the repo, so a fresh clone (and CI) reuses them.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+KCI_CACHE ?= $(HOME)/.cache/kubecost-integration
+VENV      := $(KCI_CACHE)/venv
+PY        := $(VENV)/bin/python
+export KCI_CACHE
+export PATH := $(KCI_CACHE)/bin:$(VENV)/bin:$(PATH)
+
+PYTEST ?= $(PY) -m pytest
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z0-9_.-]+:.*## /{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: venv
+venv: ## Python venv in the cache with the exporter and pinned dev deps (idempotent)
+	@scripts/venv.sh
+
+.PHONY: tools
+tools: venv ## Build/install all pinned tools into $(KCI_CACHE)/bin (idempotent, see tools/versions.env)
+	@scripts/tools.sh
+
+.PHONY: lint
+lint: tools ## ruff, mypy --strict, helm lint, ct lint, helm-docs check, actionlint, hadolint
+	@scripts/lint.sh
+
+.PHONY: test-unit
+test-unit: venv ## Exporter unit tests only (fast)
+	$(PYTEST) -m unit $(PYTEST_ARGS)
+
+.PHONY: test-chart
+test-chart: tools ## Chart rendering, lint and schema tests (real helm 3 and 4)
+	$(PYTEST) -m chart $(PYTEST_ARGS)
+
+.PHONY: test-e2e
+test-e2e: tools ## Pipeline e2e: simulator -> exporter -> Prometheus agent -> Thanos Receive/Query
+	$(PYTEST) -m e2e $(PYTEST_ARGS)
+
+.PHONY: test-controlplane
+test-controlplane: tools ## Control-plane e2e: kube-apiserver+etcd+kcm+scheduler+kwok, helm install/upgrade/test/uninstall
+	$(PYTEST) -m controlplane $(PYTEST_ARGS)
+
+.PHONY: test
+test: tools lint ## Everything: lint, then unit, chart, pipeline e2e and control-plane e2e in one pytest run
+	$(PYTEST) $(PYTEST_ARGS)
+
+.PHONY: demo
+demo: tools ## Run the whole pipeline locally from the chart's rendered config; print costs read back from Thanos
+	@$(PY) tests-e2e/demo.py
+
+.PHONY: demo-up
+demo-up: tools ## Like demo, but keep everything running and print the URLs (Ctrl-C stops)
+	@$(PY) tests-e2e/demo.py --keep-running
+
+.PHONY: clean
+clean: ## Remove local run state (not the tool cache)
+	rm -rf .run .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: clean-cache
+clean-cache: ## Remove the tool cache $(KCI_CACHE) (next `make tools` rebuilds everything)
+	rm -rf $(KCI_CACHE)
