@@ -1,0 +1,1 @@
+"""Helpers shared by the chart, pipeline e2e and control-plane test layers (never shipped)."""
