@@ -1,0 +1,246 @@
+"""HTTP front of the Kubecost API simulator (a test double), with fault injection switchable at run time.
+
+API routes (GET):
+    /model/allocation, /model/allocation/compute     Kubecost (frontend `/model` prefix)
+    /allocation, /allocation/compute                 OpenCost (same handler for both)
+    /healthz                                         200 "ok"
+
+Control routes (JSON in, JSON out; never affected by faults):
+    POST /__sim__/fault    {"mode": "none"|"http500"|"code500"|"nonjson"|"delay"|"empty",
+                            "seconds": 5.0,        # delay mode: sleep, then answer normally
+                            "status": 200,         # nonjson mode: HTTP status of the non-JSON body
+                            "shape": "[]"|"[{}]"|"[null]",   # empty mode: what `data` holds
+                            "count": N}            # optional: only the next N API requests, then back to none
+    POST /__sim__/config   {"scale": 2.0, "nan_namespaces": ["default"]}   # cost multiplier; NaN RAM usage quirk
+    GET  /__sim__/state    current fault, scale, request count
+    GET  /__sim__/requests?limit=N   the last API requests (time, path, params, status), newest last
+    POST /__sim__/reset    no fault, scale 1, no NaN namespaces, empty request log
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from simulator.cluster import SyntheticCluster, default_cluster
+from simulator.model import ApiError, Flavour, allocation_query, envelope, utcnow
+
+FAULT_MODES = ("none", "http500", "code500", "nonjson", "delay", "empty")
+EMPTY_SHAPES = {"[]": [], "[{}]": [{}], "[null]": [None]}
+ROUTES = {
+    "/model/allocation": Flavour.KUBECOST,
+    "/model/allocation/compute": Flavour.KUBECOST_COMPUTE,
+    "/allocation": Flavour.OPENCOST,
+    "/allocation/compute": Flavour.OPENCOST,
+}
+#: `--api` choices: which of the routes above exist (the others answer 404, as a different product would).
+API_CHOICES = {
+    "both": set(ROUTES),
+    "kubecost": {"/model/allocation", "/model/allocation/compute"},
+    "opencost": {"/allocation", "/allocation/compute"},
+}
+
+
+@dataclass
+class Fault:
+    mode: str = "none"
+    seconds: float = 5.0
+    status: int = 200
+    shape: str = "[]"
+    count: int | None = None
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any]) -> Fault:
+        mode = str(body.get("mode", "none"))
+        if mode not in FAULT_MODES:
+            raise ValueError(f"mode must be one of {', '.join(FAULT_MODES)}")
+        shape = str(body.get("shape", "[]"))
+        if shape not in EMPTY_SHAPES:
+            raise ValueError(f"shape must be one of {', '.join(EMPTY_SHAPES)}")
+        count = body.get("count")
+        return cls(mode, float(body.get("seconds", 5.0)), int(body.get("status", 200)), shape,
+                   None if count is None else int(count))
+
+
+@dataclass
+class SimulatorState:
+    """Mutable run-time state, shared by the handler threads (guarded by `lock`)."""
+
+    cluster: SyntheticCluster
+    routes: set[str]
+    scale: float = 1.0
+    nan_namespaces: frozenset[str] = frozenset()
+    fault: Fault = field(default_factory=Fault)
+    requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=500))
+    request_count: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take_fault(self) -> Fault:
+        with self.lock:
+            f = self.fault
+            if f.count is not None:
+                if f.count <= 0:
+                    self.fault = f = Fault()
+                else:
+                    f.count -= 1
+            return Fault(f.mode, f.seconds, f.status, f.shape)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "cluster": self.cluster.name,
+                "routes": sorted(self.routes),
+                "scale": self.scale,
+                "nan_namespaces": sorted(self.nan_namespaces),
+                "fault": vars(self.fault).copy(),
+                "request_count": self.request_count,
+            }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: SimulatorServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+        if self.server.verbose:
+            super().log_message(format, *args)
+
+    # -- plumbing
+    def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, obj: Any) -> None:
+        self._send(status, json.dumps(obj, indent=1).encode() + b"\n")
+
+    def _body(self) -> dict[str, Any]:
+        n = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(n) if n else b"{}"
+        data = json.loads(raw or b"{}")
+        if not isinstance(data, dict):
+            raise ValueError("body must be a JSON object")
+        return data
+
+    # -- routes
+    def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+        url = urlsplit(self.path)
+        path = url.path.rstrip("/") or "/"
+        state = self.server.state
+        if path == "/healthz":
+            self._send(200, b"ok\n", "text/plain")
+        elif path == "/__sim__/state":
+            self._json(200, state.snapshot())
+        elif path == "/__sim__/requests":
+            limit = int(dict(parse_qsl(url.query)).get("limit", "50"))
+            with state.lock:
+                items = list(state.requests)[-limit:]
+            self._json(200, items)
+        elif path in state.routes:
+            self._allocation(ROUTES[path], path, url.query)
+        else:
+            self._send(404, b"404 page not found\n", "text/plain; charset=utf-8")
+
+    do_HEAD = do_GET
+
+    def do_POST(self) -> None:  # noqa: N802 (stdlib name)
+        path = urlsplit(self.path).path.rstrip("/")
+        state = self.server.state
+        try:
+            body = self._body()
+            if path == "/__sim__/fault":
+                fault = Fault.parse(body)
+                with state.lock:
+                    state.fault = fault
+            elif path == "/__sim__/config":
+                with state.lock:
+                    if "scale" in body:
+                        scale = float(body["scale"])
+                        if scale < 0:
+                            raise ValueError("scale must be >= 0")
+                        state.scale = scale
+                    if "nan_namespaces" in body:
+                        state.nan_namespaces = frozenset(str(n) for n in body["nan_namespaces"])
+            elif path == "/__sim__/reset":
+                with state.lock:
+                    state.fault, state.scale, state.nan_namespaces = Fault(), 1.0, frozenset()
+                    state.requests.clear()
+            else:
+                self._send(404, b"404 page not found\n", "text/plain; charset=utf-8")
+                return
+        except (ValueError, TypeError) as err:
+            self._json(400, {"error": str(err)})
+            return
+        self._json(200, state.snapshot())
+
+    def _allocation(self, flavour: Flavour, path: str, query: str) -> None:
+        state = self.server.state
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        fault = state.take_fault()
+        with state.lock:
+            state.request_count += 1
+            scale, nan_ns = state.scale, state.nan_namespaces
+        status = 200
+        try:
+            if fault.mode == "delay":
+                time.sleep(fault.seconds)
+            if fault.mode == "http500":
+                status = 500
+                self._send(500, envelope(None, 500, "Error: simulated internal error (fault http500)"))
+            elif fault.mode == "code500":
+                self._send(200, envelope(None, 500, "Error: error accumulating allocation set range (fault code500)"))
+            elif fault.mode == "nonjson":
+                status = fault.status
+                html = (f"<html><head><title>{status} upstream error</title></head><body><center><h1>"
+                        "upstream request timeout</h1></center><hr><center>nginx</center></body></html>\n")
+                self._send(status, html.encode(), "text/html")
+            elif fault.mode == "empty":
+                self._send(200, envelope(EMPTY_SHAPES[fault.shape]))
+            else:
+                result = allocation_query(state.cluster, params, flavour, utcnow(), scale, nan_ns)
+                self._send(200, envelope(result.json_data()))
+        except ApiError as err:
+            status = err.status
+            if err.plain:
+                self._send(err.status, (err.message + "\n").encode(), "text/plain; charset=utf-8")
+            else:
+                self._send(err.status, envelope(None, err.status, err.message))
+        except (BrokenPipeError, ConnectionResetError):
+            status = 499  # the client gave up (e.g. its read timeout during a delay fault)
+        finally:
+            with state.lock:
+                state.requests.append({"time": time.time(), "path": path, "params": params,
+                                       "status": status, "fault": fault.mode, "scale": scale})
+
+
+class SimulatorServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], state: SimulatorState, verbose: bool = False) -> None:
+        self.state = state
+        self.verbose = verbose
+        super().__init__(address, _Handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+def serve(host: str = "127.0.0.1", port: int = 0, cluster: SyntheticCluster | None = None, api: str = "both",
+          scale: float = 1.0, verbose: bool = False) -> SimulatorServer:
+    """Bind (port 0 = any free port) and return the server; call `serve_forever()` or run it in a thread."""
+    state = SimulatorState(cluster=cluster or default_cluster(), routes=set(API_CHOICES[api]), scale=scale)
+    return SimulatorServer((host, port), state, verbose)
