@@ -233,7 +233,7 @@ def by_component(docs: Iterable[Mapping[str, Any]], kind: str, component: str) -
 
 def agent_config_text(docs: Iterable[Mapping[str, Any]]) -> str:
     """The agent-mode Prometheus config (`prometheus.yml`) exactly as rendered into its ConfigMap."""
-    cm = by_component(docs, "ConfigMap", "prometheus-agent")
+    cm = by_component(docs, "ConfigMap", "agent")
     return str(cm["data"][AGENT_CONFIG_KEY])
 
 
@@ -249,3 +249,47 @@ def exporter_env(docs: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     deploy = by_component(docs, "Deployment", "allocation-exporter")
     container = deploy["spec"]["template"]["spec"]["containers"][0]
     return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+
+
+KUBECOST_VALUES_MARKER = "re-run after changing them):\n\n"
+
+
+def kubecost_mode_values(stderr: str) -> dict[str, Any]:
+    """The exact `cost-analyzer:` values block that the chart prints when `prometheus.mode=kubecost` is not wired."""
+    if KUBECOST_VALUES_MARKER not in stderr:
+        raise ValueError(f"no kubecost-mode values block in helm's message:\n{stderr}")
+    block = stderr.split(KUBECOST_VALUES_MARKER, 1)[1]
+    block = block.split("\nUse --debug", 1)[0].split("\nError:", 1)[0]
+    parsed = yaml.safe_load(block)
+    assert isinstance(parsed, dict) and "cost-analyzer" in parsed, block
+    return parsed
+
+
+def kubecost_mode(
+    values: Mapping[str, Any] | None = None,
+    release: str = "my-kubecost",
+    namespace: str = "my-ns",
+    helm: str = "helm",
+) -> dict[str, Any]:
+    """`values` with `prometheus.mode=kubecost` plus the subchart wiring the chart asks for (its own message)."""
+    base = deep_merge(values or {}, {"prometheus": {"mode": "kubecost"}})
+    try:
+        helm_template(base, release, namespace, helm)
+    except HelmError as err:
+        return deep_merge(base, kubecost_mode_values(err.stderr))
+    return base
+
+
+def kubecost_prometheus_config(docs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Kubecost's bundled Prometheus config (the stub reproduces how Kubecost 2.x assembles it)."""
+    cms = [
+        d
+        for d in objects(docs, "ConfigMap")
+        if (d["metadata"].get("labels") or {}).get("app") == "prometheus"
+        and (d["metadata"].get("labels") or {}).get("component") == "server"
+    ]
+    if len(cms) != 1:
+        raise LookupError(f"expected one Kubecost Prometheus server ConfigMap, found {len(cms)}")
+    parsed = yaml.safe_load(cms[0]["data"]["prometheus.yml"])
+    assert isinstance(parsed, dict)
+    return parsed

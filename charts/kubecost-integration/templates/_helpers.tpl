@@ -1,0 +1,158 @@
+{{/*
+Naming and labels. Conventions of prometheus-community charts: 63-character truncation, fullnameOverride,
+selector labels app.kubernetes.io/{name,instance,component}. No lookup, random or time functions anywhere in
+this chart: `helm template` (Argo CD) renders exactly what `helm install` renders.
+*/}}
+
+{{- define "kubecost-integration.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "kubecost-integration.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "<fullname>-<suffix>" within 63 characters: the prefix is cut, never the suffix. */}}
+{{- define "kubecost-integration.componentName" -}}
+{{- $root := index . 0 -}}
+{{- $suffix := index . 1 -}}
+{{- $prefix := include "kubecost-integration.fullname" $root | trunc (int (sub 62 (len $suffix))) | trimSuffix "-" -}}
+{{- printf "%s-%s" $prefix $suffix -}}
+{{- end -}}
+
+{{- define "kubecost-integration.exporter.fullname" -}}
+{{- include "kubecost-integration.componentName" (list . "exporter") -}}
+{{- end -}}
+
+{{- define "kubecost-integration.agent.fullname" -}}
+{{- include "kubecost-integration.componentName" (list . "agent") -}}
+{{- end -}}
+
+{{- define "kubecost-integration.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels on every object. Argument: (list $ "component"). */}}
+{{- define "kubecost-integration.labels" -}}
+{{- $root := index . 0 -}}
+helm.sh/chart: {{ include "kubecost-integration.chart" $root }}
+{{ include "kubecost-integration.selectorLabels" . }}
+app.kubernetes.io/version: {{ $root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ $root.Release.Service }}
+app.kubernetes.io/part-of: kubecost-integration
+{{- with $root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels (immutable in Deployments: never add to these). Argument: (list $ "component"). */}}
+{{- define "kubecost-integration.selectorLabels" -}}
+{{- $root := index . 0 -}}
+app.kubernetes.io/name: {{ include "kubecost-integration.name" $root }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{- define "kubecost-integration.exporter.serviceAccountName" -}}
+{{- if .Values.allocationExporter.serviceAccount.create -}}
+{{- default (include "kubecost-integration.exporter.fullname" .) .Values.allocationExporter.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.allocationExporter.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kubecost-integration.agent.serviceAccountName" -}}
+{{- if .Values.prometheus.agent.serviceAccount.create -}}
+{{- default (include "kubecost-integration.agent.fullname" .) .Values.prometheus.agent.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.prometheus.agent.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* image reference: repository[:tag][@digest]. Argument: (list imageValues defaultTag). */}}
+{{- define "kubecost-integration.image" -}}
+{{- $img := index . 0 -}}
+{{- $tag := default (index . 1) $img.tag | toString -}}
+{{- if $img.digest -}}
+{{- printf "%s@%s" $img.repository $img.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $img.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kubecost-integration.exporter.image" -}}
+{{- include "kubecost-integration.image" (list .Values.allocationExporter.image .Chart.AppVersion) -}}
+{{- end -}}
+
+{{- define "kubecost-integration.agent.image" -}}
+{{- include "kubecost-integration.image" (list .Values.prometheus.agent.image "") -}}
+{{- end -}}
+
+{{/* Agent-mode flag by Prometheus major version: 3.x has `--agent`, 2.x `--enable-feature=agent`. */}}
+{{- define "kubecost-integration.agent.flag" -}}
+{{- if regexMatch "^v?2\\." (toString .Values.prometheus.agent.image.tag) -}}
+--enable-feature=agent
+{{- else -}}
+--agent
+{{- end -}}
+{{- end -}}
+
+{{- define "kubecost-integration.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* DNS name of the exporter Service, as scraped by the agent and checked by the helm test. */}}
+{{- define "kubecost-integration.exporter.address" -}}
+{{- printf "%s.%s.svc:%d" (include "kubecost-integration.exporter.fullname" .) .Release.Namespace (int .Values.allocationExporter.port) -}}
+{{- end -}}
+
+{{/*
+Kubecost API base URL. Explicit `allocationExporter.config.kubecostUrl` (tpl'd) wins. Otherwise the bundled
+Kubecost 2.x Service, named by Kubecost's own rule (templates/_helpers.tpl `cost-analyzer.fullname` in the
+cost-analyzer chart): fullnameOverride; else the release name when it contains the chart name (or nameOverride);
+else "<release>-cost-analyzer"; 63 characters. Port: the frontend Service port (`service.port`, 9090), where
+`/model/allocation` is served. With `kubecostFrontend.deployMethod: haMode` the frontend has its own Service
+"<release>-frontend". Empty when it cannot be derived (validations then ask for an explicit URL).
+*/}}
+{{- define "kubecost-integration.kubecostUrl" -}}
+{{- $explicit := .Values.allocationExporter.config.kubecostUrl -}}
+{{- if $explicit -}}
+{{- tpl $explicit . | trimSuffix "/" -}}
+{{- else -}}
+{{- $ca := index .Values "cost-analyzer" | default dict -}}
+{{- $frontend := $ca.kubecostFrontend | default dict -}}
+{{- if and $ca.enabled (ne (toString $frontend.enabled) "false") -}}
+{{- $svc := "" -}}
+{{- if eq (toString $frontend.deployMethod) "haMode" -}}
+{{- $svc = printf "%s-frontend" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else if $ca.fullnameOverride -}}
+{{- $svc = $ca.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default "cost-analyzer" $ca.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- $svc = .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $svc = printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- $port := ($ca.service | default dict).port | default 9090 -}}
+{{- printf "http://%s.%s.svc:%d" $svc .Release.Namespace (int $port) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Mount point of the remote-write credentials and TLS files (agent pod and, in kubecost mode, Kubecost's Prometheus). */}}
+{{- define "kubecost-integration.rw.authDir" -}}/etc/prometheus/remote-write/auth{{- end -}}
+{{- define "kubecost-integration.rw.tlsDir" -}}/etc/prometheus/remote-write/tls{{- end -}}

@@ -1,0 +1,194 @@
+{{/*
+Cross-field rules that values.schema.json cannot express. Every message names the value to set and, where it
+helps, prints the exact YAML to add. Rendered by templates/validations.yaml before anything else matters:
+bad input fails the whole render, it never produces a half-right manifest.
+*/}}
+
+{{- define "kubecost-integration.fail" -}}
+{{- fail (printf "\n\nkubecost-integration: %s\n" .) -}}
+{{- end -}}
+
+{{/* Prometheus duration ("1m30s", "500ms", "2h") in milliseconds; "" for anything else. */}}
+{{- define "kubecost-integration.durationMs" -}}
+{{- $d := toString . -}}
+{{- if regexMatch "^([0-9]+(ms|s|m|h|d|w|y))+$" $d -}}
+{{- $ms := 0 -}}
+{{- $units := dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000 "d" 86400000 "w" 604800000 "y" 31536000000 -}}
+{{- range regexFindAll "[0-9]+(ms|s|m|h|d|w|y)" $d -1 -}}
+{{- $unit := regexFind "(ms|s|m|h|d|w|y)$" . -}}
+{{- $n := trimSuffix $unit . | int64 -}}
+{{- $ms = add $ms (mul $n (index $units $unit)) -}}
+{{- end -}}
+{{- $ms -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kubecost-integration.validations" -}}
+{{- $cfg := .Values.allocationExporter.config -}}
+{{- $mode := .Values.prometheus.mode -}}
+{{- $ca := index .Values "cost-analyzer" | default dict -}}
+{{- $rw := .Values.remoteWrite -}}
+{{- $label := "^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$" -}}
+
+{{- /* 1. identity: one source of truth for labels, external_labels and the tenant header */ -}}
+{{- if not (regexMatch $label (toString $cfg.tenantId)) -}}
+{{- include "kubecost-integration.fail" (printf "allocationExporter.config.tenantId is %q; set it to your platform tenant (letters, digits, '.', '_', '-'; at most 63 characters), e.g.\n  --set allocationExporter.config.tenantId=acme" (toString $cfg.tenantId)) -}}
+{{- end -}}
+{{- if not (regexMatch $label (toString $cfg.clusterName)) -}}
+{{- include "kubecost-integration.fail" (printf "allocationExporter.config.clusterName is %q; set it to this cluster's name (letters, digits, '.', '_', '-'; at most 63 characters), e.g.\n  --set allocationExporter.config.clusterName=prod-eu-1" (toString $cfg.clusterName)) -}}
+{{- end -}}
+
+{{- /* 2. where the Kubecost API is */ -}}
+{{- if not $cfg.kubecostUrl -}}
+{{- if not $ca.enabled -}}
+{{- include "kubecost-integration.fail" "cost-analyzer.enabled=false, so the Kubecost/OpenCost API URL cannot be derived.\nSet allocationExporter.config.kubecostUrl to your existing Kubecost or OpenCost, e.g.\n  allocationExporter:\n    config:\n      kubecostUrl: http://kubecost-cost-analyzer.kubecost.svc:9090   # Kubecost 2.x (frontend)\n      # kubecostUrl: http://kubecost-frontend.kubecost.svc:9090      # Kubecost 3.x\n      # kubecostUrl: http://opencost.opencost.svc:9003               # OpenCost" -}}
+{{- end -}}
+{{- if eq (toString ($ca.kubecostFrontend | default dict).enabled) "false" -}}
+{{- include "kubecost-integration.fail" "cost-analyzer.kubecostFrontend.enabled=false: the frontend port (9090) that serves /model/allocation is not exposed.\nSet allocationExporter.config.kubecostUrl explicitly, or keep cost-analyzer.kubecostFrontend.enabled=true." -}}
+{{- end -}}
+{{- else -}}
+{{- $url := tpl (toString $cfg.kubecostUrl) . -}}
+{{- if not (regexMatch "^https?://[^/\\s]+(/\\S*)?$" $url) -}}
+{{- include "kubecost-integration.fail" (printf "allocationExporter.config.kubecostUrl renders to %q; set it to an http(s) URL such as http://kubecost-cost-analyzer.kubecost.svc:9090" $url) -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* 3. remote write endpoint, headers, auth and TLS */ -}}
+{{- $rwUrl := tpl (toString $rw.url) . -}}
+{{- if not (regexMatch "^https?://[^/\\s]+(/\\S*)?$" $rwUrl) -}}
+{{- include "kubecost-integration.fail" (printf "remoteWrite.url renders to %q; set it to the Thanos Receive endpoint, e.g. https://thanos-receive.cloudtuner.ai/api/v1/receive" $rwUrl) -}}
+{{- end -}}
+{{- range $k, $_ := $rw.headers -}}
+{{- if eq (lower $k) (lower $rw.tenantHeader) -}}
+{{- include "kubecost-integration.fail" (printf "remoteWrite.headers.%s would override the tenant header; remove it and set allocationExporter.config.tenantId instead (it feeds the header, the exporter's tenant_id label and external_labels)." $k) -}}
+{{- end -}}
+{{- if eq (lower $k) "authorization" -}}
+{{- include "kubecost-integration.fail" "remoteWrite.headers.Authorization would put a credential into a ConfigMap; remove it and use\n  remoteWrite:\n    auth:\n      type: bearer\n      existingSecret: <secret name>\n      tokenKey: token" -}}
+{{- end -}}
+{{- end -}}
+{{- $auth := $rw.auth -}}
+{{- if has $auth.type (list "bearer" "basic") -}}
+{{- if not $auth.existingSecret -}}
+{{- include "kubecost-integration.fail" (printf "remoteWrite.auth.type=%s needs the credentials in an existing Secret; set remoteWrite.auth.existingSecret, e.g.\n  kubectl -n %s create secret generic thanos-remote-write --from-literal=%s=...\n  --set remoteWrite.auth.existingSecret=thanos-remote-write" $auth.type .Release.Namespace (ternary $auth.tokenKey $auth.passwordKey (eq $auth.type "bearer"))) -}}
+{{- end -}}
+{{- if and (eq $auth.type "bearer") (not $auth.tokenKey) -}}
+{{- include "kubecost-integration.fail" "remoteWrite.auth.type=bearer: set remoteWrite.auth.tokenKey to the key of the token in remoteWrite.auth.existingSecret." -}}
+{{- end -}}
+{{- if eq $auth.type "basic" -}}
+{{- if not (or $auth.username $auth.usernameKey) -}}
+{{- include "kubecost-integration.fail" "remoteWrite.auth.type=basic: set remoteWrite.auth.username (or remoteWrite.auth.usernameKey to read it from the Secret)." -}}
+{{- end -}}
+{{- if and $auth.username $auth.usernameKey -}}
+{{- include "kubecost-integration.fail" "remoteWrite.auth: set either username or usernameKey, not both." -}}
+{{- end -}}
+{{- if not $auth.passwordKey -}}
+{{- include "kubecost-integration.fail" "remoteWrite.auth.type=basic: set remoteWrite.auth.passwordKey to the key of the password in remoteWrite.auth.existingSecret." -}}
+{{- end -}}
+{{- end -}}
+{{- else if $auth.existingSecret -}}
+{{- include "kubecost-integration.fail" "remoteWrite.auth.existingSecret is set but remoteWrite.auth.type is none; set remoteWrite.auth.type to bearer or basic (or remove existingSecret)." -}}
+{{- end -}}
+{{- $tls := $rw.tls -}}
+{{- if and (or $tls.caKey $tls.certKey $tls.keyKey) (not $tls.existingSecret) -}}
+{{- include "kubecost-integration.fail" "remoteWrite.tls.caKey/certKey/keyKey name keys of a Secret; set remoteWrite.tls.existingSecret to that Secret's name." -}}
+{{- end -}}
+{{- if and $tls.existingSecret (not (or $tls.caKey $tls.certKey $tls.keyKey)) -}}
+{{- include "kubecost-integration.fail" "remoteWrite.tls.existingSecret is set but no key is used; set remoteWrite.tls.caKey (e.g. ca.crt) and/or remoteWrite.tls.certKey + remoteWrite.tls.keyKey." -}}
+{{- end -}}
+{{- if or (and $tls.certKey (not $tls.keyKey)) (and $tls.keyKey (not $tls.certKey)) -}}
+{{- include "kubecost-integration.fail" "remoteWrite.tls: a client certificate needs both remoteWrite.tls.certKey and remoteWrite.tls.keyKey (e.g. tls.crt and tls.key)." -}}
+{{- end -}}
+{{- range $rw.extraRemoteWrite -}}
+{{- if not (and (kindIs "map" .) .url) -}}
+{{- include "kubecost-integration.fail" "every remoteWrite.extraRemoteWrite entry must be a map with a url (Prometheus remote_write syntax)." -}}
+{{- end -}}
+{{- if eq (toString .name) (toString $rw.name) -}}
+{{- include "kubecost-integration.fail" (printf "remoteWrite.extraRemoteWrite has an entry named %q, the name of the platform queue; give it another name." $rw.name) -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* 4. Prometheus settings */ -}}
+{{- range $k, $_ := .Values.prometheus.externalLabels -}}
+{{- if has $k (list "cluster" "tenant_id") -}}
+{{- include "kubecost-integration.fail" (printf "prometheus.externalLabels.%s is set from allocationExporter.config (%s); remove it from prometheus.externalLabels." $k (ternary "clusterName" "tenantId" (eq $k "cluster"))) -}}
+{{- end -}}
+{{- if not (regexMatch "^[a-zA-Z_][a-zA-Z0-9_]*$" $k) -}}
+{{- include "kubecost-integration.fail" (printf "prometheus.externalLabels: %q is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)." $k) -}}
+{{- end -}}
+{{- end -}}
+{{- $interval := include "kubecost-integration.durationMs" .Values.prometheus.scrapeInterval -}}
+{{- $timeout := include "kubecost-integration.durationMs" .Values.prometheus.scrapeTimeout -}}
+{{- if or (not $interval) (not $timeout) -}}
+{{- include "kubecost-integration.fail" "prometheus.scrapeInterval and prometheus.scrapeTimeout must be Prometheus durations such as 60s or 1m." -}}
+{{- end -}}
+{{- if gt (int64 $timeout) (int64 $interval) -}}
+{{- include "kubecost-integration.fail" (printf "prometheus.scrapeTimeout (%s) is longer than prometheus.scrapeInterval (%s); set prometheus.scrapeTimeout to at most the interval." .Values.prometheus.scrapeTimeout .Values.prometheus.scrapeInterval) -}}
+{{- end -}}
+{{- if and (eq $mode "agent") .Values.prometheus.agent.persistence.enabled (not .Values.prometheus.agent.persistence.size) -}}
+{{- include "kubecost-integration.fail" "prometheus.agent.persistence.enabled=true: set prometheus.agent.persistence.size (e.g. 2Gi)." -}}
+{{- end -}}
+{{- if and .Values.networkPolicy.enabled (eq $mode "external") (not .Values.networkPolicy.extraIngressFrom) -}}
+{{- include "kubecost-integration.fail" "networkPolicy.enabled=true in external mode would block your Prometheus; set networkPolicy.extraIngressFrom to its peers, e.g.\n  networkPolicy:\n    extraIngressFrom:\n      - namespaceSelector:\n          matchLabels:\n            kubernetes.io/metadata.name: monitoring" -}}
+{{- end -}}
+
+{{- /* 5. kubecost mode: Kubecost's bundled Prometheus must carry exactly our scrape job and remote_write */ -}}
+{{- if eq $mode "kubecost" -}}
+{{- include "kubecost-integration.validateKubecostMode" . -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kubecost-integration.validateKubecostMode" -}}
+{{- $ca := index .Values "cost-analyzer" | default dict -}}
+{{- $global := $ca.global | default dict -}}
+{{- if not $ca.enabled -}}
+{{- include "kubecost-integration.fail" "prometheus.mode=kubecost uses the Prometheus bundled with the Kubecost 2.x subchart, but cost-analyzer.enabled=false.\nSet cost-analyzer.enabled=true, or use prometheus.mode=agent (default) with an external Kubecost." -}}
+{{- end -}}
+{{- if eq (toString ($global.prometheus | default dict).enabled) "false" -}}
+{{- include "kubecost-integration.fail" "prometheus.mode=kubecost needs Kubecost's bundled Prometheus, but cost-analyzer.global.prometheus.enabled=false.\nSet cost-analyzer.global.prometheus.enabled=true, or use prometheus.mode=agent (default)." -}}
+{{- end -}}
+{{- if or (($global.amp | default dict).enabled) (($global.ammsp | default dict).enabled) -}}
+{{- include "kubecost-integration.fail" "prometheus.mode=kubecost cannot be combined with cost-analyzer.global.amp/ammsp (Kubecost would emit two remote_write sections).\nSet cost-analyzer.global.amp.enabled=false and cost-analyzer.global.ammsp.enabled=false, or use prometheus.mode=agent." -}}
+{{- end -}}
+{{- $prom := $ca.prometheus | default dict -}}
+{{- $server := $prom.server | default dict -}}
+{{- $problems := list -}}
+{{- /* remote_write: the entry named like ours must equal ours (tenant header, URL, relabel, auth, TLS, queue) */ -}}
+{{- $expected := include "kubecost-integration.rw.entry" . | fromYamlArray | first -}}
+{{- $actual := dict -}}
+{{- if kindIs "slice" $server.remoteWrite -}}
+{{- range $server.remoteWrite -}}
+{{- if and (kindIs "map" .) (eq (toString .name) (toString $expected.name)) -}}
+{{- $actual = . -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if not $actual -}}
+{{- $problems = append $problems (printf "cost-analyzer.prometheus.server.remoteWrite has no entry named %q" $expected.name) -}}
+{{- else if ne (toJson $actual) (toJson $expected) -}}
+{{- $actualTenant := index ($actual.headers | default dict) .Values.remoteWrite.tenantHeader | default "<none>" -}}
+{{- $problems = append $problems (printf "cost-analyzer.prometheus.server.remoteWrite[%s] differs from this chart's remote_write (its %s header is %q, allocationExporter.config.tenantId is %q; URL, relabelling, auth, TLS and queue must match too)" $expected.name .Values.remoteWrite.tenantHeader (toString $actualTenant) (toString .Values.allocationExporter.config.tenantId)) -}}
+{{- end -}}
+{{- /* cluster identity */ -}}
+{{- $clusterId := (($server.global | default dict).external_labels | default dict).cluster_id -}}
+{{- if ne (toString $clusterId) (toString .Values.allocationExporter.config.clusterName) -}}
+{{- $problems = append $problems (printf "cost-analyzer.prometheus.server.global.external_labels.cluster_id is %q, allocationExporter.config.clusterName is %q" (toString $clusterId) (toString .Values.allocationExporter.config.clusterName)) -}}
+{{- end -}}
+{{- /* scrape configs: Kubecost's four default jobs plus ours (the string replaces Kubecost's default) */ -}}
+{{- $scrape := toString $prom.extraScrapeConfigs -}}
+{{- range list "kubecost" "kubecost-networking" "kubecost-aggregator" "kubecost-dcgm-exporter" "kubecost-allocation-exporter" -}}
+{{- if not (regexMatch (printf "(?m)^\\s*-?\\s*job_name:\\s*[\"']?%s[\"']?\\s*$" .) $scrape) -}}
+{{- $problems = append $problems (printf "cost-analyzer.prometheus.extraScrapeConfigs lacks the job %q" .) -}}
+{{- end -}}
+{{- end -}}
+{{- $target := include "kubecost-integration.exporter.address" . -}}
+{{- if and (regexMatch "job_name:\\s*[\"']?kubecost-allocation-exporter" $scrape) (not (contains $target $scrape)) -}}
+{{- $problems = append $problems (printf "the kubecost-allocation-exporter job in cost-analyzer.prometheus.extraScrapeConfigs does not target %s" $target) -}}
+{{- end -}}
+{{- /* config changes must reach the running Prometheus */ -}}
+{{- if not (((($prom.configmapReload | default dict).prometheus) | default dict).enabled) -}}
+{{- $problems = append $problems "cost-analyzer.prometheus.configmapReload.prometheus.enabled is not true (Kubecost would not reload a changed scrape/remote_write config)" -}}
+{{- end -}}
+{{- if $problems -}}
+{{- include "kubecost-integration.fail" (printf "prometheus.mode=kubecost: Kubecost's bundled Prometheus is not wired to this chart:\n  - %s\n\nHelm cannot pass this chart's computed values to the Kubecost subchart, so add exactly this to your values\n(it is computed from allocationExporter.config, remoteWrite and prometheus.scrape*; re-run after changing them):\n\n%s\n" (join "\n  - " $problems) (include "kubecost-integration.kubecost.values" .)) -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,43 @@
+{{/* The exporter scrape job, shared by the agent and (as literal text) by Kubecost's Prometheus in kubecost mode.
+static_configs to the exporter Service's DNS name: no Kubernetes service discovery, so no API token or RBAC. */}}
+{{- define "kubecost-integration.scrapeJob" -}}
+- job_name: kubecost-allocation-exporter
+  honor_labels: true
+  scrape_interval: {{ .Values.prometheus.scrapeInterval }}
+  scrape_timeout: {{ .Values.prometheus.scrapeTimeout }}
+  metrics_path: /metrics
+  scheme: http
+  static_configs:
+    - targets:
+        - {{ include "kubecost-integration.exporter.address" . | quote }}
+{{- end -}}
+
+{{/* external_labels: cluster and tenant_id from the exporter config (one source of truth), plus extras. */}}
+{{- define "kubecost-integration.externalLabels" -}}
+{{- $labels := dict -}}
+{{- range $k, $v := .Values.prometheus.externalLabels -}}
+{{- $_ := set $labels $k (toString $v) -}}
+{{- end -}}
+{{- $_ := set $labels "cluster" (toString .Values.allocationExporter.config.clusterName) -}}
+{{- $_ := set $labels "tenant_id" (toString .Values.allocationExporter.config.tenantId) -}}
+{{- toYaml $labels -}}
+{{- end -}}
+
+{{/* prometheus.yml of the agent. Loads in Prometheus 3.x (--agent) and 2.42 (--enable-feature=agent). */}}
+{{- define "kubecost-integration.agent.config" -}}
+global:
+  scrape_interval: {{ .Values.prometheus.scrapeInterval }}
+  scrape_timeout: {{ .Values.prometheus.scrapeTimeout }}
+  external_labels:
+    {{- include "kubecost-integration.externalLabels" . | nindent 4 }}
+scrape_configs:
+  {{- include "kubecost-integration.scrapeJob" . | nindent 2 }}
+  {{- with .Values.prometheus.agent.extraScrapeConfigs }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+remote_write:
+  {{- include "kubecost-integration.rw.entry" . | nindent 2 }}
+  {{- with .Values.remoteWrite.extraRemoteWrite }}
+  {{- tpl (toYaml .) $ | nindent 2 }}
+  {{- end }}
+{{- end -}}

@@ -1,0 +1,107 @@
+{{- define "kubecost-integration.agent.pvcSpec" -}}
+{{- $p := .Values.prometheus.agent.persistence -}}
+accessModes:
+  {{- toYaml $p.accessModes | nindent 2 }}
+{{- with $p.storageClassName }}
+storageClassName: {{ . | quote }}
+{{- end }}
+resources:
+  requests:
+    storage: {{ $p.size | quote }}
+{{- end -}}
+
+{{/* Pod template of the agent, shared by the Deployment and the StatefulSet. */}}
+{{- define "kubecost-integration.agent.podTemplate" -}}
+{{- $agent := .Values.prometheus.agent -}}
+metadata:
+  labels:
+    {{- include "kubecost-integration.selectorLabels" (list . "agent") | nindent 4 }}
+    {{- with $agent.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    # Rolls the agent when its rendered config changes (no reloader sidecar, no --web.enable-lifecycle).
+    checksum/config: {{ include "kubecost-integration.agent.config" . | sha256sum }}
+    {{- with $agent.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  serviceAccountName: {{ include "kubecost-integration.agent.serviceAccountName" . }}
+  automountServiceAccountToken: false
+  {{- include "kubecost-integration.imagePullSecrets" . | nindent 2 }}
+  {{- with $agent.priorityClassName }}
+  priorityClassName: {{ . }}
+  {{- end }}
+  terminationGracePeriodSeconds: 60
+  securityContext:
+    {{- toYaml $agent.podSecurityContext | nindent 4 }}
+  containers:
+    - name: prometheus
+      image: {{ include "kubecost-integration.agent.image" . | quote }}
+      imagePullPolicy: {{ $agent.image.pullPolicy }}
+      args:
+        - {{ include "kubecost-integration.agent.flag" . }}
+        - --config.file=/etc/prometheus/prometheus.yml
+        - --storage.agent.path=/prometheus
+        - --web.listen-address=:9090
+        - --log.level={{ $agent.logLevel }}
+        {{- with $agent.extraArgs }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      ports:
+        - name: http
+          containerPort: 9090
+          protocol: TCP
+      readinessProbe:
+        httpGet:
+          path: /-/ready
+          port: http
+        periodSeconds: 10
+        timeoutSeconds: 5
+        failureThreshold: 6
+      livenessProbe:
+        httpGet:
+          path: /-/healthy
+          port: http
+        initialDelaySeconds: 30
+        periodSeconds: 30
+        timeoutSeconds: 5
+        failureThreshold: 4
+      resources:
+        {{- toYaml $agent.resources | nindent 8 }}
+      securityContext:
+        {{- toYaml $agent.securityContext | nindent 8 }}
+      volumeMounts:
+        - name: config
+          mountPath: /etc/prometheus
+          readOnly: true
+        - name: wal
+          mountPath: /prometheus
+        {{- include "kubecost-integration.rw.volumeMounts" . | nindent 8 }}
+  volumes:
+    - name: config
+      configMap:
+        name: {{ include "kubecost-integration.agent.fullname" . }}
+    {{- if not $agent.persistence.enabled }}
+    - name: wal
+      emptyDir:
+        sizeLimit: {{ $agent.walSizeLimit | quote }}
+    {{- else if eq $agent.kind "Deployment" }}
+    - name: wal
+      persistentVolumeClaim:
+        claimName: {{ include "kubecost-integration.agent.fullname" . }}-wal
+    {{- end }}
+    {{- include "kubecost-integration.rw.volumes" . | nindent 4 }}
+  {{- with $agent.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $agent.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $agent.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
