@@ -19,8 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     ap.add_argument("--port", type=int, default=9090, help="port to bind, 0 = any free port (default 9090)")
     ap.add_argument("--cluster-name", default="cluster-one", help="the synthetic cluster's id (default cluster-one)")
-    ap.add_argument("--api", choices=sorted(API_CHOICES), default="both",
-                    help="serve Kubecost (/model/allocation), OpenCost (/allocation) or both (default)")
+    ap.add_argument(
+        "--api",
+        choices=sorted(API_CHOICES),
+        default="both",
+        help="serve Kubecost (/model/allocation), OpenCost (/allocation) or both (default)",
+    )
     ap.add_argument("--scale", type=float, default=1.0, help="cost multiplier (default 1.0 = about $0.27/hour)")
     ap.add_argument("--fault", choices=FAULT_MODES, default="none", help="start with this fault switched on")
     ap.add_argument("--verbose", action="store_true", help="log every request to stderr")

@@ -231,9 +231,20 @@ class Alloc:
 
     def total_cost(self) -> float:
         return (
-            self.cpu_cost + self.cpu_adj + self.gpu_cost + self.gpu_adj + self.ram_cost + self.ram_adj
-            + self.pv_cost + self.pv_adj + self.net_cost + self.net_adj + self.lb_cost + self.lb_adj
-            + self.shared_cost + self.external_cost
+            self.cpu_cost
+            + self.cpu_adj
+            + self.gpu_cost
+            + self.gpu_adj
+            + self.ram_cost
+            + self.ram_adj
+            + self.pv_cost
+            + self.pv_adj
+            + self.net_cost
+            + self.net_adj
+            + self.lb_cost
+            + self.lb_adj
+            + self.shared_cost
+            + self.external_cost
         )
 
     def total_efficiency(self) -> float:
@@ -255,7 +266,9 @@ class Alloc:
             cur["cost"] += v["cost"]
         for k, lb in other.lbs.items():
             if k in self.lbs:
-                self.lbs[k] = dict(self.lbs[k], cost=self.lbs[k]["cost"] + lb["cost"], hours=self.lbs[k]["hours"] + lb["hours"])
+                self.lbs[k] = dict(
+                    self.lbs[k], cost=self.lbs[k]["cost"] + lb["cost"], hours=self.lbs[k]["hours"] + lb["hours"]
+                )
             else:
                 self.lbs[k] = dict(lb)
         self.raw = None
@@ -276,8 +289,15 @@ def _intersect(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in a.items() if k in b and b[k] == v}
 
 
-def container_alloc(c: Container, cluster: SyntheticCluster, w: Window, now: datetime, scale: float,
-                    reconcile: bool, nan_namespaces: frozenset[str]) -> Alloc | None:
+def container_alloc(
+    c: Container,
+    cluster: SyntheticCluster,
+    w: Window,
+    now: datetime,
+    scale: float,
+    reconcile: bool,
+    nan_namespaces: frozenset[str],
+) -> Alloc | None:
     """The container's allocation inside set window `w` (running from `cluster.created` until `now`)."""
     start, end = max(w.start, cluster.created), min(w.end, now)
     if end <= start:
@@ -351,7 +371,9 @@ def _container_properties(c: Container) -> dict[str, Any]:
     return props
 
 
-def idle_alloc(cluster: SyntheticCluster, allocs: Iterable[Alloc], w: Window, now: datetime, scale: float) -> Alloc | None:
+def idle_alloc(
+    cluster: SyntheticCluster, allocs: Iterable[Alloc], w: Window, now: datetime, scale: float
+) -> Alloc | None:
     """Node capacity cost minus what the containers were allocated, per resource; no adjustments (§2.5)."""
     start, end = max(w.start, cluster.created), min(w.end, now)
     if end <= start:
@@ -398,7 +420,9 @@ def parse_aggregate(raw: str | None, flavour: Flavour) -> list[str]:
     ok: list[str] = []
     for t in tokens:
         valid = (
-            t in _BASE_PROPS or t in _CONTROLLER_KINDS or t in _LABEL_ALIASES
+            t in _BASE_PROPS
+            or t in _CONTROLLER_KINDS
+            or t in _LABEL_ALIASES
             or (t.startswith(("label:", "annotation:")) and len(t.split(":", 1)[1]) > 0)
         )
         if valid:
@@ -407,8 +431,10 @@ def parse_aggregate(raw: str | None, flavour: Flavour) -> list[str]:
             raise ApiError(400, f"Error: invalid aggregation property: {t}")
     if not ok:
         # Kubecost 2.x answers namespace rows without `aggregate`; OpenCost answers container rows (§1.3).
-        ok = ["namespace"] if flavour is not Flavour.OPENCOST and not tokens else (
-            ["cluster", "node", "namespace", "pod", "container"]
+        ok = (
+            ["namespace"]
+            if flavour is not Flavour.OPENCOST and not tokens
+            else (["cluster", "node", "namespace", "pod", "container"])
         )
     return ok
 
@@ -444,11 +470,19 @@ def aggregate(pairs: list[tuple[Container, Alloc]], tokens: list[str]) -> dict[s
     for c, a in pairs:
         key = "/".join(_value(c, t) for t in tokens)
         full = tokens == _CONTAINER_KEY
-        props = a.properties if full else {
-            k: v for k, v in a.properties.items() if k not in ("labels", "annotations", "services")
-        }
-        b = replace(a, name=key, properties=props, pvs={k: dict(v) for k, v in a.pvs.items()},
-                    lbs={k: dict(v) for k, v in a.lbs.items()}, raw=a.raw if full else None)
+        props = (
+            a.properties
+            if full
+            else {k: v for k, v in a.properties.items() if k not in ("labels", "annotations", "services")}
+        )
+        b = replace(
+            a,
+            name=key,
+            properties=props,
+            pvs={k: dict(v) for k, v in a.pvs.items()},
+            lbs={k: dict(v) for k, v in a.lbs.items()},
+            raw=a.raw if full else None,
+        )
         if key in out:
             out[key].add(b)
         else:
@@ -512,8 +546,14 @@ class QueryResult:
         return [{k: to_json(s[k]) for k in sorted(s)} for s in self.sets]
 
 
-def allocation_query(cluster: SyntheticCluster, params: Mapping[str, str], flavour: Flavour, now: datetime,
-                     scale: float = 1.0, nan_namespaces: frozenset[str] = frozenset()) -> QueryResult:
+def allocation_query(
+    cluster: SyntheticCluster,
+    params: Mapping[str, str],
+    flavour: Flavour,
+    now: datetime,
+    scale: float = 1.0,
+    nan_namespaces: frozenset[str] = frozenset(),
+) -> QueryResult:
     """Answer one `/allocation` request. Raises `ApiError` for what the real API refuses."""
     raw_window = params.get("window")
     if not raw_window:
@@ -528,7 +568,8 @@ def allocation_query(cluster: SyntheticCluster, params: Mapping[str, str], flavo
         raise ApiError(400, f"Error: invalid window: {err}") from err
     tokens = parse_aggregate(params.get("aggregate"), flavour)
     idle_on = (
-        _go_bool(params.get("includeIdle"), False) if flavour is Flavour.OPENCOST
+        _go_bool(params.get("includeIdle"), False)
+        if flavour is Flavour.OPENCOST
         else _go_bool(params.get("idle"), True)
     )
     share = _share_idle(params.get("shareIdle"), flavour)
@@ -539,7 +580,8 @@ def allocation_query(cluster: SyntheticCluster, params: Mapping[str, str], flavo
     sets: list[dict[str, Alloc]] = []
     for w in split_window(window, _step(params, flavour, window)):
         pairs = [
-            (c, a) for c in containers
+            (c, a)
+            for c in containers
             if (a := container_alloc(c, cluster, w, now, scale, reconcile, nan_namespaces)) is not None
         ]
         idle = idle_alloc(cluster, [a for _, a in pairs], w, now, scale) if pairs else None
@@ -565,8 +607,10 @@ def _num(x: float) -> float | None:
 
 def to_json(a: Alloc) -> dict[str, Any]:
     hours = a.minutes / 60.0
+
     def per_hour(v: float) -> float:
         return v / hours if hours > 0 else 0.0
+
     pv_bytes = per_hour(a.pv_byte_hours)
     return {
         "name": a.name,

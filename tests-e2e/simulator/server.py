@@ -25,7 +25,6 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -66,8 +65,13 @@ class Fault:
         if shape not in EMPTY_SHAPES:
             raise ValueError(f"shape must be one of {', '.join(EMPTY_SHAPES)}")
         count = body.get("count")
-        return cls(mode, float(body.get("seconds", 5.0)), int(body.get("status", 200)), shape,
-                   None if count is None else int(count))
+        return cls(
+            mode,
+            float(body.get("seconds", 5.0)),
+            int(body.get("status", 200)),
+            shape,
+            None if count is None else int(count),
+        )
 
 
 @dataclass
@@ -202,8 +206,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, envelope(None, 500, "Error: error accumulating allocation set range (fault code500)"))
             elif fault.mode == "nonjson":
                 status = fault.status
-                html = (f"<html><head><title>{status} upstream error</title></head><body><center><h1>"
-                        "upstream request timeout</h1></center><hr><center>nginx</center></body></html>\n")
+                html = (
+                    f"<html><head><title>{status} upstream error</title></head><body><center><h1>"
+                    "upstream request timeout</h1></center><hr><center>nginx</center></body></html>\n"
+                )
                 self._send(status, html.encode(), "text/html")
             elif fault.mode == "empty":
                 self._send(200, envelope(EMPTY_SHAPES[fault.shape]))
@@ -220,8 +226,16 @@ class _Handler(BaseHTTPRequestHandler):
             status = 499  # the client gave up (e.g. its read timeout during a delay fault)
         finally:
             with state.lock:
-                state.requests.append({"time": time.time(), "path": path, "params": params,
-                                       "status": status, "fault": fault.mode, "scale": scale})
+                state.requests.append(
+                    {
+                        "time": time.time(),
+                        "path": path,
+                        "params": params,
+                        "status": status,
+                        "fault": fault.mode,
+                        "scale": scale,
+                    }
+                )
 
 
 class SimulatorServer(ThreadingHTTPServer):
@@ -239,8 +253,14 @@ class SimulatorServer(ThreadingHTTPServer):
         return f"http://{host}:{port}"
 
 
-def serve(host: str = "127.0.0.1", port: int = 0, cluster: SyntheticCluster | None = None, api: str = "both",
-          scale: float = 1.0, verbose: bool = False) -> SimulatorServer:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    cluster: SyntheticCluster | None = None,
+    api: str = "both",
+    scale: float = 1.0,
+    verbose: bool = False,
+) -> SimulatorServer:
     """Bind (port 0 = any free port) and return the server; call `serve_forever()` or run it in a thread."""
     state = SimulatorState(cluster=cluster or default_cluster(), routes=set(API_CHOICES[api]), scale=scale)
     return SimulatorServer((host, port), state, verbose)

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+
 from simulator import DEFAULT_NAMESPACES, SimulatorServer, serve
 from simulator.model import parse_window
 
@@ -74,9 +75,13 @@ def test_default_cluster_has_the_eight_namespaces_and_idle_at_about_027_per_hour
     assert _total(rows) == pytest.approx(0.27, abs=0.01)
 
 
-@pytest.mark.parametrize("path", ["/model/allocation", "/model/allocation/compute", "/allocation", "/allocation/compute"])
+@pytest.mark.parametrize(
+    "path", ["/model/allocation", "/model/allocation/compute", "/allocation", "/allocation/compute"]
+)
 @pytest.mark.parametrize("share", ["false", "true"])
-def test_cluster_total_equals_namespaces_plus_idle_on_every_endpoint(sim: SimulatorServer, path: str, share: str) -> None:
+def test_cluster_total_equals_namespaces_plus_idle_on_every_endpoint(
+    sim: SimulatorServer, path: str, share: str
+) -> None:
     (by_ns,) = _sets(sim, path, aggregate="namespace", shareIdle=share)
     (by_cluster,) = _sets(sim, path, aggregate="cluster", shareIdle=share)
     assert _total(by_cluster) == pytest.approx(_total(by_ns), rel=REL)
@@ -94,8 +99,10 @@ def test_every_aggregation_adds_up_to_the_same_total(sim: SimulatorServer, agg: 
 def test_total_cost_includes_adjustments_and_idle_has_none(sim: SimulatorServer) -> None:
     (rows,) = _sets(sim, aggregate="namespace")
     for name, r in rows.items():
-        parts = sum(r[f] + r[f + "Adjustment"] for f in ("cpuCost", "gpuCost", "ramCost", "pvCost", "networkCost",
-                                                             "loadBalancerCost"))
+        parts = sum(
+            r[f] + r[f + "Adjustment"]
+            for f in ("cpuCost", "gpuCost", "ramCost", "pvCost", "networkCost", "loadBalancerCost")
+        )
         assert parts + r["sharedCost"] + r["externalCost"] == pytest.approx(r["totalCost"], abs=5e-5), name
     assert rows["kubecost"]["cpuCostAdjustment"] < 0 < rows["kubecost"]["pvCostAdjustment"]
     assert all(rows["__idle__"][f + "Adjustment"] == 0 for f in ("cpuCost", "ramCost", "pvCost"))

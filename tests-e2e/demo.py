@@ -1,0 +1,202 @@
+"""`make demo` / `make demo-up`: the whole pipeline on this machine, no cluster needed.
+
+Renders the chart (agent mode, the README quick-start values), then starts as local processes the Kubecost API
+simulator (a test double), the exporter with the rendered env, Prometheus 2.42 in agent mode with the rendered
+`prometheus.yml`, Thanos Receive and Thanos Query; waits until the costs land in Thanos and prints them, read back
+from Thanos. `--keep-running` (make demo-up) leaves everything up and prints the URLs until Ctrl-C.
+
+The process wiring is `testsupport.pipeline`, the same code the pipeline e2e test runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests-e2e")]
+
+from testsupport.pipeline import (  # noqa: E402 (after the sys.path set-up above)
+    METRIC_PREFIX,
+    Tenant,
+    TenantSpec,
+    Thanos,
+    start_tenant,
+    start_thanos,
+    wait_for_data,
+)
+from testsupport.procs import PortInUse, Ports, ProcessGroup, StartupError, ToolMissing, port_is_free  # noqa: E402
+from testsupport.render import QUICKSTART_VALUES, HelmError  # noqa: E402
+
+#: Fixed loopback ports, so `make demo-up` prints the same URLs every time (`--free-ports` picks any).
+THANOS_PORTS = {
+    "query_http": 19902,
+    "query_grpc": 19901,
+    "receive_http": 19909,
+    "receive_grpc": 19907,
+    "receive_rw": 19291,
+    "receive_capnp": 19391,
+}
+TENANT_PORTS = {"simulator": 19090, "exporter": 19103, "agent": 19091}
+HOURS_PER_MONTH = 730
+
+
+def _say(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _series(thanos: Thanos, metric: str, tenant: str) -> dict[str, float]:
+    rows = thanos.query(f'{METRIC_PREFIX}{metric}{{tenant_id="{tenant}"}}')
+    return {r["metric"].get("namespace", ""): float(r["value"][1]) for r in rows}
+
+
+def cost_table(thanos: Thanos, tenant: Tenant) -> str:
+    """Per-namespace costs and the cluster lines, all read back from Thanos Query."""
+    t = tenant.spec.tenant_id
+    cols = [
+        ("total", "namespace_total_cost"),
+        ("cpu", "namespace_cpu_cost"),
+        ("ram", "namespace_ram_cost"),
+        ("pv", "namespace_pv_cost"),
+        ("network", "namespace_network_cost"),
+        ("lb", "namespace_lb_cost"),
+    ]
+    data = {name: _series(thanos, metric, t) for name, metric in cols}
+    eff = _series(thanos, "namespace_total_efficiency", t)
+    namespaces = sorted(data["total"], key=lambda ns: -data["total"][ns])
+    width = max([len("namespace"), *map(len, namespaces)])
+    head = (
+        f"{'namespace':<{width}}  " + "  ".join(f"{c + ' $/h':>11}" for c, _ in cols) + f"  {'$/month':>9}  {'eff':>6}"
+    )
+    lines = [head, "-" * len(head)]
+    for ns in namespaces:
+        cells = "  ".join(f"{data[c].get(ns, 0.0):>11.5f}" for c, _ in cols)
+        e = f"{eff[ns]:>6.2f}" if ns in eff else f"{'-':>6}"
+        lines.append(f"{ns:<{width}}  {cells}  {data['total'][ns] * HOURS_PER_MONTH:>9.2f}  {e}")
+    lines.append("-" * len(head))
+    cluster = {m: _series(thanos, f"cluster_{m}_cost", t).get("", 0.0) for m in ("total", "idle")}
+    ns_sum = sum(data["total"].values())
+    lines += [
+        f"{'sum of namespaces':<{width + 2}}{ns_sum:>11.5f} $/h",
+        f"{'cluster idle':<{width + 2}}{cluster['idle']:>11.5f} $/h",
+        f"{'cluster total':<{width + 2}}{cluster['total']:>11.5f} $/h"
+        f"  (= {cluster['total'] * HOURS_PER_MONTH:.2f} $/month)",
+    ]
+    return "\n".join(lines)
+
+
+def health_lines(thanos: Thanos, tenant: Tenant) -> str:
+    t = tenant.spec.tenant_id
+    out = []
+    for metric in (
+        "scrape_success",
+        "scrape_duration_seconds",
+        "scrape_errors_total",
+        "last_success_timestamp_seconds",
+    ):
+        rows = thanos.query(f'{METRIC_PREFIX}{metric}{{tenant_id="{t}"}}')
+        if not rows:
+            out.append(f"  {METRIC_PREFIX}{metric}: (no series)")
+        for r in rows:
+            extra = {k: v for k, v in r["metric"].items() if k == "reason"}
+            value = float(r["value"][1])
+            shown = time.strftime("%H:%M:%S", time.localtime(value)) if metric.endswith("timestamp_seconds") else value
+            out.append(f"  {METRIC_PREFIX}{metric}{extra or ''} = {shown}")
+    labels = thanos.query(f'{METRIC_PREFIX}cluster_total_cost{{tenant_id="{t}"}}')[0]["metric"]
+    out.append(f"  labels on every series: cluster={labels.get('cluster')!r} tenant_id={labels.get('tenant_id')!r}")
+    return "\n".join(out)
+
+
+def _check_fixed_ports() -> None:
+    """All fixed ports at once, before anything starts: one message lists every conflict."""
+    busy = [f"{port} ({what})" for what, port in {**THANOS_PORTS, **TENANT_PORTS}.items() if not port_is_free(port)]
+    if busy:
+        raise PortInUse(
+            "these loopback ports are already in use: "
+            + ", ".join(busy)
+            + ". Is another `make demo-up` running? Stop it, or run `tests-e2e/demo.py --free-ports`."
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--keep-running", action="store_true", help="leave everything running, print URLs (Ctrl-C stops)")
+    ap.add_argument("--free-ports", action="store_true", help="use any free ports instead of the fixed 19xxx ones")
+    ap.add_argument("--timeout", type=float, default=180, help="seconds to wait for data in Thanos (default 180)")
+    ap.add_argument("--workdir", type=Path, default=ROOT / ".run" / "demo", help="logs and data (default .run/demo)")
+    args = ap.parse_args(argv)
+
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    config = QUICKSTART_VALUES["allocationExporter"]["config"]
+    spec = TenantSpec(config["tenantId"], config["clusterName"], refresh_interval="10s", scrape_interval="5s")
+    fixed_t = None if args.free_ports else THANOS_PORTS
+    fixed_p = None if args.free_ports else TENANT_PORTS
+    group = ProcessGroup(args.workdir)
+
+    def on_signal(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        _say(f"demo: logs and data in {args.workdir}")
+        if not args.free_ports:
+            _check_fixed_ports()
+        ports = Ports()
+        thanos = start_thanos(group, ports, fixed_t, progress=_say)
+        tenant = start_tenant(group, ports, thanos, spec, fixed_p, progress=_say)
+        took = wait_for_data(thanos, tenant, group, timeout=args.timeout, progress=_say)
+        _say(f"data landed in Thanos {took:.1f}s after the agent started")
+        print()
+        print(
+            f"Costs for cluster {spec.cluster_name!r}, tenant {spec.tenant_id!r} — read back from Thanos Query "
+            f"({thanos.query_url}); simulated cluster, USD per hour (metric mode "
+            f"{tenant.exporter_env.get('METRIC_MODE', 'rate')}, shareIdle {tenant.exporter_env.get('SHARE_IDLE')}):"
+        )
+        print(cost_table(thanos, tenant))
+        print()
+        print("Exporter health (from Thanos):")
+        print(health_lines(thanos, tenant))
+        print()
+        if args.keep_running:
+            print("Everything is running (Ctrl-C stops it):")
+            print(f"  Thanos Query UI/API     {thanos.query_url}/graph  (try: {METRIC_PREFIX}namespace_total_cost)")
+            print(
+                f"  Thanos Receive          {thanos.receive_http_url}  (remote write: "
+                f"http://127.0.0.1:{thanos.remote_write_port}/api/v1/receive)"
+            )
+            print(f"  Prometheus agent        {tenant.agent_url}/agent")
+            print(f"  Exporter metrics        {tenant.exporter_url}/metrics")
+            print(
+                f"  Kubecost API simulator  {tenant.sim_url}/model/allocation?window=1d&aggregate=namespace"
+                "&accumulate=true"
+            )
+            print(f'    faults:  curl -XPOST {tenant.sim_url}/__sim__/fault -d \'{{"mode":"http500"}}\'')
+            print(f"    scale:   curl -XPOST {tenant.sim_url}/__sim__/config -d '{{\"scale\":2}}'")
+            print(f"  Logs                    {args.workdir / 'logs'}")
+            sys.stdout.flush()
+            while True:
+                time.sleep(1)
+                group.check_alive()
+        _say("demo finished: stopping everything (make demo-up keeps it running)")
+        return 0
+    except KeyboardInterrupt:
+        _say("stopping")
+        return 0
+    except (ToolMissing, PortInUse) as err:
+        print(f"demo: error: {err}", file=sys.stderr)
+        return 1
+    except (StartupError, HelmError, RuntimeError, OSError, AssertionError) as err:
+        print(f"demo: error: {err}", file=sys.stderr)
+        print(f"demo: full logs in {args.workdir / 'logs'}", file=sys.stderr)
+        return 1
+    finally:
+        group.stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
