@@ -1,0 +1,103 @@
+"""Entry point: parse and validate the config, then wire client, refresher and server.
+
+Exit codes: 0 ok; 1 runtime failure (`--once` refresh failed, port in use); 2 bad configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Sequence
+from types import FrameType
+
+from kubecost_allocation_exporter import __version__
+from kubecost_allocation_exporter.config import PROG, Config, ConfigError, load
+from kubecost_allocation_exporter.kubecost import AllocationClient, redact_url
+from kubecost_allocation_exporter.logging_setup import configure
+from kubecost_allocation_exporter.refresher import Refresher
+from kubecost_allocation_exporter.server import ExporterServer
+
+log = logging.getLogger("kubecost_allocation_exporter")
+
+
+def run_once(cfg: Config) -> int:
+    """One refresh; exposition on stdout (exit 0) or one line on stderr (exit 1)."""
+    debug = cfg.log_level == "debug"
+    configure("debug" if debug else "error", cfg.log_format)
+    client = AllocationClient(cfg)
+    try:
+        refresher = Refresher(cfg, client)
+        error = refresher.refresh_once(log_failure=False)
+    finally:
+        client.close()
+    if error is not None:
+        if debug:
+            traceback.print_exception(error, file=sys.stderr)
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 1
+    sys.stdout.buffer.write(refresher.exposition())
+    sys.stdout.flush()
+    return 0
+
+
+def serve(cfg: Config) -> int:
+    configure(cfg.log_level, cfg.log_format)
+    client = AllocationClient(cfg)
+    refresher = Refresher(cfg, client)
+    try:
+        server = ExporterServer(cfg.listen_host, cfg.listen_port, refresher)
+    except OSError as exc:
+        print(
+            f"{PROG}: error: cannot listen on {cfg.listen_host}:{cfg.listen_port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info(
+        "kubecost-allocation-exporter %s listening on %s:%d; API %s (%s), cluster=%s, "
+        "metric_mode=%s, window=%s, refresh every %gs",
+        __version__,
+        cfg.listen_host,
+        server.server_address[1],
+        redact_url(cfg.kubecost_url),
+        cfg.api,
+        cfg.cluster_name,
+        cfg.metric_mode,
+        cfg.window_label,
+        cfg.refresh_interval,
+    )
+    server.start()
+    refresher_thread = refresher.start(stop)
+    stop.wait()
+    server.shutdown()
+    server.server_close()
+    refresher_thread.join(timeout=5.0)
+    client.close()
+    log.info("stopped")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--version" in args:
+        print(f"{PROG} {__version__}")
+        return 0
+    try:
+        cfg = load(args, os.environ)
+    except ConfigError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    if cfg.once:
+        return run_once(cfg)
+    return serve(cfg)

@@ -1,0 +1,266 @@
+"""Snapshot -> metric families -> exposition bytes (own CollectorRegistry, no global state).
+
+Rendering happens once per refresh: the cost part and the health part are rendered to bytes
+separately, so `/metrics` only concatenates bytes (and drops the cost part once it is stale).
+The metric names and labels here are a contract with the platform (issue 2); docs/metrics.md
+documents each one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from kubecost_allocation_exporter import __version__
+from kubecost_allocation_exporter.config import Config
+from kubecost_allocation_exporter.kubecost import REASONS
+from kubecost_allocation_exporter.model import Snapshot
+
+PREFIX = "cloudtuner_kubecost_"
+CURRENCY = "USD"
+BASE = ("cluster", "tenant_id")
+NS = ("cluster", "tenant_id", "namespace")
+
+# (part, metric name suffix, source description) in exposition order.
+CLUSTER_COSTS: tuple[tuple[str, str], ...] = (
+    ("total", "totalCost"),
+    ("cpu", "cpuCost + cpuCostAdjustment"),
+    ("ram", "ramCost + ramCostAdjustment"),
+    ("pv", "pvCost + pvCostAdjustment"),
+    ("network", "networkCost + networkCostAdjustment"),
+    ("lb", "loadBalancerCost + loadBalancerCostAdjustment"),
+    ("gpu", "gpuCost + gpuCostAdjustment"),
+    ("shared", "sharedCost"),
+)
+NAMESPACE_COSTS = CLUSTER_COSTS
+EFFICIENCY_SOURCES = {
+    "cpu": "cpuEfficiency (cpuCoreUsageAverage / cpuCoreRequestAverage)",
+    "ram": "ramEfficiency (ramByteUsageAverage / ramByteRequestAverage)",
+    "total": "totalEfficiency (cost-weighted CPU and RAM efficiency)",
+}
+
+# Every family name, for docs and tests.
+COST_METRIC_NAMES: tuple[str, ...] = (
+    *(f"{PREFIX}cluster_{p}_cost" for p, _ in CLUSTER_COSTS),
+    f"{PREFIX}cluster_idle_cost",
+    *(f"{PREFIX}cluster_{e}_efficiency" for e in EFFICIENCY_SOURCES),
+    *(f"{PREFIX}namespace_{p}_cost" for p, _ in NAMESPACE_COSTS),
+    *(f"{PREFIX}namespace_{e}_efficiency" for e in EFFICIENCY_SOURCES),
+    f"{PREFIX}breakdown_total_cost",
+    f"{PREFIX}exported_namespaces",
+    f"{PREFIX}window_start_timestamp_seconds",
+    f"{PREFIX}window_end_timestamp_seconds",
+)
+HEALTH_METRIC_NAMES: tuple[str, ...] = (
+    f"{PREFIX}scrape_success",
+    f"{PREFIX}scrape_duration_seconds",
+    f"{PREFIX}scrape_errors_total",
+    f"{PREFIX}last_success_timestamp_seconds",
+    f"{PREFIX}exporter_info",
+)
+
+
+@dataclass(frozen=True)
+class Health:
+    """Health of the last refresh (what the health series show)."""
+
+    success: bool | None  # None: no refresh finished yet
+    duration_seconds: float | None
+    errors: dict[str, int]  # reason -> count since start
+    last_success_timestamp: float | None  # unix seconds
+    api_flavour: str  # "kubecost", "opencost" or "unknown" before auto-detection
+
+
+class _Families(Collector):
+    def __init__(self, families: Sequence[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families
+
+
+def render(families: Iterable[Metric]) -> bytes:
+    """Exposition text (format 0.0.4) of the families through a private CollectorRegistry."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(list(families)))
+    return generate_latest(registry)
+
+
+def _unit(cfg: Config) -> str:
+    if cfg.metric_mode == "rate":
+        return "USD per hour (cost over the queried window divided by its elapsed hours)"
+    return "USD over the queried window"
+
+
+def _cached(cfg: Config) -> str:
+    share = "true" if cfg.share_idle == "weighted" else "false"
+    return (
+        f"Kubecost Allocation API, accumulate=true, shareIdle={share}; cached, refreshed in the "
+        f"background every {cfg.refresh_interval:g}s."
+    )
+
+
+def cost_families(snapshot: Snapshot, cfg: Config) -> list[Metric]:
+    """The cost part: families with no sample are left out of the exposition."""
+    unit, cached = _unit(cfg), _cached(cfg)
+    tenant = cfg.tenant_id
+    fams: list[Metric] = []
+
+    for part, source in CLUSTER_COSTS:
+        g = GaugeMetricFamily(
+            f"{PREFIX}cluster_{part}_cost",
+            f"Cluster {part} cost: sum of {source} over all allocations incl. __idle__, {unit}. "
+            + cached,
+            labels=BASE,
+        )
+        for c in snapshot.clusters:
+            v = c.costs.part(part)
+            if v is not None:
+                g.add_metric([c.name, tenant], v)
+        fams.append(g)
+    g = GaugeMetricFamily(
+        f"{PREFIX}cluster_idle_cost",
+        f"Cluster idle cost: totalCost of the __idle__ allocations (part of cluster_total_cost, "
+        f"never a namespace), {unit}. " + cached,
+        labels=BASE,
+    )
+    for c in snapshot.clusters:
+        if c.idle is not None:
+            g.add_metric([c.name, tenant], c.idle)
+    fams.append(g)
+    for eff, source in EFFICIENCY_SOURCES.items():
+        g = GaugeMetricFamily(
+            f"{PREFIX}cluster_{eff}_efficiency",
+            f"Cluster {eff} efficiency ratio (may exceed 1, not a percentage): {source} over all "
+            f"non-idle allocations, combined as Kubecost aggregates them. " + cached,
+            labels=BASE,
+        )
+        for c in snapshot.clusters:
+            v = c.costs.part(f"{eff}_efficiency")
+            if v is not None:
+                g.add_metric([c.name, tenant], v)
+        fams.append(g)
+
+    for part, source in NAMESPACE_COSTS:
+        g = GaugeMetricFamily(
+            f"{PREFIX}namespace_{part}_cost",
+            f"Namespace {part} cost: {source} of the namespace allocation, {unit}. " + cached,
+            labels=NS,
+        )
+        for c in snapshot.clusters:
+            for ns, costs in c.namespaces.items():
+                v = costs.part(part)
+                if v is not None:
+                    g.add_metric([c.name, tenant, ns], v)
+        fams.append(g)
+    for eff, source in EFFICIENCY_SOURCES.items():
+        g = GaugeMetricFamily(
+            f"{PREFIX}namespace_{eff}_efficiency",
+            f"Namespace {eff} efficiency ratio (may exceed 1, not a percentage): {source}. "
+            + cached,
+            labels=NS,
+        )
+        for c in snapshot.clusters:
+            for ns, costs in c.namespaces.items():
+                v = costs.part(f"{eff}_efficiency")
+                if v is not None:
+                    g.add_metric([c.name, tenant, ns], v)
+        fams.append(g)
+
+    g = GaugeMetricFamily(
+        f"{PREFIX}breakdown_total_cost",
+        f"totalCost per extra breakdown (--breakdowns): the top N values by cost per cluster and "
+        f"one __other__ series with the rest; idle excluded, {unit}. " + cached,
+        labels=("cluster", "tenant_id", "breakdown", "namespace", "value"),
+    )
+    for row in snapshot.breakdowns:
+        g.add_metric([row.cluster, tenant, row.breakdown, row.namespace, row.value], row.total)
+    fams.append(g)
+
+    g = GaugeMetricFamily(
+        f"{PREFIX}exported_namespaces",
+        "Number of namespaces exported for the cluster in the current snapshot.",
+        labels=BASE,
+    )
+    for c in snapshot.clusters:
+        g.add_metric([c.name, tenant], len(c.namespaces))
+    fams.append(g)
+    cov = snapshot.coverage
+    for edge, when in (("start", cov.start), ("end", cov.end)):
+        g = GaugeMetricFamily(
+            f"{PREFIX}window_{edge}_timestamp_seconds",
+            f"{edge.capitalize()} of the time the current numbers cover (union of the returned "
+            "windows, end clamped to the query time), unix seconds.",
+            labels=BASE,
+        )
+        if when is not None:
+            for c in snapshot.clusters:
+                g.add_metric([c.name, tenant], when.timestamp())
+        fams.append(g)
+    return [f for f in fams if f.samples]
+
+
+def health_families(health: Health, cfg: Config) -> list[Metric]:
+    labels = [cfg.cluster_name, cfg.tenant_id]
+    fams: list[Metric] = []
+    g = GaugeMetricFamily(
+        f"{PREFIX}scrape_success",
+        "1 if the last query of the Kubecost Allocation API (background refresh) "
+        "succeeded, else 0.",
+        labels=BASE,
+    )
+    if health.success is not None:
+        g.add_metric(labels, 1.0 if health.success else 0.0)
+    fams.append(g)
+    g = GaugeMetricFamily(
+        f"{PREFIX}scrape_duration_seconds",
+        "Duration of the last background refresh (API queries, parsing, rendering), seconds.",
+        labels=BASE,
+    )
+    if health.duration_seconds is not None:
+        g.add_metric(labels, health.duration_seconds)
+    fams.append(g)
+    c = CounterMetricFamily(
+        f"{PREFIX}scrape_errors",
+        "Failed background refreshes since start, by reason (" + ", ".join(REASONS) + ").",
+        labels=(*BASE, "reason"),
+    )
+    for reason in REASONS:
+        c.add_metric([*labels, reason], float(health.errors.get(reason, 0)))
+    fams.append(c)
+    g = GaugeMetricFamily(
+        f"{PREFIX}last_success_timestamp_seconds",
+        "Unix time of the last successful refresh (absent until the first one).",
+        labels=BASE,
+    )
+    if health.last_success_timestamp is not None:
+        g.add_metric(labels, health.last_success_timestamp)
+    fams.append(g)
+    info = InfoMetricFamily(
+        f"{PREFIX}exporter",
+        "Exporter build and settings: version, API flavour, metric mode, window, currency.",
+        labels=BASE,
+    )
+    info.add_metric(
+        labels,
+        {
+            "version": __version__,
+            "api": health.api_flavour,
+            "metric_mode": cfg.metric_mode,
+            "window": cfg.window_label,
+            "currency": CURRENCY,
+            "share_idle": cfg.share_idle,
+            "multi_cluster": "true" if cfg.multi_cluster else "false",
+        },
+    )
+    fams.append(info)
+    return [f for f in fams if f.samples]

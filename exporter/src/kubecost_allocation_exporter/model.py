@@ -1,0 +1,544 @@
+"""Pure data: Allocation API sets -> an immutable `Snapshot` of the numbers to export.
+
+No I/O here. Rules (see docs/metrics.md):
+- each resource cost = `<r>Cost + <r>CostAdjustment` (missing adjustment = 0; a null makes the value
+  unknown, and an unknown value is omitted, never exported as 0 or NaN);
+- `__idle__` rows are never namespaces: they go to the cluster's idle cost and are part of every
+  cluster cost; `__unallocated__` / `__unmounted__` stay namespaces;
+- several sets are combined: costs summed, the elapsed time is the union of their windows;
+- rate mode divides costs (not efficiencies) by the elapsed hours.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+IDLE = "__idle__"
+UNALLOCATED = "__unallocated__"
+UNMOUNTED = "__unmounted__"
+OTHER = "__other__"
+SPECIAL_NAMES = (UNALLOCATED, UNMOUNTED)
+
+# Exported cost parts: name -> (base field, adjustment field or None).
+COST_PARTS: dict[str, tuple[str, str | None]] = {
+    "total": ("totalCost", None),
+    "cpu": ("cpuCost", "cpuCostAdjustment"),
+    "ram": ("ramCost", "ramCostAdjustment"),
+    "pv": ("pvCost", "pvCostAdjustment"),
+    "network": ("networkCost", "networkCostAdjustment"),
+    "lb": ("loadBalancerCost", "loadBalancerCostAdjustment"),
+    "gpu": ("gpuCost", "gpuCostAdjustment"),
+    "shared": ("sharedCost", None),
+}
+EFFICIENCIES = ("cpu", "ram", "total")
+
+
+# ---------------------------------------------------------------------------------------------
+# windows
+
+
+def floor_hour(t: datetime) -> datetime:
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+def rfc3339(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def last_complete_hour(now: datetime, lag_seconds: float) -> tuple[datetime, datetime]:
+    end = floor_hour(now.astimezone(UTC) - timedelta(seconds=lag_seconds))
+    return end - timedelta(hours=1), end
+
+
+def window_param(window: str, now: datetime, lag_seconds: float) -> str:
+    """The `window` query parameter: the configured string, or the last complete hour."""
+    if window:
+        return window
+    start, end = last_complete_hour(now, lag_seconds)
+    return f"{rfc3339(start)},{rfc3339(end)}"
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t
+
+
+def explicit_window(window: str) -> tuple[datetime, datetime] | None:
+    """Start/end of an RFC3339 or unix-seconds pair; None for keywords and durations."""
+    a, sep, b = window.partition(",")
+    if not sep:
+        return None
+    if a.isdigit() and b.isdigit():
+        return datetime.fromtimestamp(int(a), UTC), datetime.fromtimestamp(int(b), UTC)
+    start, end = parse_time(a), parse_time(b)
+    if start is None or end is None:
+        return None
+    return start, end
+
+
+def union_seconds(intervals: Iterable[tuple[datetime, datetime]]) -> float:
+    """Length of the union of intervals (overlaps counted once, gaps not counted)."""
+    total = 0.0
+    cur_start: datetime | None = None
+    cur_end: datetime | None = None
+    for start, end in sorted(intervals):
+        if end <= start:
+            continue
+        if cur_end is None or start > cur_end:
+            if cur_start is not None and cur_end is not None:
+                total += (cur_end - cur_start).total_seconds()
+            cur_start, cur_end = start, end
+        elif end > cur_end:
+            cur_end = end
+    if cur_start is not None and cur_end is not None:
+        total += (cur_end - cur_start).total_seconds()
+    return total
+
+
+def set_window(aset: Mapping[str, Mapping[str, Any]]) -> tuple[datetime, datetime] | None:
+    """A set's window: the `window` of its allocations (all equal within one set)."""
+    for alloc in aset.values():
+        w = alloc.get("window")
+        if isinstance(w, dict):
+            start, end = parse_time(w.get("start")), parse_time(w.get("end"))
+            if start is not None and end is not None and end > start:
+                return start, end
+    return None
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What time the numbers cover: the union of the sets' windows, `end` clamped to now."""
+
+    start: datetime | None
+    end: datetime | None
+    seconds: float | None
+
+    @property
+    def hours(self) -> float | None:
+        return None if not self.seconds else self.seconds / 3600.0
+
+
+def coverage(
+    sets: Sequence[Mapping[str, Mapping[str, Any]]], requested: str, now: datetime
+) -> Coverage:
+    intervals = [w for w in (set_window(s) for s in sets if s) if w is not None]
+    if not intervals:
+        req = explicit_window(requested)
+        if req is None:
+            # last resort: the allocations' own start/end
+            for s in sets:
+                for alloc in s.values():
+                    st, en = parse_time(alloc.get("start")), parse_time(alloc.get("end"))
+                    if st is not None and en is not None and en > st:
+                        intervals.append((st, en))
+        else:
+            intervals = [req]
+    clamped = [(s, min(e, now)) for s, e in intervals if min(e, now) > s]
+    if not clamped:
+        return Coverage(None, None, None)
+    start = min(s for s, _ in clamped)
+    end = max(e for _, e in clamped)
+    return Coverage(start, end, union_seconds(clamped))
+
+
+# ---------------------------------------------------------------------------------------------
+# numbers
+
+
+def number(alloc: Mapping[str, Any], name: str) -> float | None:
+    """A numeric field; None when missing, null, NaN/Inf, or not a number."""
+    v = alloc.get(name)
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        if isinstance(v, str):
+            try:
+                f = float(v)
+            except ValueError:
+                return None
+            return f if math.isfinite(f) else None
+        return None
+    f = float(v)
+    return f if math.isfinite(f) else None
+
+
+def cost_part(alloc: Mapping[str, Any], part: str) -> float | None:
+    base_field, adj_field = COST_PARTS[part]
+    base = number(alloc, base_field)
+    if base is None:
+        return None
+    if adj_field is None or adj_field not in alloc:
+        return base
+    adj = number(alloc, adj_field)
+    return None if adj is None else base + adj
+
+
+class _Sum:
+    """Sum of values where any unknown member makes the sum unknown (per group)."""
+
+    __slots__ = ("unknown", "value")
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self.unknown = False
+
+    def add(self, v: float | None) -> None:
+        if v is None:
+            self.unknown = True
+        else:
+            self.value += v
+
+    def get(self) -> float | None:
+        return None if self.unknown else self.value
+
+
+@dataclass
+class _Group:
+    """Allocation rows (from one or several sets) that end up as one exported label set."""
+
+    sums: dict[str, _Sum] = field(default_factory=lambda: {p: _Sum() for p in COST_PARTS})
+    rows: list[Mapping[str, Any]] = field(default_factory=list)
+
+    def add(self, alloc: Mapping[str, Any]) -> None:
+        self.rows.append(alloc)
+        for part, s in self.sums.items():
+            s.add(cost_part(alloc, part))
+
+
+def _minutes(alloc: Mapping[str, Any]) -> float | None:
+    m = number(alloc, "minutes")
+    if m is not None:
+        return m
+    st, en = parse_time(alloc.get("start")), parse_time(alloc.get("end"))
+    if st is None or en is None:
+        return None
+    return (en - st).total_seconds() / 60.0
+
+
+def _usage_ratio(usage: float, request: float, cost: float) -> float:
+    """OpenCost's rule: usage/request; with no request 0 when nothing used or cost 0, else 1."""
+    if request > 0:
+        return usage / request
+    return 0.0 if usage == 0 or cost == 0 else 1.0
+
+
+def resource_efficiency(rows: Sequence[Mapping[str, Any]], res: str) -> float | None:
+    """cpu/ram efficiency of several rows, combined as the API combines them (usage and request
+    averages weighted by minutes). One row: the API's own value."""
+    eff_field = f"{res}Efficiency"
+    if len(rows) == 1:
+        return number(rows[0], eff_field)
+    usage_f, req_f = (
+        ("cpuCoreUsageAverage", "cpuCoreRequestAverage")
+        if res == "cpu"
+        else ("ramByteUsageAverage", "ramByteRequestAverage")
+    )
+    usage = request = cost = 0.0
+    complete = True
+    for r in rows:
+        u, q, m, c = number(r, usage_f), number(r, req_f), _minutes(r), cost_part(r, res)
+        if u is None or q is None or m is None:
+            complete = False
+            break
+        usage += u * m
+        request += q * m
+        cost += c or 0.0
+    if complete:
+        return _usage_ratio(usage, request, cost)
+    # fallback: cost-weighted mean of the rows' efficiencies
+    pairs = [(number(r, eff_field), cost_part(r, res)) for r in rows]
+    known = [(e, c or 0.0) for e, c in pairs if e is not None]
+    if not known:
+        return None
+    weight = sum(abs(c) for _, c in known)
+    if weight == 0:
+        return sum(e for e, _ in known) / len(known)
+    return sum(e * abs(c) for e, c in known) / weight
+
+
+def total_efficiency(rows: Sequence[Mapping[str, Any]]) -> float | None:
+    """(cpuEff*cpuCost + ramEff*ramCost) / (cpuCost + ramCost), costs incl. adjustments."""
+    if len(rows) == 1:
+        return number(rows[0], "totalEfficiency")
+    cpu_e, ram_e = resource_efficiency(rows, "cpu"), resource_efficiency(rows, "ram")
+    cpu_c = _Sum()
+    ram_c = _Sum()
+    for r in rows:
+        cpu_c.add(cost_part(r, "cpu"))
+        ram_c.add(cost_part(r, "ram"))
+    cc, rc = cpu_c.get(), ram_c.get()
+    if cpu_e is None or ram_e is None or cc is None or rc is None:
+        return None
+    if cc + rc == 0:
+        return 0.0
+    return (cpu_e * cc + ram_e * rc) / (cc + rc)
+
+
+# ---------------------------------------------------------------------------------------------
+# keys
+
+
+@dataclass(frozen=True)
+class RowKey:
+    cluster: str | None  # None: not known from the data
+    idle: bool
+    values: tuple[str, ...]  # one per aggregation property (empty for idle rows)
+
+
+def _strip_label_prefix(prop: str, value: str) -> str:
+    """Pre-1.100 label keys read `app=redis`; since 1.100 they are the bare value."""
+    if prop.startswith(("label:", "annotation:")):
+        key = prop.split(":", 1)[1]
+        if value.startswith(key + "="):
+            return value[len(key) + 1 :]
+    return value
+
+
+def _prop_from_properties(props: Mapping[str, Any], prop: str) -> str | None:
+    if prop.startswith("label:"):
+        labels = props.get("labels")
+        v = labels.get(prop[6:]) if isinstance(labels, dict) else None
+    elif prop.startswith("annotation:"):
+        ann = props.get("annotations")
+        v = ann.get(prop[11:]) if isinstance(ann, dict) else None
+    else:
+        v = props.get(prop)
+    return v if isinstance(v, str) and v else None
+
+
+def split_key(key: str, alloc: Mapping[str, Any], props: Sequence[str]) -> RowKey:
+    """Aggregation key -> label values, one per property in `props` (the `aggregate` list).
+
+    Keys are the values joined by "/". Tolerated: `__idle__` anywhere (`__idle__`,
+    `cluster-one/__idle__`, `cluster/node/__idle__`), empty segments, the unaggregated key
+    `cluster//__unmounted__/__unmounted__/__unmounted__`, pre-1.100 `app=x` label values.
+    """
+    properties = alloc.get("properties")
+    properties = properties if isinstance(properties, dict) else {}
+    segs = key.split("/")
+    cluster_prop = _prop_from_properties(properties, "cluster")
+    if IDLE in segs or key.endswith(IDLE) or alloc.get("name") == IDLE:
+        cluster = cluster_prop
+        if cluster is None and len(segs) >= 2 and segs[0] not in (IDLE, ""):
+            cluster = segs[0]
+        return RowKey(cluster, True, ())
+    if len(segs) == len(props):
+        values = list(segs)
+    elif len(segs) == 5 and len(props) < 5:
+        # unaggregated cluster/node/namespace/pod/container
+        positions = {"cluster": 0, "node": 1, "namespace": 2, "pod": 3, "container": 4}
+        values = [
+            segs[positions[p]] if p in positions else (_prop_from_properties(properties, p) or "")
+            for p in props
+        ]
+    elif len(segs) > len(props) and props and props[-1].startswith("annotation:"):
+        # annotation values may contain "/"
+        head = len(props) - 1
+        values = [*segs[:head], "/".join(segs[head:])]
+    else:
+        special = next((s for s in segs if s in SPECIAL_NAMES), None)
+        values = [_prop_from_properties(properties, p) or special or key for p in props]
+    out: list[str] = []
+    for p, raw in zip(props, values, strict=True):
+        v = _strip_label_prefix(p, raw.strip())
+        out.append(v or UNALLOCATED)
+    cluster = None
+    if "cluster" in props:
+        cluster = out[props.index("cluster")]
+    elif cluster_prop is not None:
+        cluster = cluster_prop
+    return RowKey(cluster, False, tuple(out))
+
+
+# ---------------------------------------------------------------------------------------------
+# snapshot
+
+
+@dataclass(frozen=True)
+class Costs:
+    """One exported label set: cost parts (USD or USD/h) and efficiencies; None = omitted."""
+
+    total: float | None = None
+    cpu: float | None = None
+    ram: float | None = None
+    pv: float | None = None
+    network: float | None = None
+    lb: float | None = None
+    gpu: float | None = None
+    shared: float | None = None
+    cpu_efficiency: float | None = None
+    ram_efficiency: float | None = None
+    total_efficiency: float | None = None
+
+    def part(self, name: str) -> float | None:
+        v: float | None = getattr(self, name)
+        return v
+
+
+@dataclass(frozen=True)
+class ClusterSnapshot:
+    name: str
+    costs: Costs  # every allocation incl. idle
+    idle: float | None  # sum of totalCost of the idle rows (None when no idle row)
+    namespaces: Mapping[str, Costs]
+
+
+@dataclass(frozen=True)
+class BreakdownRow:
+    cluster: str
+    breakdown: str
+    namespace: str
+    value: str
+    total: float
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    clusters: tuple[ClusterSnapshot, ...]
+    breakdowns: tuple[BreakdownRow, ...]
+    coverage: Coverage
+    metric_mode: str
+    allocations: int  # rows read
+
+    @property
+    def namespace_count(self) -> int:
+        return sum(len(c.namespaces) for c in self.clusters)
+
+
+def tidy(v: float) -> float:
+    """Drop float noise from sums of 5-decimal API values (0.027500000000000004 -> 0.0275)."""
+    return float(f"{v:.12g}")
+
+
+def _scale(v: float | None, factor: float | None) -> float | None:
+    if v is None or factor is None:
+        return None
+    return tidy(v * factor)
+
+
+def _costs(group: _Group, factor: float | None, with_efficiency: bool) -> Costs:
+    kw: dict[str, float | None] = {p: _scale(s.get(), factor) for p, s in group.sums.items()}
+    if with_efficiency:
+        kw["cpu_efficiency"] = resource_efficiency(group.rows, "cpu")
+        kw["ram_efficiency"] = resource_efficiency(group.rows, "ram")
+        kw["total_efficiency"] = total_efficiency(group.rows)
+    return Costs(**kw)
+
+
+def _sum_known(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return tidy(sum(known)) if known else None
+
+
+def _factor(mode: str, cov: Coverage) -> float | None:
+    if mode == "total":
+        return 1.0
+    hours = cov.hours
+    return None if hours is None else 1.0 / hours
+
+
+def build_snapshot(
+    sets: Sequence[Mapping[str, Mapping[str, Any]]],
+    *,
+    requested_window: str,
+    now: datetime,
+    metric_mode: str,
+    cluster_name: str,
+    multi_cluster: bool,
+) -> Snapshot:
+    """The namespace query's sets -> cluster and namespace numbers."""
+    props = ("cluster", "namespace") if multi_cluster else ("namespace",)
+    cov = coverage(sets, requested_window, now)
+    factor = _factor(metric_mode, cov)
+    ns_groups: dict[str, dict[str, _Group]] = {}
+    idle_groups: dict[str, _Group] = {}
+    rows = 0
+    for aset in sets:
+        for key, alloc in aset.items():
+            rows += 1
+            rk = split_key(key, alloc, props)
+            cluster = (rk.cluster if multi_cluster else None) or cluster_name
+            if rk.idle:
+                idle_groups.setdefault(cluster, _Group()).add(alloc)
+                continue
+            namespace = rk.values[-1]
+            ns_groups.setdefault(cluster, {}).setdefault(namespace, _Group()).add(alloc)
+    clusters: list[ClusterSnapshot] = []
+    for cluster in sorted(set(ns_groups) | set(idle_groups)):
+        groups = ns_groups.get(cluster, {})
+        namespaces = {ns: _costs(g, factor, True) for ns, g in sorted(groups.items())}
+        idle_group = idle_groups.get(cluster)
+        idle_costs = _costs(idle_group, factor, False) if idle_group else None
+        all_rows = [r for g in groups.values() for r in g.rows]
+        parts: dict[str, float | None] = {}
+        for p in COST_PARTS:
+            members = [c.part(p) for c in namespaces.values()]
+            if idle_costs is not None:
+                members.append(idle_costs.part(p))
+            parts[p] = _sum_known(members)
+        cluster_costs = Costs(
+            **parts,
+            cpu_efficiency=resource_efficiency(all_rows, "cpu") if all_rows else None,
+            ram_efficiency=resource_efficiency(all_rows, "ram") if all_rows else None,
+            total_efficiency=total_efficiency(all_rows) if all_rows else None,
+        )
+        clusters.append(
+            ClusterSnapshot(
+                name=cluster,
+                costs=cluster_costs,
+                idle=idle_costs.total if idle_costs is not None else None,
+                namespaces=namespaces,
+            )
+        )
+    return Snapshot(tuple(clusters), (), cov, metric_mode, rows)
+
+
+def build_breakdown(
+    sets: Sequence[Mapping[str, Mapping[str, Any]]],
+    *,
+    breakdown: str,
+    requested_window: str,
+    now: datetime,
+    metric_mode: str,
+    cluster_name: str,
+    multi_cluster: bool,
+    top_n: int,
+) -> tuple[BreakdownRow, ...]:
+    """A breakdown query (aggregate=[cluster,]namespace,<breakdown>) -> the top N rows by total
+    cost per cluster plus one `__other__` row with the rest. Idle rows are not part of it, so per
+    cluster the rows sum to sum(namespace_total_cost)."""
+    props = ("cluster", "namespace", breakdown) if multi_cluster else ("namespace", breakdown)
+    factor = _factor(metric_mode, coverage(sets, requested_window, now))
+    if factor is None:
+        return ()
+    totals: dict[str, dict[tuple[str, str], float]] = {}
+    for aset in sets:
+        for key, alloc in aset.items():
+            rk = split_key(key, alloc, props)
+            total = number(alloc, "totalCost")
+            if rk.idle or total is None:
+                continue
+            cluster = (rk.cluster if multi_cluster else None) or cluster_name
+            slot = (rk.values[-2], rk.values[-1])
+            per = totals.setdefault(cluster, {})
+            per[slot] = per.get(slot, 0.0) + total * factor
+    out: list[BreakdownRow] = []
+    for cluster in sorted(totals):
+        ranked = sorted(totals[cluster].items(), key=lambda kv: (-kv[1], kv[0]))
+        for (ns, value), total in ranked[:top_n]:
+            out.append(BreakdownRow(cluster, breakdown, ns, value, tidy(total)))
+        rest = ranked[top_n:]
+        if rest:
+            other = tidy(sum(t for _, t in rest))
+            out.append(BreakdownRow(cluster, breakdown, OTHER, OTHER, other))
+    return tuple(out)

@@ -1,0 +1,191 @@
+"""Background refresher: query, build a whole new snapshot, render it, swap it in atomically.
+
+`/metrics` reads `Refresher.exposition()`, which only concatenates pre-rendered bytes: health
+series always, cost series only while the last success is younger than --staleness-limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from kubecost_allocation_exporter.config import Config
+from kubecost_allocation_exporter.kubecost import REASONS, AllocationClient, ApiError
+from kubecost_allocation_exporter.metrics import Health, cost_families, health_families, render
+from kubecost_allocation_exporter.model import (
+    BreakdownRow,
+    Snapshot,
+    build_breakdown,
+    build_snapshot,
+    window_param,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Exposition:
+    """What /metrics serves; replaced as a whole (attribute assignment is atomic)."""
+
+    health: bytes
+    costs: bytes
+    success_monotonic: float | None  # when `costs` was built
+
+
+def collect(client: AllocationClient, cfg: Config, now: datetime) -> Snapshot:
+    """All queries of one refresh -> one snapshot. Raises ApiError."""
+    window = window_param(cfg.window, now, cfg.data_lag)
+    base = "cluster,namespace" if cfg.multi_cluster else "namespace"
+    result = client.fetch(window, base, split_idle=cfg.multi_cluster)
+    if result.skipped:
+        log.debug("ignored %d null or non-object entries in 'data'", result.skipped)
+    snapshot = build_snapshot(
+        result.sets,
+        requested_window=window,
+        now=now,
+        metric_mode=cfg.metric_mode,
+        cluster_name=cfg.cluster_name,
+        multi_cluster=cfg.multi_cluster,
+    )
+    if snapshot.allocations and snapshot.coverage.hours is None and cfg.metric_mode == "rate":
+        log.warning("the answer has no usable window; cost rates cannot be computed")
+    rows: list[BreakdownRow] = []
+    for breakdown in cfg.breakdowns:
+        res = client.fetch(window, f"{base},{breakdown}", split_idle=cfg.multi_cluster)
+        rows.extend(
+            build_breakdown(
+                res.sets,
+                breakdown=breakdown,
+                requested_window=window,
+                now=now,
+                metric_mode=cfg.metric_mode,
+                cluster_name=cfg.cluster_name,
+                multi_cluster=cfg.multi_cluster,
+                top_n=cfg.breakdown_top_n,
+            )
+        )
+    return replace(snapshot, breakdowns=tuple(rows)) if rows else snapshot
+
+
+class Refresher:
+    def __init__(
+        self,
+        cfg: Config,
+        client: AllocationClient,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._cfg = cfg
+        self._client = client
+        self._wall = wall_clock
+        self._mono = monotonic
+        self._errors = dict.fromkeys(REASONS, 0)
+        self._success: bool | None = None
+        self._duration: float | None = None
+        self._last_success_wall: float | None = None
+        self._state = Exposition(render(health_families(self._health(), cfg)), b"", None)
+        self.attempted = threading.Event()  # set once the first refresh finished (ok or not)
+        self.last_error: ApiError | None = None
+        self.snapshot: Snapshot | None = None
+        self._beat = monotonic()
+        self._busy_since: float | None = None
+        self._thread: threading.Thread | None = None
+
+    def _health(self) -> Health:
+        endpoint = self._client.endpoint
+        return Health(
+            success=self._success,
+            duration_seconds=self._duration,
+            errors=dict(self._errors),
+            last_success_timestamp=self._last_success_wall,
+            api_flavour=endpoint.flavour if endpoint is not None else "unknown",
+        )
+
+    def refresh_once(self, *, log_failure: bool = True) -> ApiError | None:
+        """One refresh; returns the error (also counted and logged) or None."""
+        started = self._mono()
+        self._busy_since = started
+        now_wall = self._wall()
+        error: ApiError | None = None
+        costs: bytes | None = None
+        try:
+            snapshot = collect(self._client, self._cfg, datetime.fromtimestamp(now_wall, UTC))
+            costs = render(cost_families(snapshot, self._cfg))
+            self.snapshot = snapshot
+        except ApiError as exc:
+            error = exc
+        except Exception as exc:  # a bug or an answer we did not foresee: say why, keep running
+            log.debug("refresh failed", exc_info=True)
+            error = ApiError(
+                "bad_response", f"could not process the answer: {type(exc).__name__}: {exc}"
+            )
+        finished = self._mono()
+        self._duration = finished - started
+        self._success = error is None
+        self.last_error = error
+        if error is not None:
+            self._errors[error.reason] += 1
+            if log_failure:
+                log.warning("refresh failed: %s", error, extra={"reason": error.reason})
+        else:
+            self._last_success_wall = now_wall
+        health = render(health_families(self._health(), self._cfg))
+        if costs is not None:
+            self._state = Exposition(health, costs, finished)
+            log.debug("refreshed in %.3fs", self._duration)
+        else:
+            self._state = replace(self._state, health=health)
+        self._busy_since = None
+        self._beat = self._mono()
+        self.attempted.set()
+        return error
+
+    def exposition(self) -> bytes:
+        state = self._state
+        fresh = (
+            state.success_monotonic is not None
+            and self._mono() - state.success_monotonic <= self._cfg.staleness_limit
+        )
+        return state.health + state.costs if fresh else state.health
+
+    # -- background loop ----------------------------------------------------------------------
+
+    def next_delay(self) -> float:
+        j = self._cfg.refresh_jitter
+        return self._cfg.refresh_interval * (1.0 + random.uniform(-j, j))
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.refresh_once()
+            self._beat = self._mono()
+            stop.wait(self.next_delay())
+
+    def start(self, stop: threading.Event) -> threading.Thread:
+        self._thread = threading.Thread(
+            target=self.run, args=(stop,), name="refresher", daemon=True
+        )
+        self._thread.start()
+        return self._thread
+
+    def refresh_budget(self) -> float:
+        """Longest a healthy refresh can take: every attempt of every query timing out."""
+        cfg = self._cfg
+        per_query = (cfg.retries + 1) * (cfg.connect_timeout + cfg.request_timeout)
+        backoff = sum(min(30.0, cfg.retry_backoff * 2.0**i) for i in range(cfg.retries))
+        return (per_query + backoff) * (1 + len(cfg.breakdowns)) + 30.0
+
+    def healthy(self) -> bool:
+        """Liveness: the loop thread runs and is not stuck longer than a refresh can take."""
+        if self._thread is not None and not self._thread.is_alive():
+            return False
+        busy = self._busy_since
+        if busy is not None:
+            return self._mono() - busy <= self.refresh_budget()
+        limit = self._cfg.refresh_interval * (1 + self._cfg.refresh_jitter) + 30.0
+        return self._mono() - self._beat <= limit

@@ -1,0 +1,78 @@
+"""HTTP endpoints: /metrics (pre-rendered bytes, never calls the API), /healthz, /readyz."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+from kubecost_allocation_exporter.refresher import Refresher
+
+log = logging.getLogger(__name__)
+
+INDEX = (
+    b"<html><head><title>kubecost-allocation-exporter</title></head><body>"
+    b"<h1>kubecost-allocation-exporter</h1><p><a href='/metrics'>/metrics</a> "
+    b"<a href='/healthz'>/healthz</a> <a href='/readyz'>/readyz</a></p></body></html>\n"
+)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ExporterServer
+    protocol_version = "HTTP/1.1"
+
+    def _send(self, status: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        refresher = self.server.refresher
+        if path == "/metrics":
+            self._send(200, refresher.exposition(), CONTENT_TYPE_PLAIN_0_0_4)
+        elif path == "/healthz":
+            if refresher.healthy():
+                self._send(200, b"ok\n")
+            else:
+                self._send(503, b"refresher stuck or dead\n")
+        elif path == "/readyz":
+            if not refresher.attempted.is_set():
+                self._send(503, b"first refresh not finished\n")
+            elif refresher.last_error is not None:
+                # Ready to be scraped: the health series say what is wrong.
+                self._send(200, f"ready; last refresh failed: {refresher.last_error}\n".encode())
+            else:
+                self._send(200, b"ready\n")
+        elif path == "/":
+            self._send(200, INDEX, "text/html; charset=utf-8")
+        else:
+            self._send(404, b"not found\n")
+
+    do_HEAD = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+
+class ExporterServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, host: str, port: int, refresher: Refresher) -> None:
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        super().__init__((host, port), _Handler)
+        self.refresher = refresher
+
+    def start(self) -> threading.Thread:
+        t = threading.Thread(target=self.serve_forever, name="http", daemon=True)
+        t.start()
+        return t
