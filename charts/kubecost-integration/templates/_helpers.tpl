@@ -9,10 +9,16 @@ this chart: `helm template` (Argo CD) renders exactly what `helm install` render
 {{- end -}}
 
 {{- define "kubecost-integration.fullname" -}}
-{{- if .Values.fullnameOverride -}}
-{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- include "kubecost-integration.fullnameFor" (dict "Release" .Release "chartName" .Chart.Name "nameOverride" .Values.nameOverride "fullnameOverride" .Values.fullnameOverride) -}}
+{{- end -}}
+
+{{/* The naming rule on explicit inputs, so it can also run where this chart's .Values are not visible (inside
+Kubecost's tpl of extraScrapeConfigs in kubecost mode). Argument: dict Release chartName nameOverride fullnameOverride. */}}
+{{- define "kubecost-integration.fullnameFor" -}}
+{{- if .fullnameOverride -}}
+{{- .fullnameOverride | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- $name := default .chartName .nameOverride -}}
 {{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
@@ -24,8 +30,12 @@ this chart: `helm template` (Argo CD) renders exactly what `helm install` render
 {{/* "<fullname>-<suffix>" within 63 characters: the prefix is cut, never the suffix. */}}
 {{- define "kubecost-integration.componentName" -}}
 {{- $root := index . 0 -}}
+{{- include "kubecost-integration.suffixed" (list (include "kubecost-integration.fullname" $root) (index . 1)) -}}
+{{- end -}}
+
+{{- define "kubecost-integration.suffixed" -}}
 {{- $suffix := index . 1 -}}
-{{- $prefix := include "kubecost-integration.fullname" $root | trunc (int (sub 62 (len $suffix))) | trimSuffix "-" -}}
+{{- $prefix := index . 0 | trunc (int (sub 62 (len $suffix))) | trimSuffix "-" -}}
 {{- printf "%s-%s" $prefix $suffix -}}
 {{- end -}}
 
@@ -115,7 +125,18 @@ imagePullSecrets:
 
 {{/* DNS name of the exporter Service, as scraped by the agent and checked by the helm test. */}}
 {{- define "kubecost-integration.exporter.address" -}}
-{{- printf "%s.%s.svc:%d" (include "kubecost-integration.exporter.fullname" .) .Release.Namespace (int .Values.allocationExporter.port) -}}
+{{- include "kubecost-integration.exporter.addressFor" (dict "Release" .Release "chartName" .Chart.Name "nameOverride" .Values.nameOverride "fullnameOverride" .Values.fullnameOverride "port" .Values.allocationExporter.port) -}}
+{{- end -}}
+
+{{- define "kubecost-integration.exporter.addressFor" -}}
+{{- $svc := include "kubecost-integration.suffixed" (list (include "kubecost-integration.fullnameFor" .) "exporter") -}}
+{{- printf "%s.%s.svc:%d" $svc .Release.Namespace (int .port) -}}
+{{- end -}}
+
+{{/* The same address as a template expression, for Kubecost's tpl of extraScrapeConfigs (kubecost mode): it is
+evaluated with Kubecost's .Release, so the values a user pastes work under any release name and namespace. */}}
+{{- define "kubecost-integration.exporter.addressExpr" -}}
+{{- printf "{{ include \"kubecost-integration.exporter.addressFor\" (dict \"Release\" .Release \"chartName\" %q \"nameOverride\" %q \"fullnameOverride\" %q \"port\" %d) }}" .Chart.Name (toString .Values.nameOverride) (toString .Values.fullnameOverride) (int .Values.allocationExporter.port) -}}
 {{- end -}}
 
 {{/*

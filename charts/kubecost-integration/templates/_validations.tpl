@@ -63,7 +63,7 @@ bad input fails the whole render, it never produces a half-right manifest.
 {{- include "kubecost-integration.fail" (printf "remoteWrite.headers.%s would override the tenant header; remove it and set allocationExporter.config.tenantId instead (it feeds the header, the exporter's tenant_id label and external_labels)." $k) -}}
 {{- end -}}
 {{- if eq (lower $k) "authorization" -}}
-{{- include "kubecost-integration.fail" "remoteWrite.headers.Authorization would put a credential into a ConfigMap; remove it and use\n  remoteWrite:\n    auth:\n      type: bearer\n      existingSecret: <secret name>\n      tokenKey: token" -}}
+{{- include "kubecost-integration.fail" "remoteWrite.headers.Authorization would put a credential into a ConfigMap; remove it and set remoteWrite.auth with an existing Secret instead:\n  remoteWrite:\n    auth:\n      type: bearer\n      existingSecret: <secret name>\n      tokenKey: token" -}}
 {{- end -}}
 {{- end -}}
 {{- $auth := $rw.auth -}}
@@ -181,7 +181,8 @@ bad input fails the whole render, it never produces a half-right manifest.
 {{- end -}}
 {{- end -}}
 {{- $target := include "kubecost-integration.exporter.address" . -}}
-{{- if and (regexMatch "job_name:\\s*[\"']?kubecost-allocation-exporter" $scrape) (not (contains $target $scrape)) -}}
+{{- $targetExpr := include "kubecost-integration.exporter.addressExpr" . -}}
+{{- if and (regexMatch "job_name:\\s*[\"']?kubecost-allocation-exporter" $scrape) (not (contains $target $scrape)) (not (contains $targetExpr $scrape)) -}}
 {{- $problems = append $problems (printf "the kubecost-allocation-exporter job in cost-analyzer.prometheus.extraScrapeConfigs does not target %s" $target) -}}
 {{- end -}}
 {{- /* config changes must reach the running Prometheus */ -}}

@@ -1,6 +1,8 @@
 {{/* The exporter scrape job, shared by the agent and (as literal text) by Kubecost's Prometheus in kubecost mode.
 static_configs to the exporter Service's DNS name: no Kubernetes service discovery, so no API token or RBAC. */}}
 {{- define "kubecost-integration.scrapeJob" -}}
+{{- $target := index . 1 -}}
+{{- with index . 0 -}}
 - job_name: kubecost-allocation-exporter
   honor_labels: true
   scrape_interval: {{ .Values.prometheus.scrapeInterval }}
@@ -9,7 +11,8 @@ static_configs to the exporter Service's DNS name: no Kubernetes service discove
   scheme: http
   static_configs:
     - targets:
-        - {{ include "kubecost-integration.exporter.address" . | quote }}
+        - {{ $target | squote }}
+{{- end -}}
 {{- end -}}
 
 {{/* external_labels: cluster and tenant_id from the exporter config (one source of truth), plus extras. */}}
@@ -31,7 +34,7 @@ global:
   external_labels:
     {{- include "kubecost-integration.externalLabels" . | nindent 4 }}
 scrape_configs:
-  {{- include "kubecost-integration.scrapeJob" . | nindent 2 }}
+  {{- include "kubecost-integration.scrapeJob" (list . (include "kubecost-integration.exporter.address" .)) | nindent 2 }}
   {{- with .Values.prometheus.agent.extraScrapeConfigs }}
   {{- toYaml . | nindent 2 }}
   {{- end }}

@@ -52,7 +52,7 @@ Kubecost service names stay template expressions here.
 
 {{- define "kubecost-integration.kubecost.extraScrapeConfigs" -}}
 {{ include "kubecost-integration.kubecost.defaultJobs" . }}
-{{ include "kubecost-integration.scrapeJob" . }}
+{{ include "kubecost-integration.scrapeJob" (list . (include "kubecost-integration.exporter.addressExpr" .)) }}
 {{- end -}}
 
 {{- define "kubecost-integration.kubecost.secretMounts" -}}

@@ -1,0 +1,184 @@
+"""Bad input is refused with a message that names what to set; it never renders a broken manifest.
+
+Each case: values overlaid on the quick start, and the text fragments helm's error must contain (the value's path
+and, for cross-field rules, what to do). Schema messages name the JSON pointer (`/allocationExporter/config/...`);
+the validations template names the dotted value path and prints the fix.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from testsupport.render import (
+    QUICKSTART_VALUES,
+    deep_merge,
+    kubecost_mode,
+    kubecost_mode_values,
+    kubecost_prometheus_config,
+    render,
+    render_error,
+    with_quickstart,
+)
+
+pytestmark = pytest.mark.chart
+
+NO_CA = {"cost-analyzer": {"enabled": False}}
+
+# (id, values overlaid on the quick start, fragments expected in helm's message)
+BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
+    # identity (schema)
+    ("tenant-empty", {"allocationExporter": {"config": {"tenantId": ""}}}, ["tenantId"]),
+    ("cluster-empty", {"allocationExporter": {"config": {"clusterName": ""}}}, ["clusterName"]),
+    ("tenant-slash", {"allocationExporter": {"config": {"tenantId": "acme/prod"}}}, ["tenantId", "pattern"]),
+    ("tenant-space", {"allocationExporter": {"config": {"tenantId": "acme corp"}}}, ["tenantId", "pattern"]),
+    ("cluster-quote", {"allocationExporter": {"config": {"clusterName": 'prod"1'}}}, ["clusterName", "pattern"]),
+    ("cluster-too-long", {"allocationExporter": {"config": {"clusterName": "c" * 64}}}, ["clusterName"]),
+    ("tenant-trailing-dash", {"allocationExporter": {"config": {"tenantId": "acme-"}}}, ["tenantId", "pattern"]),
+    ("tenant-typo-key", {"allocationExporter": {"config": {"tenantID": "acme"}}}, ["tenantID", "not allowed"]),
+    # enums (schema)
+    ("mode", {"prometheus": {"mode": "sidecar"}}, ["mode", "agent", "kubecost", "external"]),
+    ("api", {"allocationExporter": {"config": {"api": "cloudability"}}}, ["api", "opencost"]),
+    ("metric-mode", {"allocationExporter": {"config": {"metricMode": "percent"}}}, ["metricMode", "rate"]),
+    ("share-idle", {"allocationExporter": {"config": {"shareIdle": "even"}}}, ["shareIdle", "weighted"]),
+    ("log-format", {"allocationExporter": {"config": {"logFormat": "xml"}}}, ["logFormat", "json"]),
+    ("auth-type", {"remoteWrite": {"auth": {"type": "oauth2"}}}, ["/remoteWrite/auth/type", "bearer"]),
+    ("agent-kind", {"prometheus": {"agent": {"kind": "DaemonSet"}}}, ["kind", "StatefulSet"]),
+    # formats (schema)
+    ("rw-url-scheme", {"remoteWrite": {"url": "thanos-receive:19291/api/v1/receive"}}, ["remoteWrite/url"]),
+    ("rw-url-empty", {"remoteWrite": {"url": ""}}, ["remoteWrite/url"]),
+    ("kubecost-url-scheme", {"allocationExporter": {"config": {"kubecostUrl": "kubecost:9090"}}}, ["kubecostUrl"]),
+    ("scrape-interval", {"prometheus": {"scrapeInterval": "one minute"}}, ["scrapeInterval"]),
+    ("refresh-interval", {"allocationExporter": {"config": {"refreshInterval": "2 min"}}}, ["refreshInterval"]),
+    ("queue-unknown-key", {"remoteWrite": {"queueConfig": {"retry_on_http_429": True}}}, ["queueConfig", "retry_on_http_429"]),
+    ("queue-shards", {"remoteWrite": {"queueConfig": {"max_shards": 0}}}, ["max_shards"]),
+    ("port", {"allocationExporter": {"port": 80}}, ["port"]),
+    ("digest", {"allocationExporter": {"image": {"digest": "latest"}}}, ["digest"]),
+    ("agent-image-major", {"prometheus": {"agent": {"image": {"tag": "latest"}}}}, ["/prometheus/agent/image/tag"]),
+    ("root-user", {"allocationExporter": {"podSecurityContext": {"runAsNonRoot": False}}}, ["runAsNonRoot"]),
+    ("privilege-escalation", {"prometheus": {"agent": {"securityContext": {"allowPrivilegeEscalation": True}}}}, ["allowPrivilegeEscalation"]),
+    ("no-limits", {"allocationExporter": {"resources": {"limits": None}}}, ["resources"]),
+    ("allow-list-alternation", {"remoteWrite": {"extraMetricsAllowList": ["up|.*"]}}, ["extraMetricsAllowList"]),
+    ("extra-rw-without-url", {"remoteWrite": {"extraRemoteWrite": [{"name": "x"}]}}, ["extraRemoteWrite", "url"]),
+    ("unknown-top-level", {"remotewrite": {"url": "https://x"}}, ["remotewrite", "not allowed"]),
+    # cross-field (validations template): the message says what to set
+    ("no-kubecost-no-url", NO_CA, ["allocationExporter.config.kubecostUrl", "cost-analyzer.enabled=false"]),
+    ("frontend-disabled", {"cost-analyzer": {"kubecostFrontend": {"enabled": False}}}, ["allocationExporter.config.kubecostUrl"]),
+    ("kubecost-url-tpl-bad", {"allocationExporter": {"config": {"kubecostUrl": "{{ .Release.Name }}:9090"}}}, ["allocationExporter.config.kubecostUrl", "http(s) URL"]),
+    ("rw-url-tpl-bad", {"remoteWrite": {"url": "{{ .Release.Name }}"}}, ["remoteWrite.url", "Thanos Receive endpoint"]),
+    ("bearer-without-secret", {"remoteWrite": {"auth": {"type": "bearer"}}}, ["remoteWrite.auth.existingSecret", "kubectl -n my-ns create secret"]),
+    ("basic-without-username", {"remoteWrite": {"auth": {"type": "basic", "existingSecret": "s"}}}, ["remoteWrite.auth.username"]),
+    ("basic-both-usernames", {"remoteWrite": {"auth": {"type": "basic", "existingSecret": "s", "username": "u", "usernameKey": "user"}}}, ["username or usernameKey"]),
+    ("secret-without-type", {"remoteWrite": {"auth": {"existingSecret": "s"}}}, ["remoteWrite.auth.type"]),
+    ("tls-key-without-secret", {"remoteWrite": {"tls": {"caKey": "ca.crt"}}}, ["remoteWrite.tls.existingSecret"]),
+    ("tls-secret-without-keys", {"remoteWrite": {"tls": {"existingSecret": "tls"}}}, ["remoteWrite.tls.caKey"]),
+    ("tls-cert-without-key", {"remoteWrite": {"tls": {"existingSecret": "tls", "certKey": "tls.crt"}}}, ["remoteWrite.tls.keyKey"]),
+    ("tenant-header-override", {"remoteWrite": {"headers": {"thanos-tenant": "other"}}}, ["remoteWrite.headers.thanos-tenant", "allocationExporter.config.tenantId"]),
+    ("authorization-header", {"remoteWrite": {"headers": {"Authorization": "Bearer x"}}}, ["remoteWrite.auth", "existingSecret"]),
+    ("external-label-cluster", {"prometheus": {"externalLabels": {"cluster": "x"}}}, ["prometheus.externalLabels.cluster", "clusterName"]),
+    ("external-label-name", {"prometheus": {"externalLabels": {"bad-name": "x"}}}, ["prometheus.externalLabels", "bad-name"]),
+    ("timeout-over-interval", {"prometheus": {"scrapeInterval": "30s", "scrapeTimeout": "1m"}}, ["prometheus.scrapeTimeout", "at most"]),
+    ("extra-rw-same-name", {"remoteWrite": {"extraRemoteWrite": [{"name": "cloudtuner-thanos", "url": "https://x.example"}]}}, ["extraRemoteWrite", "another name"]),
+    ("external-netpol-without-peers", {"prometheus": {"mode": "external"}, "networkPolicy": {"enabled": True}}, ["networkPolicy.extraIngressFrom"]),
+    ("kubecost-mode-without-kubecost", {"prometheus": {"mode": "kubecost"}, **NO_CA, "allocationExporter": {"config": {"kubecostUrl": "http://k:9090"}}}, ["cost-analyzer.enabled=true"]),
+    ("kubecost-mode-without-prometheus", {"prometheus": {"mode": "kubecost"}, "cost-analyzer": {"global": {"prometheus": {"enabled": False}}}}, ["cost-analyzer.global.prometheus.enabled=true"]),
+    ("kubecost-mode-with-amp", {"prometheus": {"mode": "kubecost"}, "cost-analyzer": {"global": {"amp": {"enabled": True}}}}, ["cost-analyzer.global.amp.enabled=false"]),
+    ("kubecost-mode-unwired", {"prometheus": {"mode": "kubecost"}}, ["cost-analyzer:", "remoteWrite:", "extraScrapeConfigs: |", "THANOS-TENANT: acme"]),
+]
+
+
+@pytest.mark.parametrize(("values", "fragments"), [pytest.param(v, f, id=i) for i, v, f in BAD_VALUES])
+def test_bad_values_are_rejected_with_a_message_naming_what_to_set(
+    helm: str, values: dict[str, Any], fragments: list[str]
+) -> None:
+    message = render_error(with_quickstart(values), helm=helm)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in helm's message:\n{message}"
+
+
+def test_there_are_at_least_25_bad_values() -> None:
+    assert len(BAD_VALUES) >= 25
+
+
+def test_no_values_at_all_names_both_required_values(helm: str) -> None:
+    message = render_error(None, helm=helm)
+    assert "tenantId" in message and "clusterName" in message
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"allocationExporter": {"config": {"tenantId": "a"}}},
+        {"allocationExporter": {"config": {"tenantId": "Acme_Corp.prod-1"}}},
+        {"allocationExporter": {"config": {"clusterName": "c" * 63}}},
+        {"prometheus": {"scrapeInterval": "1m30s", "scrapeTimeout": "90s"}},
+        {"allocationExporter": {"config": {"refreshInterval": "120"}}},
+    ],
+)
+def test_edge_values_that_are_fine_render(helm: str, values: dict[str, Any]) -> None:
+    assert render(with_quickstart(values), helm=helm)
+
+
+# --- kubecost mode: tenant/cluster disagreement is caught, the printed YAML is exact --------------------------------
+
+
+def test_kubecost_mode_printed_values_make_the_render_pass_and_wire_everything(helm: str) -> None:
+    values = kubecost_mode(QUICKSTART_VALUES, helm=helm)
+    prom = kubecost_prometheus_config(render(values, helm=helm))
+    assert prom["remote_write"][0]["headers"] == {"THANOS-TENANT": "acme"}
+    assert prom["global"]["external_labels"]["cluster_id"] == "prod-eu-1"
+    assert values["cost-analyzer"]["prometheus"]["configmapReload"]["prometheus"]["enabled"] is True
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"allocationExporter": {"config": {"tenantId": "other-tenant"}}}, 'THANOS-TENANT header is "acme", allocationExporter.config.tenantId is "other-tenant"'),
+        ({"allocationExporter": {"config": {"clusterName": "other-cluster"}}}, 'cluster_id is "prod-eu-1", allocationExporter.config.clusterName is "other-cluster"'),
+        ({"remoteWrite": {"url": "https://elsewhere.example/api/v1/receive"}}, "differs from this chart's remote_write"),
+        ({"allocationExporter": {"port": 9200}}, "does not target"),
+    ],
+)
+def test_kubecost_mode_disagreement_fails_with_the_exact_yaml(helm: str, change: dict[str, Any], expected: str) -> None:
+    wired = kubecost_mode(QUICKSTART_VALUES, helm=helm)
+    changed = deep_merge(wired, change)
+    message = render_error(changed, helm=helm)
+    assert expected in message, message
+    # The printed YAML, added as-is, fixes it.
+    fixed = deep_merge(changed, kubecost_mode_values(message))
+    assert render(fixed, helm=helm)
+
+
+def test_kubecost_mode_needs_all_four_kubecost_jobs(helm: str) -> None:
+    wired = kubecost_mode(QUICKSTART_VALUES, helm=helm)
+    scrape = wired["cost-analyzer"]["prometheus"]["extraScrapeConfigs"]
+    without = re.sub(r"(?ms)^- job_name: kubecost-dcgm-exporter\n.*?(?=^- job_name:)", "", scrape)
+    assert "kubecost-dcgm-exporter" not in without
+    message = render_error(deep_merge(wired, {"cost-analyzer": {"prometheus": {"extraScrapeConfigs": without}}}), helm=helm)
+    assert 'lacks the job "kubecost-dcgm-exporter"' in message
+
+
+def test_kubecost_mode_with_auth_mounts_the_secret_into_kubecosts_prometheus(helm: str) -> None:
+    base = with_quickstart({"remoteWrite": {"auth": {"type": "bearer", "existingSecret": "thanos-rw"}}})
+    wired = kubecost_mode(base, helm=helm)
+    mounts = wired["cost-analyzer"]["prometheus"]["server"]["extraSecretMounts"]
+    assert mounts == [
+        {"name": "remote-write-auth", "mountPath": "/etc/prometheus/remote-write/auth", "secretName": "thanos-rw", "readOnly": True, "subPath": ""}
+    ]
+    rw = kubecost_prometheus_config(render(wired, helm=helm))["remote_write"][0]
+    assert rw["authorization"]["credentials_file"] == "/etc/prometheus/remote-write/auth/token"
+
+
+def test_kubecost_mode_values_work_under_any_release_name_and_namespace(helm: str) -> None:
+    """The printed block has no release name in it: Kubecost's tpl resolves the exporter address itself."""
+    wired = kubecost_mode(QUICKSTART_VALUES, release="first", namespace="ns-a", helm=helm)
+    assert "first" not in str(wired["cost-analyzer"]) and "ns-a" not in str(wired["cost-analyzer"])
+    for release, namespace in [("first", "ns-a"), ("kubecost-integration", "ns-b"), ("cost-analyzer", "kubecost")]:
+        docs = render(wired, release=release, namespace=namespace, helm=helm)
+        from testsupport.render import by_component
+
+        svc = by_component(docs, "Service", "allocation-exporter")["metadata"]["name"]
+        jobs = {j["job_name"]: j for j in kubecost_prometheus_config(docs)["scrape_configs"]}
+        assert jobs["kubecost-allocation-exporter"]["static_configs"] == [{"targets": [f"{svc}.{namespace}.svc:9103"]}]
