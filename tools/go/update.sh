@@ -11,7 +11,9 @@
 #                all required at the unresolvable v0.0.0) replaced by k8s.io/X v0.<minor>.<patch>
 #   etcd       – no replaces (upstream's are relative paths to sibling modules that its requires pin)
 #
-# Usage: tools/go/update.sh [thanos|kubernetes|etcd ...]   (default: all three)
+#   ct         – no replaces; a wrapper only because the proxy refuses ct's version list (see update_ct)
+#
+# Usage: tools/go/update.sh [thanos|kubernetes|etcd|ct ...]   (default: all)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=../versions.env
@@ -84,11 +86,23 @@ update_etcd() {
   echo "etcd wrapper: go.etcd.io/etcd/server/v3 $ETCD_VERSION"
 }
 
+update_ct() {
+  # No replaces upstream, but `go install ...ct@v3.14.0` fails: it asks the proxy for the module's
+  # version list (deprecation check) and the proxy answers 403 for github.com/helm/chart-testing/v3.
+  local d="$here/ct" up
+  up=$(gomod_of "github.com/helm/chart-testing/v3@$CT_VERSION")
+  new_wrapper "$d" local/ct-bin "$(go_line "$up")"
+  (cd "$d"
+    go mod edit -require="github.com/helm/chart-testing/v3@$CT_VERSION" -tool=github.com/helm/chart-testing/v3/ct
+    go mod tidy)
+  echo "ct wrapper: github.com/helm/chart-testing/v3 $CT_VERSION"
+}
+
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(thanos kubernetes etcd)
+[[ ${#targets[@]} -gt 0 ]] || targets=(thanos kubernetes etcd ct)
 for t in "${targets[@]}"; do
   case "$t" in
-    thanos|kubernetes|etcd) "update_$t" ;;
-    *) echo "unknown wrapper: $t (thanos|kubernetes|etcd)" >&2; exit 2 ;;
+    thanos|kubernetes|etcd|ct) "update_$t" ;;
+    *) echo "unknown wrapper: $t (thanos|kubernetes|etcd|ct)" >&2; exit 2 ;;
   esac
 done
