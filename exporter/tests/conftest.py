@@ -1,26 +1,25 @@
-"""Exporter test fixtures: a real local HTTP server that answers like Kubecost/OpenCost.
+"""Exporter test fixtures.
 
 `--update-golden` rewrites the golden exposition files under exporter/tests/golden/ instead of
-comparing against them. (pytest loads this conftest at startup when the exporter tests are
-collected from the repo root, so the option is registered in time.)
+comparing against them. pytest loads this conftest at startup when the exporter tests are
+collected (from the repo root via testpaths, or by naming this directory), so the option is
+registered in time.
 """
 
 from __future__ import annotations
 
-import json
-import threading
-import time
+import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-FIXTURES = Path(__file__).parent / "fixtures"
-GOLDEN = Path(__file__).parent / "golden"
+# Test helpers live beside this file (`exporter_testlib`); --import-mode=importlib does not put
+# test directories on sys.path by itself.
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
+
+from exporter_testlib import FakeKubecost, serve_fake
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -37,107 +36,8 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))
 
 
-def fixture_bytes(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
-
-
-def fixture_json(name: str) -> Any:
-    return json.loads(fixture_bytes(name))
-
-
-@dataclass
-class Reply:
-    status: int = 200
-    body: bytes = b""
-    content_type: str = "application/json"
-    delay: float = 0.0  # seconds before answering (for timeouts)
-
-
-@dataclass
-class Seen:
-    path: str
-    params: dict[str, str]
-    headers: dict[str, str]
-
-
-@dataclass
-class FakeKubecost:
-    """Routes: (path, aggregate or None for any) -> list of replies (the last one repeats)."""
-
-    url: str = ""
-    routes: dict[tuple[str, str | None], list[Reply]] = field(default_factory=dict)
-    seen: list[Seen] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def set(
-        self,
-        path: str,
-        *replies: Reply,
-        aggregate: str | None = None,
-    ) -> None:
-        with self.lock:
-            self.routes[(path, aggregate)] = list(replies)
-
-    def set_fixture(
-        self,
-        path: str,
-        name: str,
-        *,
-        aggregate: str | None = None,
-        status: int = 200,
-    ) -> None:
-        ctype = "application/json" if name.endswith(".json") else "text/plain; charset=utf-8"
-        if name.endswith(".html"):
-            ctype = "text/html"
-        self.set(path, Reply(status, fixture_bytes(name), ctype), aggregate=aggregate)
-
-    def reply_for(self, path: str, aggregate: str | None) -> Reply:
-        with self.lock:
-            replies = self.routes.get((path, aggregate)) or self.routes.get((path, None))
-            if not replies:
-                return Reply(404, b"404 page not found\n", "text/plain")
-            return replies.pop(0) if len(replies) > 1 else replies[0]
-
-
-def _handler(fake: FakeKubecost) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            parts = urlsplit(self.path)
-            params = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-            with fake.lock:
-                fake.seen.append(Seen(parts.path, params, dict(self.headers.items())))
-            reply = fake.reply_for(parts.path, params.get("aggregate"))
-            if reply.delay:
-                time.sleep(reply.delay)
-            try:
-                self.send_response(reply.status)
-                self.send_header("Content-Type", reply.content_type)
-                self.send_header("Content-Length", str(len(reply.body)))
-                self.end_headers()
-                self.wfile.write(reply.body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler
-
-
 @pytest.fixture
 def kubecost() -> Iterator[FakeKubecost]:
-    """A real HTTP server on 127.0.0.1 (ephemeral port) answering like the Allocation API."""
-    fake = FakeKubecost()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    server.daemon_threads = True
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    """A real HTTP server on 127.0.0.1 answering like the Kubecost/OpenCost Allocation API."""
+    with serve_fake() as fake:
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

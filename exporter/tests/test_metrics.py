@@ -1,0 +1,207 @@
+"""Exposition: golden files per fixture (regenerate with --update-golden), and the contract."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+from exporter_testlib import GOLDEN, fixture_json
+from prometheus_client.parser import text_string_to_metric_families
+
+from kubecost_allocation_exporter.config import Config, load
+from kubecost_allocation_exporter.kubecost import REASONS, normalize_data
+from kubecost_allocation_exporter.metrics import (
+    Health,
+    cost_families,
+    health_families,
+    render,
+)
+from kubecost_allocation_exporter.model import build_breakdown, build_snapshot
+
+pytestmark = pytest.mark.unit
+
+HOUR = "2026-11-26T16:00:00Z,2026-11-26T17:00:00Z"
+NOW = datetime(2026, 11, 26, 18, 20, tzinfo=UTC)
+HEALTH = Health(
+    success=True,
+    duration_seconds=0.25,
+    errors={"timeout": 2},
+    last_success_timestamp=1795717200.0,
+    api_flavour="kubecost",
+)
+
+CLUSTER = "cloudtuner_kubecost_cluster_"
+NAMESPACE = "cloudtuner_kubecost_namespace_"
+CONTRACT = {
+    **{f"{CLUSTER}{p}_cost": ("cluster", "tenant_id") for p in ("total", "cpu", "ram", "pv")},
+    **{f"{CLUSTER}{p}_cost": ("cluster", "tenant_id") for p in ("network", "lb", "gpu")},
+    **{f"{CLUSTER}{p}_cost": ("cluster", "tenant_id") for p in ("shared", "idle")},
+    **{f"{CLUSTER}{e}_efficiency": ("cluster", "tenant_id") for e in ("cpu", "ram", "total")},
+    **{
+        f"{NAMESPACE}{p}_cost": ("cluster", "tenant_id", "namespace")
+        for p in ("total", "cpu", "ram", "pv", "network", "lb", "gpu", "shared")
+    },
+    **{
+        f"{NAMESPACE}{e}_efficiency": ("cluster", "tenant_id", "namespace")
+        for e in ("cpu", "ram", "total")
+    },
+    "cloudtuner_kubecost_scrape_success": ("cluster", "tenant_id"),
+    "cloudtuner_kubecost_scrape_duration_seconds": ("cluster", "tenant_id"),
+    "cloudtuner_kubecost_scrape_errors_total": ("cluster", "tenant_id", "reason"),
+    "cloudtuner_kubecost_last_success_timestamp_seconds": ("cluster", "tenant_id"),
+    "cloudtuner_kubecost_exported_namespaces": ("cluster", "tenant_id"),
+    "cloudtuner_kubecost_window_start_timestamp_seconds": ("cluster", "tenant_id"),
+    "cloudtuner_kubecost_window_end_timestamp_seconds": ("cluster", "tenant_id"),
+}
+INFO_LABELS = {
+    "cluster",
+    "tenant_id",
+    "version",
+    "api",
+    "metric_mode",
+    "window",
+    "currency",
+    "share_idle",
+    "multi_cluster",
+}
+
+
+def config(*extra: str) -> Config:
+    return load(["--cluster-name", "prod-eu-1", "--tenant-id", "acme", *extra], {})
+
+
+def exposition(name: str, cfg: Config, breakdown: str | None = None) -> str:
+    sets, _ = normalize_data(fixture_json(name)["data"])
+    snap = build_snapshot(
+        sets,
+        requested_window=HOUR,
+        now=NOW,
+        metric_mode=cfg.metric_mode,
+        cluster_name=cfg.cluster_name,
+        multi_cluster=cfg.multi_cluster,
+    )
+    if breakdown:
+        bsets, _ = normalize_data(fixture_json(breakdown)["data"])
+        rows = build_breakdown(
+            bsets,
+            breakdown=cfg.breakdowns[0],
+            requested_window=HOUR,
+            now=NOW,
+            metric_mode=cfg.metric_mode,
+            cluster_name=cfg.cluster_name,
+            multi_cluster=cfg.multi_cluster,
+            top_n=cfg.breakdown_top_n,
+        )
+        snap = replace(snap, breakdowns=rows)
+    text = render(health_families(HEALTH, cfg)) + render(cost_families(snap, cfg))
+    return text.decode()
+
+
+GOLDEN_CASES = [
+    ("kubecost2_namespace.json", (), None),
+    ("kubecost2_namespace.json", ("--metric-mode", "total"), None),
+    ("kubecost2_namespace_shareidle.json", (), None),
+    ("nulls.json", (), None),
+    ("negative_idle.json", (), None),
+    ("unmounted_unaggregated.json", (), None),
+    ("several_sets.json", (), None),
+    ("opencost_sample.json", ("--metric-mode", "total", "--api", "opencost"), None),
+    ("multi_cluster.json", ("--multi-cluster",), None),
+    ("missing_extra_fields.json", (), None),
+    ("empty_set.json", (), None),
+    (
+        "controller_namespaces.json",
+        ("--breakdowns", "controller", "--breakdown-top-n", "3"),
+        "controller_breakdown.json",
+    ),
+    ("label_keys.json", ("--breakdowns", "label:app"), "pre1100_label_keys.json"),
+]
+
+
+def _golden_name(name: str, args: tuple[str, ...]) -> str:
+    suffix = "-".join(a.lstrip("-").replace(":", "_") for a in args)
+    return name.removesuffix(".json") + (f".{suffix}" if suffix else "") + ".prom"
+
+
+@pytest.mark.parametrize(("name", "args", "breakdown"), GOLDEN_CASES)
+def test_exposition_matches_golden_file(
+    name: str, args: tuple[str, ...], breakdown: str | None, update_golden: bool
+) -> None:
+    text = exposition(name, config(*args), breakdown)
+    path = GOLDEN / _golden_name(name, args)
+    if update_golden:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"missing golden file {path}; run pytest with --update-golden"
+    assert text == path.read_text(), f"{path} differs; if intended, rerun with --update-golden"
+
+
+@pytest.mark.parametrize(("name", "args", "breakdown"), GOLDEN_CASES)
+def test_names_and_labels_follow_the_contract(
+    name: str, args: tuple[str, ...], breakdown: str | None
+) -> None:
+    text = exposition(name, config(*args), breakdown)
+    for fam in text_string_to_metric_families(text):
+        for sample in fam.samples:
+            assert math.isfinite(sample.value), sample
+            if sample.name == "cloudtuner_kubecost_exporter_info":
+                assert set(sample.labels) == INFO_LABELS
+            elif sample.name == "cloudtuner_kubecost_breakdown_total_cost":
+                assert set(sample.labels) == {
+                    "cluster",
+                    "tenant_id",
+                    "breakdown",
+                    "namespace",
+                    "value",
+                }
+            else:
+                assert sample.name in CONTRACT, sample.name
+                assert set(sample.labels) == set(CONTRACT[sample.name]), sample
+            assert sample.labels["tenant_id"] == "acme"
+            assert sample.labels.get("namespace") != "__idle__"
+    assert "_total_cost_total" not in text
+    assert "# TYPE cloudtuner_kubecost_scrape_errors_total counter" in text
+
+
+def test_every_contract_series_is_present_for_a_full_answer() -> None:
+    text = exposition("kubecost2_namespace.json", config())
+    names = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+    assert set(CONTRACT) <= names
+    assert "cloudtuner_kubecost_exporter_info" in names
+
+
+def test_error_counter_has_every_reason_preinitialised() -> None:
+    text = render(health_families(HEALTH, config())).decode()
+    reasons = {
+        s.labels["reason"]
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "cloudtuner_kubecost_scrape_errors_total"
+    }
+    assert reasons == set(REASONS)
+    assert 'reason="timeout",tenant_id="acme"} 2.0' in text
+
+
+def test_help_says_where_numbers_come_from_and_that_they_are_cached() -> None:
+    text = exposition("kubecost2_namespace.json", config("--metric-mode", "total"))
+    help_line = next(
+        line for line in text.splitlines() if line.startswith(f"# HELP {NAMESPACE}cpu_cost ")
+    )
+    assert "cpuCost + cpuCostAdjustment" in help_line
+    assert "USD over the queried window" in help_line
+    assert "refreshed in the background every 120s" in help_line
+
+
+def test_rate_and_total_modes_differ_by_the_window_hours() -> None:
+    def value(text: str) -> float:
+        for f in text_string_to_metric_families(text):
+            for s in f.samples:
+                if s.name == f"{CLUSTER}total_cost":
+                    return s.value
+        raise AssertionError("no cluster_total_cost")
+
+    total = value(exposition("several_sets.json", config("--metric-mode", "total")))
+    rate = value(exposition("several_sets.json", config()))
+    assert rate == pytest.approx(total / 2)
