@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from exporter_testlib import FakeKubecost, Reply, fixture_bytes
+from exporter_testlib import FakeKubecost, Reply
 
 from kubecost_allocation_exporter.config import SETTINGS, Config, load
 from kubecost_allocation_exporter.kubecost import AllocationClient
