@@ -90,11 +90,11 @@ class SimulatorState:
     def take_fault(self) -> Fault:
         with self.lock:
             f = self.fault
+            if f.count is not None and f.count <= 0:
+                self.fault = Fault()
+                return Fault()
             if f.count is not None:
-                if f.count <= 0:
-                    self.fault = f = Fault()
-                else:
-                    f.count -= 1
+                f.count -= 1
             return Fault(f.mode, f.seconds, f.status, f.shape)
 
     def snapshot(self) -> dict[str, Any]:
@@ -250,7 +250,7 @@ class SimulatorServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
 
 def serve(

@@ -66,7 +66,7 @@ def _sets(sim: SimulatorServer, path: str = "/model/allocation", **params: str) 
 
 
 def _total(rows: dict[str, Any], field: str = "totalCost") -> float:
-    return sum(r[field] for r in rows.values())
+    return float(sum(r[field] for r in rows.values()))
 
 
 def test_default_cluster_has_the_eight_namespaces_and_idle_at_about_027_per_hour(sim: SimulatorServer) -> None:
