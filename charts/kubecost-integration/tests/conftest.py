@@ -23,6 +23,9 @@ def tool(name: str) -> str:
     pinned = kci_cache() / "bin" / name
     if pinned.is_file():
         return str(pinned)
+    in_venv = kci_cache() / "venv" / "bin" / name
+    if in_venv.is_file():
+        return str(in_venv)
     found = shutil.which(name)
     if found:
         return found

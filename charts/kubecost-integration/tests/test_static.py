@@ -1,0 +1,390 @@
+"""Static checks of the chart: helm lint --strict, ct lint, kubeconform against offline Kubernetes schemas,
+GitOps determinism, restricted Pod Security on every pod, no cluster-scoped objects, no credentials in ConfigMaps,
+values.yaml <-> values.schema.json in step, README current (helm-docs), and what the package ships."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from testsupport.render import (
+    CHART_DIR,
+    ROOT,
+    by_component,
+    chart_copy,
+    helm_template,
+    kci_cache,
+    objects,
+    render,
+    with_quickstart,
+)
+
+pytestmark = pytest.mark.chart
+
+CI_FILES = sorted((CHART_DIR / "ci").glob("*-values.yaml"))
+ALL_ON = with_quickstart({
+    "serviceMonitor": {"enabled": True},
+    "prometheusRule": {"enabled": True},
+    "dashboards": {"enabled": True},
+    "networkPolicy": {"enabled": True},
+    "podDisruptionBudget": {"enabled": True},
+    "allocationExporter": {"kubecostAuth": {"existingSecret": "kc", "tokenKey": "token"}},
+    "prometheus": {"agent": {"persistence": {"enabled": True}}},
+    "remoteWrite": {
+        "auth": {"type": "basic", "existingSecret": "thanos-rw", "username": "kci"},
+        "tls": {"existingSecret": "thanos-tls", "caKey": "ca.crt", "certKey": "tls.crt", "keyKey": "tls.key"},
+    },
+})
+
+
+def ci_values(path: Path) -> dict[str, Any]:
+    loaded = yaml.safe_load(path.read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def _scenarios() -> Iterator[Any]:
+    for path in CI_FILES:
+        yield pytest.param(ci_values(path), id=path.name)
+    yield pytest.param(ALL_ON, id="everything-on")
+    yield pytest.param(with_quickstart({**ALL_ON, "prometheus": {"agent": {"kind": "StatefulSet", "persistence": {"enabled": True}}}}), id="statefulset-everything-on")
+
+
+def scenarios() -> list[Any]:
+    return list(_scenarios())
+
+
+def test_there_is_a_ci_scenario_per_mode() -> None:
+    modes = {ci_values(p).get("prometheus", {}).get("mode", "agent") for p in CI_FILES}
+    assert modes == {"agent", "kubecost", "external"}
+    assert any(ci_values(p).get("cost-analyzer", {}).get("enabled") is False for p in CI_FILES)
+
+
+def test_kubecost_ci_scenario_is_exactly_what_the_chart_prints(helm: str) -> None:
+    from testsupport.render import kubecost_mode
+
+    path = CHART_DIR / "ci" / "02-kubecost-values.yaml"
+    values = ci_values(path)
+    identity = {"allocationExporter": values["allocationExporter"]}
+    assert kubecost_mode(identity, helm=helm)["cost-analyzer"] == values["cost-analyzer"]
+
+
+# --------------------------------------------------------------------------------------------- lint
+
+
+@pytest.mark.parametrize("values_file", [pytest.param(p, id=p.name) for p in CI_FILES])
+def test_helm_lint_strict(helm: str, chart: Path, values_file: Path, require_tool: Callable[[str], str]) -> None:
+    proc = subprocess.run(
+        [require_tool(helm), "lint", "--strict", str(chart), "--values", str(values_file)],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 chart(s) failed" in proc.stdout
+
+
+def test_helm_lint_strict_fails_without_required_values(helm: str, chart: Path, require_tool: Callable[[str], str]) -> None:
+    proc = subprocess.run([require_tool(helm), "lint", "--strict", str(chart)], capture_output=True, text=True, check=False)
+    assert proc.returncode != 0
+    assert "tenantId" in proc.stdout + proc.stderr
+
+
+def test_ct_lint(chart: Path, require_tool: Callable[[str], str]) -> None:
+    """ct lint (yamllint, Chart.yaml schema, version, helm lint per ci/ file) with the repository's ct config."""
+    schema = kci_cache() / "etc" / "ct" / "chart_schema.yaml"
+    if not schema.is_file():
+        pytest.fail(f"{schema} missing: run `make tools`", pytrace=False)
+    # ct runs yamllint and yamale (Python tools from the venv) by name.
+    tool_dirs = {str(Path(require_tool(t)).parent) for t in ("yamllint", "yamale", "helm")}
+    env = {**os.environ, "PATH": os.pathsep.join([*sorted(tool_dirs), os.environ.get("PATH", "")])}
+    proc = subprocess.run(
+        [require_tool("ct"), "lint", "--config", str(ROOT / "ct.yaml"), "--lint-conf", str(ROOT / "lintconf.yaml"),
+         "--chart-yaml-schema", str(schema), "--charts", str(chart)],
+        capture_output=True, text=True, check=False, cwd=ROOT, timeout=300, env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "All charts linted successfully" in proc.stdout + proc.stderr
+
+
+def kubeconform_schema_version() -> str:
+    env = (ROOT / "tools" / "versions.env").read_text()
+    match = re.search(r"^KUBECONFORM_SCHEMA_K8S=(\S+)$", env, re.M)
+    assert match, "KUBECONFORM_SCHEMA_K8S missing from tools/versions.env"
+    return match.group(1)
+
+
+# CRDs of prometheus-operator have no schema in the offline Kubernetes set; their shape is asserted in test_render.
+CRD_KINDS = "ServiceMonitor,PrometheusRule"
+
+
+@pytest.mark.parametrize("values", scenarios())
+def test_kubeconform_validates_every_object(
+    helm: str, values: dict[str, Any], tmp_path: Path, require_tool: Callable[[str], str]
+) -> None:
+    version = kubeconform_schema_version()
+    schemas = kci_cache() / "schemas" / f"v{version}-standalone-strict"
+    if not schemas.is_dir():
+        pytest.fail(f"kubeconform schemas missing in {schemas}: run `make tools`", pytrace=False)
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(helm_template(values, helm=helm))
+    location = str(kci_cache() / "schemas") + "/{{.NormalizedKubernetesVersion}}-standalone{{.StrictSuffix}}/{{.ResourceKind}}{{.KindSuffix}}.json"
+    proc = subprocess.run(
+        [require_tool("kubeconform"), "-strict", "-summary", "-output", "json", "-kubernetes-version", version,
+         "-schema-location", location, "-skip", CRD_KINDS, str(manifest)],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = json.loads(proc.stdout)["summary"]
+    rendered = [d for d in yaml.safe_load_all(manifest.read_text()) if d and d["kind"] not in CRD_KINDS.split(",")]
+    assert summary["valid"] == len(rendered) and summary["invalid"] == 0 and summary["errors"] == 0, summary
+
+
+def test_kubeconform_catches_a_broken_manifest(tmp_path: Path, require_tool: Callable[[str], str]) -> None:
+    """The validation above can fail: a Deployment with a misspelled field is rejected offline."""
+    version = kubeconform_schema_version()
+    docs = render(with_quickstart({}))
+    deploy = by_component(docs, "Deployment", "allocation-exporter")
+    deploy["spec"]["replica"] = 1
+    manifest = tmp_path / "bad.yaml"
+    manifest.write_text(yaml.safe_dump(deploy))
+    location = str(kci_cache() / "schemas") + "/{{.NormalizedKubernetesVersion}}-standalone{{.StrictSuffix}}/{{.ResourceKind}}{{.KindSuffix}}.json"
+    proc = subprocess.run(
+        [require_tool("kubeconform"), "-strict", "-kubernetes-version", version, "-schema-location", location, str(manifest)],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode != 0 and "replica" in proc.stdout + proc.stderr
+
+
+# --------------------------------------------------------------------------------------------- GitOps
+
+
+@pytest.mark.parametrize("values", scenarios())
+def test_two_renders_are_identical(helm: str, values: dict[str, Any]) -> None:
+    assert helm_template(values, helm=helm) == helm_template(values, helm=helm)
+
+
+def test_templates_use_no_lookup_random_or_time_functions() -> None:
+    banned = re.compile(r"\b(lookup|randAlphaNum|randAlpha|randNumeric|randAscii|randBytes|randInt|uuidv4|now|date|dateInZone|unixEpoch|genCA|genPrivateKey|genSelfSignedCert|genSignedCert|htpasswd)\b")
+    for path in sorted((CHART_DIR / "templates").rglob("*")):
+        if path.is_file():
+            text = re.sub(r"\{\{-?\s*/\*.*?\*/\s*-?\}\}", "", path.read_text(), flags=re.S)
+            actions = re.findall(r"\{\{(.*?)\}\}", text, re.S)
+            hits = [a.strip() for a in actions if banned.search(a)]
+            assert not hits, f"{path.relative_to(CHART_DIR)}: {hits}"
+
+
+# --------------------------------------------------------------------------------------------- security
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for doc in docs:
+        name = f"{doc['kind']}/{doc['metadata']['name']}"
+        if doc["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+            yield name, doc["spec"]["template"]["spec"]
+        elif doc["kind"] == "Pod":
+            yield name, doc["spec"]
+
+
+@pytest.mark.parametrize("values", scenarios())
+def test_every_pod_is_restricted_with_requests_and_limits(helm: str, values: dict[str, Any]) -> None:
+    specs = list(pod_specs(render(values, helm=helm)))
+    assert len(specs) >= 2
+    for name, spec in specs:
+        assert spec.get("automountServiceAccountToken") is False, name
+        assert not spec.get("hostNetwork") and not spec.get("hostPID") and not spec.get("hostIPC"), name
+        assert all("hostPath" not in v for v in spec.get("volumes", [])), name
+        psc = spec["securityContext"]
+        assert psc["runAsNonRoot"] is True and psc["seccompProfile"]["type"] == "RuntimeDefault", name
+        for c in spec["containers"] + spec.get("initContainers", []):
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, (name, c["name"])
+            assert sc["readOnlyRootFilesystem"] is True, (name, c["name"])
+            assert sc["capabilities"]["drop"] == ["ALL"] and not sc["capabilities"].get("add"), (name, c["name"])
+            assert sc.get("privileged") in (None, False), (name, c["name"])
+            assert sc.get("runAsNonRoot", psc["runAsNonRoot"]) is True, (name, c["name"])
+            res = c["resources"]
+            assert res["requests"]["cpu"] and res["requests"]["memory"], (name, c["name"])
+            assert res["limits"]["cpu"] and res["limits"]["memory"], (name, c["name"])
+            assert ":" in c["image"] or "@" in c["image"], c["image"]
+            assert not c["image"].endswith(":latest"), c["image"]
+
+
+NAMESPACED_KINDS = {
+    "ServiceAccount", "ConfigMap", "Service", "Deployment", "StatefulSet", "Pod", "PersistentVolumeClaim",
+    "NetworkPolicy", "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule",
+}
+
+
+@pytest.mark.parametrize("values", scenarios())
+def test_no_cluster_scoped_objects(helm: str, values: dict[str, Any]) -> None:
+    docs = render(values, helm=helm, namespace="team-a")
+    for doc in docs:
+        assert doc["kind"] in NAMESPACED_KINDS, doc["kind"]
+        assert doc["metadata"]["namespace"] == "team-a", (doc["kind"], doc["metadata"]["name"])
+
+
+def test_two_releases_in_one_namespace_do_not_collide(helm: str) -> None:
+    def names(release: str) -> set[tuple[str, str]]:
+        return {(d["kind"], d["metadata"]["name"]) for d in render(ALL_ON, release=release, helm=helm)}
+
+    assert not names("team-a") & names("team-b")
+
+
+CREDENTIAL_KEYS = re.compile(r"^\s*(password|credentials|bearer_token|token|api_key|secret)\s*:", re.M | re.I)
+
+
+@pytest.mark.parametrize("values", scenarios())
+def test_credentials_never_appear_in_config_maps_or_env(helm: str, values: dict[str, Any]) -> None:
+    docs = render(values, helm=helm)
+    assert not objects(docs, "Secret"), "the chart must not render Secrets (credentials come from existing ones)"
+    for cm in objects(docs, "ConfigMap"):
+        for key, text in (cm.get("data") or {}).items():
+            assert not CREDENTIAL_KEYS.search(str(text)), (cm["metadata"]["name"], key)
+    for name, spec in pod_specs(docs):
+        for c in spec["containers"]:
+            for env in c.get("env", []):
+                assert not re.search(r"TOKEN$|PASSWORD|SECRET|API_KEY$", env["name"]), (name, env["name"])
+
+
+def test_credential_check_can_fail() -> None:
+    assert CREDENTIAL_KEYS.search("remote_write:\n  - basic_auth:\n      password: hunter2\n")
+    assert not CREDENTIAL_KEYS.search("      password_file: /etc/prometheus/remote-write/auth/password\n")
+
+
+# --------------------------------------------------------------------------------------------- values, schema, docs
+
+
+def leaf_paths(node: Any, prefix: str = "") -> Iterator[str]:
+    if isinstance(node, dict) and node:
+        for key, value in node.items():
+            yield from leaf_paths(value, f"{prefix}.{key}" if prefix else str(key))
+    else:
+        yield prefix
+
+
+# Kubernetes-typed objects: the schema constrains them (restricted Pod Security, requests/limits) but they accept
+# more fields than values.yaml sets, so they are compared as one value.
+K8S_TYPED = {"podSecurityContext", "securityContext", "resources"}
+
+
+def schema_paths(schema: dict[str, Any], prefix: str = "") -> Iterator[str]:
+    props = schema.get("properties")
+    if props and schema.get("additionalProperties") is False and prefix.rsplit(".", 1)[-1] not in K8S_TYPED:
+        for key, sub in props.items():
+            yield from schema_paths(sub, f"{prefix}.{key}" if prefix else key)
+    else:
+        yield prefix
+
+
+def test_values_and_schema_are_in_step() -> None:
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    leaves = set(leaf_paths({k: v for k, v in values.items() if k != "cost-analyzer"}))
+    documented = set(schema_paths({**schema, "properties": {k: v for k, v in schema["properties"].items() if k not in ("cost-analyzer", "global")}}))
+    # Every value has a schema entry (either the leaf itself or a free-form object above it) and vice versa.
+    missing = {leaf for leaf in leaves if not any(leaf == d or leaf.startswith(d + ".") for d in documented)}
+    assert not missing, f"values without schema: {sorted(missing)}"
+    extra = {d for d in documented if not any(leaf == d or leaf.startswith(d + ".") for leaf in leaves)}
+    assert not extra, f"schema entries without a value in values.yaml: {sorted(extra)}"
+
+
+def test_every_value_has_a_helm_docs_comment() -> None:
+    """Every key of values.yaml (outside the Kubecost pass-through) has a `# --` description, on itself or on an
+    enclosing key; keys that only group documented children need none."""
+    lines = (CHART_DIR / "values.yaml").read_text().splitlines()
+    keys: list[tuple[int, int, bool]] = []  # (line, indent, has "# --" comment)
+    for i, line in enumerate(lines):
+        m = re.match(r"^(\s*)([A-Za-z0-9_-]+):(\s|$)", line)
+        if not m:
+            continue
+        j = i - 1
+        while j >= 0 and lines[j].strip().startswith("#") and not lines[j].strip().startswith("# --"):
+            j -= 1
+        keys.append((i, len(m.group(1)), j >= 0 and lines[j].strip().startswith("# --")))
+    undocumented = []
+    for n, (i, indent, commented) in enumerate(keys):
+        path = lines[i].strip().split(":")[0]
+        ancestors = [k for k in keys[:n] if k[1] < indent]
+        chain = []
+        for k in reversed(ancestors):
+            if not chain or k[1] < chain[-1][1]:
+                chain.append(k)
+        if lines[chain[-1][0]].strip().startswith("cost-analyzer:") if chain else path == "cost-analyzer":
+            continue
+        is_group = n + 1 < len(keys) and keys[n + 1][1] > indent and lines[i].rstrip().endswith(":")
+        if not (commented or is_group or any(k[2] for k in chain)):
+            undocumented.append(f"line {i + 1}: {path}")
+    assert not undocumented, undocumented
+
+
+def test_readme_is_generated_and_current(tmp_path: Path, require_tool: Callable[[str], str]) -> None:
+    copy = tmp_path / "kubecost-integration"
+    shutil.copytree(CHART_DIR, copy, ignore=shutil.ignore_patterns("charts", "__pycache__"))
+    (copy / "README.md").unlink()
+    proc = subprocess.run(
+        [require_tool("helm-docs"), "--chart-search-root", str(copy), "--log-level", "warning"],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    generated = (copy / "README.md").read_text()
+    assert generated == (CHART_DIR / "README.md").read_text(), "README.md is stale: run helm-docs --chart-search-root charts/kubecost-integration"
+    for key in ("allocationExporter.config.tenantId", "prometheus.mode", "remoteWrite.url", "cost-analyzer.enabled"):
+        assert f"| {key} |" in generated
+
+
+def test_package_ships_templates_but_not_tests_stub_or_ci(tmp_path: Path, require_tool: Callable[[str], str]) -> None:
+    copy = chart_copy(tmp_path / "src")
+    shutil.copytree(CHART_DIR / "tests", copy / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    proc = subprocess.run([require_tool("helm"), "package", str(copy), "-d", str(tmp_path)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    [tgz] = tmp_path.glob("kubecost-integration-*.tgz")
+    names = tarfile.open(tgz).getnames()
+    assert "kubecost-integration/templates/tests/test-exporter.yaml" in names
+    assert "kubecost-integration/values.schema.json" in names
+    assert not [n for n in names if n.startswith(("kubecost-integration/tests/", "kubecost-integration/ci/"))]
+
+
+def test_dependency_is_kubecost_2x_without_alias_and_stub_matches_it() -> None:
+    chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
+    [dep] = chart["dependencies"]
+    assert dep["name"] == "cost-analyzer" and "alias" not in dep
+    assert dep["repository"] == "https://kubecost.github.io/cost-analyzer/"
+    assert dep["condition"] == "cost-analyzer.enabled"
+    assert re.match(r"^[~^]?2\.", dep["version"])
+    stub = yaml.safe_load((CHART_DIR / "tests" / "stub" / "cost-analyzer" / "Chart.yaml").read_text())
+    assert stub["name"] == "cost-analyzer" and stub["version"].startswith("2.")
+    assert (CHART_DIR / "tests" / "stub" / "cost-analyzer" / "templates" / "_helpers.tpl").is_file()
+    ignored = (ROOT / ".gitignore").read_text()
+    assert "charts/*/charts/" in ignored
+
+
+def test_notes_print_copy_paste_verification(require_tool: Callable[[str], str], chart: Path) -> None:
+    """NOTES are not part of `helm template`; Helm 4's client-only dry-run renders them offline (Helm 3's install
+    --dry-run=client still contacts the API server, so that binary is exercised by the control-plane e2e)."""
+    helm = "helm4"
+    from testsupport.render import kubecost_mode
+
+    for mode, expect in [("agent", "prometheus_remote_storage_(samples_total"), ("external", "writeRelabelConfigs"), ("kubecost", "kubecost-allocation-exporter")]:
+        values = with_quickstart({"prometheus": {"mode": mode}})
+        if mode == "kubecost":
+            values = kubecost_mode(values, helm=helm)
+        # NOTES are not part of `helm template` output: render them with a client-side dry-run install.
+        proc = subprocess.run(
+            [require_tool(helm), "install", "my-kubecost", str(chart), "-n", "my-ns", "--dry-run=client",
+             "--values", "/dev/stdin"],
+            input=yaml.safe_dump(values), capture_output=True, text=True, check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        notes = proc.stdout.split("NOTES:", 1)[1]
+        assert "kubectl -n my-ns port-forward svc/my-kubecost-kubecost-integration-exporter 9103:9103" in notes
+        assert "helm test my-kubecost -n my-ns --logs" in notes
+        assert expect in notes, notes
