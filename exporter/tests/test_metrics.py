@@ -17,6 +17,7 @@ from kubecost_allocation_exporter.metrics import (
     cost_families,
     health_families,
     render,
+    render_costs,
 )
 from kubecost_allocation_exporter.model import build_breakdown, build_snapshot
 
@@ -95,7 +96,8 @@ def exposition(name: str, cfg: Config, breakdown: str | None = None) -> str:
             top_n=cfg.breakdown_top_n,
         )
         snap = replace(snap, breakdowns=rows)
-    text = render(health_families(HEALTH, cfg)) + render(cost_families(snap, cfg))
+    text = render(health_families(HEALTH, cfg)) + render_costs(snap, cfg)
+    assert render_costs(snap, cfg) == render(cost_families(snap, cfg))
     return text.decode()
 
 
@@ -205,3 +207,27 @@ def test_rate_and_total_modes_differ_by_the_window_hours() -> None:
     total = value(exposition("several_sets.json", config("--metric-mode", "total")))
     rate = value(exposition("several_sets.json", config()))
     assert rate == pytest.approx(total / 2)
+
+
+def test_fast_renderer_matches_the_registry_for_odd_label_values() -> None:
+    cfg = config()
+    w = {"start": "2026-11-26T16:00:00Z", "end": "2026-11-26T17:00:00Z"}
+    odd = {'we"ird': 1.0, "back\\slash": 2.0, "new\nline": 3.0, "ünïcode": 4.5e-07, "big": 1.5e9}
+    sets = [{k: {"totalCost": v, "window": w} for k, v in odd.items()}]
+    snap = build_snapshot(
+        sets,
+        requested_window=HOUR,
+        now=NOW,
+        metric_mode="total",
+        cluster_name=cfg.cluster_name,
+        multi_cluster=False,
+    )
+    fast = render_costs(snap, cfg)
+    assert fast == render(cost_families(snap, cfg))
+    parsed = {
+        s.labels["namespace"]: s.value
+        for f in text_string_to_metric_families(fast.decode())
+        for s in f.samples
+        if s.name == f"{NAMESPACE}total_cost"
+    }
+    assert parsed == odd

@@ -159,7 +159,12 @@ def coverage(
 
 def number(alloc: Mapping[str, Any], name: str) -> float | None:
     """A numeric field; None when missing, null, NaN/Inf, or not a number."""
-    v = alloc.get(name)
+    v: Any = alloc.get(name)
+    t = type(v)
+    if t is float:
+        return v if v - v == 0.0 else None  # NaN and +-Inf fail this
+    if t is int:
+        return float(v)
     if isinstance(v, bool) or not isinstance(v, int | float):
         if isinstance(v, str):
             try:

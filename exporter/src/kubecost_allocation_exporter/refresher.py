@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from kubecost_allocation_exporter.config import Config
 from kubecost_allocation_exporter.kubecost import REASONS, AllocationClient, ApiError
-from kubecost_allocation_exporter.metrics import Health, cost_families, health_families, render
+from kubecost_allocation_exporter.metrics import Health, health_families, render, render_costs
 from kubecost_allocation_exporter.model import (
     BreakdownRow,
     Snapshot,
@@ -116,7 +116,7 @@ class Refresher:
         costs: bytes | None = None
         try:
             snapshot = collect(self._client, self._cfg, datetime.fromtimestamp(now_wall, UTC))
-            costs = render(cost_families(snapshot, self._cfg))
+            costs = render_costs(snapshot, self._cfg)
             self.snapshot = snapshot
         except ApiError as exc:
             error = exc
