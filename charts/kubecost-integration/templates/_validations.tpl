@@ -62,6 +62,9 @@ bad input fails the whole render, it never produces a half-right manifest.
 {{- if eq (lower $k) (lower $rw.tenantHeader) -}}
 {{- include "kubecost-integration.fail" (printf "remoteWrite.headers.%s would override the tenant header; remove it and set allocationExporter.config.tenantId instead (it feeds the header, the exporter's tenant_id label and external_labels)." $k) -}}
 {{- end -}}
+{{- if has (lower $k) (list "host" "content-encoding" "content-type" "user-agent" "x-prometheus-remote-write-version" "connection" "keep-alive" "proxy-authenticate" "proxy-authorization" "www-authenticate" "transfer-encoding" "upgrade" "te" "trailer") -}}
+{{- include "kubecost-integration.fail" (printf "remoteWrite.headers.%s is a header Prometheus sets itself and refuses in remote_write; remove it from remoteWrite.headers." $k) -}}
+{{- end -}}
 {{- if eq (lower $k) "authorization" -}}
 {{- include "kubecost-integration.fail" "remoteWrite.headers.Authorization would put a credential into a ConfigMap; remove it and set remoteWrite.auth with an existing Secret instead:\n  remoteWrite:\n    auth:\n      type: bearer\n      existingSecret: <secret name>\n      tokenKey: token" -}}
 {{- end -}}

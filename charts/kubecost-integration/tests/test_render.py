@@ -499,8 +499,13 @@ def test_network_policy_admits_the_agent_and_the_test_pod(helm: str) -> None:
     assert agent_policy["spec"]["ingress"] == [] and agent_policy["spec"]["policyTypes"] == ["Ingress"]
 
 
-def test_kubecost_subchart_is_render_safe_for_gitops() -> None:
-    """Kubecost's lookup-based sanity checks break `helm template`/Argo CD unless cicd mode is on."""
-    values = yaml.safe_load((Path(__file__).parent.parent / "values.yaml").read_text())
-    cicd = values["cost-analyzer"]["global"]["platforms"]["cicd"]
-    assert cicd == {"enabled": True, "skipSanityChecks": True}
+def test_kubecost_subchart_is_render_safe_for_gitops(helm: str, chart: Path) -> None:
+    """Kubecost's lookup-based sanity checks break `helm template`/Argo CD unless its cicd mode is on: the chart's
+    `cost-analyzer.global.platforms.cicd` must reach the subchart's own `.Values.global`."""
+    probe = chart / "charts" / "cost-analyzer" / "templates" / "probe.yaml"
+    probe.write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: probe\n"
+        "data:\n  cicd: {{ .Values.global.platforms.cicd | toJson | quote }}\n"
+    )
+    docs = render(QUICKSTART_VALUES, helm=helm, chart=chart)
+    assert yaml.safe_load(find(docs, "ConfigMap", "probe")["data"]["cicd"]) == {"enabled": True, "skipSanityChecks": True}

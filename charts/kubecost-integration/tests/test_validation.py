@@ -77,6 +77,7 @@ BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("tls-cert-without-key", {"remoteWrite": {"tls": {"existingSecret": "tls", "certKey": "tls.crt"}}}, ["remoteWrite.tls.keyKey"]),
     ("tenant-header-override", {"remoteWrite": {"headers": {"thanos-tenant": "other"}}}, ["remoteWrite.headers.thanos-tenant", "allocationExporter.config.tenantId"]),
     ("authorization-header", {"remoteWrite": {"headers": {"Authorization": "Bearer x"}}}, ["remoteWrite.auth", "existingSecret"]),
+    ("reserved-header", {"remoteWrite": {"headers": {"User-Agent": "x"}}}, ["remoteWrite.headers.User-Agent", "remove it"]),
     ("external-label-cluster", {"prometheus": {"externalLabels": {"cluster": "x"}}}, ["prometheus.externalLabels.cluster", "clusterName"]),
     ("external-label-name", {"prometheus": {"externalLabels": {"bad-name": "x"}}}, ["prometheus.externalLabels", "bad-name"]),
     ("timeout-over-interval", {"prometheus": {"scrapeInterval": "30s", "scrapeTimeout": "1m"}}, ["prometheus.scrapeTimeout", "at most"]),
