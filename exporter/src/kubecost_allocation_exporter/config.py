@@ -276,7 +276,7 @@ SETTINGS: tuple[Setting, ...] = (
         "http://kubecost-cost-analyzer.kubecost:9090",
         _url,
         "Base URL of the Kubecost frontend (9090), aggregator (9004) or OpenCost (9003); "
-        "a URL whose path ends in /allocation is used as is",
+        "a URL with a path (e.g. .../model/allocation) is used as is",
         "an http:// or https:// URL",
     ),
     Setting(
