@@ -116,13 +116,6 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 {{- end -}}
 
-{{- define "kubecost-integration.imagePullSecrets" -}}
-{{- with .Values.imagePullSecrets }}
-imagePullSecrets:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
-{{- end -}}
-
 {{/* DNS name of the exporter Service, as scraped by the agent and checked by the helm test. */}}
 {{- define "kubecost-integration.exporter.address" -}}
 {{- include "kubecost-integration.exporter.addressFor" (dict "Release" .Release "chartName" .Chart.Name "nameOverride" .Values.nameOverride "fullnameOverride" .Values.fullnameOverride "port" .Values.allocationExporter.port) -}}

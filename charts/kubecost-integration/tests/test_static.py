@@ -168,8 +168,13 @@ def test_kubeconform_catches_a_broken_manifest(tmp_path: Path, require_tool: Cal
 
 
 @pytest.mark.parametrize("values", scenarios())
-def test_two_renders_are_identical(helm: str, values: dict[str, Any]) -> None:
-    assert helm_template(values, helm=helm) == helm_template(values, helm=helm)
+def test_two_renders_are_identical_and_tidy(helm: str, values: dict[str, Any]) -> None:
+    first = helm_template(values, helm=helm)
+    assert first == helm_template(values, helm=helm)
+    ours = [doc for doc in first.split("\n---\n") if "# Source: kubecost-integration/templates/" in doc]
+    assert ours
+    for doc in ours:  # (the stub reproduces Kubecost's own output, stray whitespace included)
+        assert not re.findall(r"^[ \t]+$", doc, re.M), f"whitespace-only line (an include emitted nothing):\n{doc}"
 
 
 def test_templates_use_no_lookup_random_or_time_functions() -> None:

@@ -28,7 +28,10 @@ metadata:
 spec:
   serviceAccountName: {{ include "kubecost-integration.agent.serviceAccountName" . }}
   automountServiceAccountToken: false
-  {{- include "kubecost-integration.imagePullSecrets" . | nindent 2 }}
+  {{- with .Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   {{- with $agent.priorityClassName }}
   priorityClassName: {{ . }}
   {{- end }}
@@ -77,7 +80,9 @@ spec:
           readOnly: true
         - name: wal
           mountPath: /prometheus
-        {{- include "kubecost-integration.rw.volumeMounts" . | nindent 8 }}
+        {{- with include "kubecost-integration.rw.volumeMounts" . }}
+        {{- . | trim | nindent 8 }}
+        {{- end }}
   volumes:
     - name: config
       configMap:
@@ -91,7 +96,9 @@ spec:
       persistentVolumeClaim:
         claimName: {{ include "kubecost-integration.agent.fullname" . }}-wal
     {{- end }}
-    {{- include "kubecost-integration.rw.volumes" . | nindent 4 }}
+    {{- with include "kubecost-integration.rw.volumes" . }}
+    {{- . | trim | nindent 4 }}
+    {{- end }}
   {{- with $agent.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
