@@ -33,6 +33,7 @@ class Reply:
     body: bytes = b""
     content_type: str = "application/json"
     delay: float = 0.0  # seconds before answering (for timeouts)
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -97,6 +98,8 @@ def _handler(fake: FakeKubecost) -> type[BaseHTTPRequestHandler]:
                 self.send_response(reply.status)
                 self.send_header("Content-Type", reply.content_type)
                 self.send_header("Content-Length", str(len(reply.body)))
+                for k, v in reply.headers.items():
+                    self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(reply.body)
             except (BrokenPipeError, ConnectionResetError):

@@ -211,6 +211,20 @@ def test_transient_503_is_retried_then_succeeds(kubecost: FakeKubecost) -> None:
     assert len(kubecost.seen) == 3
 
 
+def test_retry_after_cannot_stall_a_refresh(kubecost: FakeKubecost) -> None:
+    kubecost.set(
+        "/model/allocation",
+        Reply(503, b"busy", "text/plain", headers={"Retry-After": "3600"}),
+        Reply(body=fixture_bytes("kubecost2_namespace.json")),
+    )
+    started = time.monotonic()
+    AllocationClient(cfg(kubecost.url, "--api", "kubecost", "--retries", "1")).fetch(
+        HOUR, "namespace"
+    )
+    assert time.monotonic() - started < 5
+    assert len(kubecost.seen) == 2
+
+
 def test_retries_are_bounded(kubecost: FakeKubecost) -> None:
     kubecost.set("/model/allocation", Reply(503, b"unavailable", "text/plain"))
     err = fetch_error(AllocationClient(cfg(kubecost.url, "--api", "kubecost", "--retries", "2")))

@@ -237,7 +237,7 @@ class AllocationClient:
             status_forcelist=RETRY_STATUSES,
             allowed_methods=frozenset({"GET"}),
             raise_on_status=False,
-            respect_retry_after_header=True,
+            respect_retry_after_header=False,  # keep every refresh bounded in time
         )
         adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=2)
         self._session.mount("http://", adapter)
