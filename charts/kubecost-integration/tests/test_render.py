@@ -509,3 +509,11 @@ def test_kubecost_subchart_is_render_safe_for_gitops(helm: str, chart: Path) -> 
     )
     docs = render(QUICKSTART_VALUES, helm=helm, chart=chart)
     assert yaml.safe_load(find(docs, "ConfigMap", "probe")["data"]["cicd"]) == {"enabled": True, "skipSanityChecks": True}
+
+
+def test_network_policy_admits_kubecosts_prometheus_in_kubecost_mode(helm: str) -> None:
+    values = kubecost_mode(with_quickstart({"networkPolicy": {"enabled": True}}), helm=helm)
+    docs = render(values, helm=helm)
+    peers = by_component(docs, "NetworkPolicy", "allocation-exporter")["spec"]["ingress"][0]["from"]
+    # Kubecost 2.x labels its Prometheus server pods app=prometheus, component=<server.name>, release=<release>.
+    assert {"podSelector": {"matchLabels": {"app": "prometheus", "component": "server", "release": "my-kubecost"}}} in peers

@@ -393,3 +393,17 @@ def test_notes_print_copy_paste_verification(require_tool: Callable[[str], str],
         assert "kubectl -n my-ns port-forward svc/my-kubecost-kubecost-integration-exporter 9103:9103" in notes
         assert "helm test my-kubecost -n my-ns --logs" in notes
         assert expect in notes, notes
+
+
+def test_argocd_example_points_at_this_chart_and_renders(helm: str) -> None:
+    app = yaml.safe_load((ROOT / "docs" / "argocd-application.yaml").read_text())
+    assert app["kind"] == "Application" and app["apiVersion"] == "argoproj.io/v1alpha1"
+    source = app["spec"]["source"]
+    assert (ROOT / source["path"] / "Chart.yaml").is_file()
+    assert source["helm"]["releaseName"]
+    namespace = app["spec"]["destination"]["namespace"]
+    # What Argo CD does: `helm template` with the Application's values, twice, identically.
+    values = source["helm"]["valuesObject"]
+    first = helm_template(values, release=source["helm"]["releaseName"], namespace=namespace, helm=helm)
+    assert first == helm_template(values, release=source["helm"]["releaseName"], namespace=namespace, helm=helm)
+    assert "kind: Deployment" in first
