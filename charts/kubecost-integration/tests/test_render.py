@@ -433,7 +433,7 @@ def test_helm_test_script_accepts_only_this_releases_success(tmp_path: Path) -> 
 
     def run_against(body: str) -> subprocess.CompletedProcess[str]:
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 data = body.encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")

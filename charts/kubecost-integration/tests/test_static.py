@@ -117,7 +117,7 @@ def test_ct_lint(chart: Path, require_tool: Callable[[str], str]) -> None:
 
 def kubeconform_schema_version() -> str:
     env = (ROOT / "tools" / "versions.env").read_text()
-    match = re.search(r"^KUBECONFORM_SCHEMA_K8S=(\S+)$", env, re.M)
+    match = re.search(r"^KUBECONFORM_SCHEMA_K8S=(\S+)$", env, re.MULTILINE)
     assert match, "KUBECONFORM_SCHEMA_K8S missing from tools/versions.env"
     return match.group(1)
 
@@ -174,15 +174,15 @@ def test_two_renders_are_identical_and_tidy(helm: str, values: dict[str, Any]) -
     ours = [doc for doc in first.split("\n---\n") if "# Source: kubecost-integration/templates/" in doc]
     assert ours
     for doc in ours:  # (the stub reproduces Kubecost's own output, stray whitespace included)
-        assert not re.findall(r"^[ \t]+$", doc, re.M), f"whitespace-only line (an include emitted nothing):\n{doc}"
+        assert not re.findall(r"^[ \t]+$", doc, re.MULTILINE), f"whitespace-only line (an include emitted nothing):\n{doc}"
 
 
 def test_templates_use_no_lookup_random_or_time_functions() -> None:
     banned = re.compile(r"\b(lookup|randAlphaNum|randAlpha|randNumeric|randAscii|randBytes|randInt|uuidv4|now|date|dateInZone|unixEpoch|genCA|genPrivateKey|genSelfSignedCert|genSignedCert|htpasswd)\b")
     for path in sorted((CHART_DIR / "templates").rglob("*")):
         if path.is_file():
-            text = re.sub(r"\{\{-?\s*/\*.*?\*/\s*-?\}\}", "", path.read_text(), flags=re.S)
-            actions = re.findall(r"\{\{(.*?)\}\}", text, re.S)
+            text = re.sub(r"\{\{-?\s*/\*.*?\*/\s*-?\}\}", "", path.read_text(), flags=re.DOTALL)
+            actions = re.findall(r"\{\{(.*?)\}\}", text, re.DOTALL)
             hits = [a.strip() for a in actions if banned.search(a)]
             assert not hits, f"{path.relative_to(CHART_DIR)}: {hits}"
 
@@ -244,7 +244,7 @@ def test_two_releases_in_one_namespace_do_not_collide(helm: str) -> None:
     assert not names("team-a") & names("team-b")
 
 
-CREDENTIAL_KEYS = re.compile(r"^\s*(password|credentials|bearer_token|token|api_key|secret)\s*:", re.M | re.I)
+CREDENTIAL_KEYS = re.compile(r"^\s*(password|credentials|bearer_token|token|api_key|secret)\s*:", re.MULTILINE | re.IGNORECASE)
 
 
 @pytest.mark.parametrize("values", scenarios())
@@ -352,7 +352,8 @@ def test_package_ships_templates_but_not_tests_stub_or_ci(tmp_path: Path, requir
     proc = subprocess.run([require_tool("helm"), "package", str(copy), "-d", str(tmp_path)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     [tgz] = tmp_path.glob("kubecost-integration-*.tgz")
-    names = tarfile.open(tgz).getnames()
+    with tarfile.open(tgz) as archive:
+        names = archive.getnames()
     assert "kubecost-integration/templates/tests/test-exporter.yaml" in names
     assert "kubecost-integration/values.schema.json" in names
     assert not [n for n in names if n.startswith(("kubecost-integration/tests/", "kubecost-integration/ci/"))]
