@@ -408,3 +408,14 @@ def test_argocd_example_points_at_this_chart_and_renders(helm: str) -> None:
     first = helm_template(values, release=source["helm"]["releaseName"], namespace=namespace, helm=helm)
     assert first == helm_template(values, release=source["helm"]["releaseName"], namespace=namespace, helm=helm)
     assert "kind: Deployment" in first
+
+
+def test_artifacthub_images_match_the_default_images() -> None:
+    chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    images = {i["name"]: i["image"] for i in yaml.safe_load(chart["annotations"]["artifacthub.io/images"])}
+    exporter = values["allocationExporter"]["image"]
+    agent = values["prometheus"]["agent"]["image"]
+    assert images["kubecost-allocation-exporter"] == f"{exporter['repository']}:{chart['appVersion']}"
+    assert images["prometheus"] == f"{agent['repository']}:{agent['tag']}"
+    assert agent["tag"].startswith("v3."), "default agent image is Prometheus 3.x (--agent)"
