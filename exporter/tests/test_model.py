@@ -79,7 +79,7 @@ def test_idle_is_never_a_namespace_and_parts_sum_to_the_cluster_total(name: str,
         if c.costs.total is not None:
             assert math.isclose(ns_sum + (c.idle or 0.0), c.costs.total, abs_tol=1e-9)
         for costs in [c.costs, *c.namespaces.values()]:
-            for v in vars(costs).values():
+            for v in costs._asdict().values():
                 assert v is None or math.isfinite(v)
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 IDLE = "__idle__"
 UNALLOCATED = "__unallocated__"
@@ -188,36 +188,22 @@ def cost_part(alloc: Mapping[str, Any], part: str) -> float | None:
     return None if adj is None else base + adj
 
 
-class _Sum:
-    """Sum of values where any unknown member makes the sum unknown (per group)."""
-
-    __slots__ = ("unknown", "value")
-
-    def __init__(self) -> None:
-        self.value = 0.0
-        self.unknown = False
-
-    def add(self, v: float | None) -> None:
-        if v is None:
-            self.unknown = True
-        else:
-            self.value += v
-
-    def get(self) -> float | None:
-        return None if self.unknown else self.value
-
-
-@dataclass
-class _Group:
-    """Allocation rows (from one or several sets) that end up as one exported label set."""
-
-    sums: dict[str, _Sum] = field(default_factory=lambda: {p: _Sum() for p in COST_PARTS})
-    rows: list[Mapping[str, Any]] = field(default_factory=list)
-
-    def add(self, alloc: Mapping[str, Any]) -> None:
-        self.rows.append(alloc)
-        for part, s in self.sums.items():
-            s.add(cost_part(alloc, part))
+def part_sums(rows: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+    """Every cost part summed over rows; one unknown member makes that part unknown."""
+    if len(rows) == 1:
+        row = rows[0]
+        return {p: cost_part(row, p) for p in COST_PARTS}
+    out: dict[str, float | None] = {}
+    for p in COST_PARTS:
+        total: float | None = 0.0
+        for row in rows:
+            v = cost_part(row, p)
+            if v is None:
+                total = None
+                break
+            total += v  # type: ignore[operator]
+        out[p] = total
+    return out
 
 
 def _minutes(alloc: Mapping[str, Any]) -> float | None:
@@ -275,13 +261,15 @@ def total_efficiency(rows: Sequence[Mapping[str, Any]]) -> float | None:
     """(cpuEff*cpuCost + ramEff*ramCost) / (cpuCost + ramCost), costs incl. adjustments."""
     if len(rows) == 1:
         return number(rows[0], "totalEfficiency")
-    cpu_e, ram_e = resource_efficiency(rows, "cpu"), resource_efficiency(rows, "ram")
-    cpu_c = _Sum()
-    ram_c = _Sum()
-    for r in rows:
-        cpu_c.add(cost_part(r, "cpu"))
-        ram_c.add(cost_part(r, "ram"))
-    cc, rc = cpu_c.get(), ram_c.get()
+    return combine_total_efficiency(
+        resource_efficiency(rows, "cpu"), resource_efficiency(rows, "ram"), part_sums(rows)
+    )
+
+
+def combine_total_efficiency(
+    cpu_e: float | None, ram_e: float | None, parts: Mapping[str, float | None]
+) -> float | None:
+    cc, rc = parts["cpu"], parts["ram"]
     if cpu_e is None or ram_e is None or cc is None or rc is None:
         return None
     if cc + rc == 0:
@@ -321,7 +309,9 @@ def _prop_from_properties(props: Mapping[str, Any], prop: str) -> str | None:
     return v if isinstance(v, str) and v else None
 
 
-def split_key(key: str, alloc: Mapping[str, Any], props: Sequence[str]) -> RowKey:
+def split_key(
+    key: str, alloc: Mapping[str, Any], props: Sequence[str], *, want_cluster: bool = True
+) -> RowKey:
     """Aggregation key -> label values, one per property in `props` (the `aggregate` list).
 
     Keys are the values joined by "/". Tolerated: `__idle__` anywhere (`__idle__`,
@@ -331,9 +321,8 @@ def split_key(key: str, alloc: Mapping[str, Any], props: Sequence[str]) -> RowKe
     properties = alloc.get("properties")
     properties = properties if isinstance(properties, dict) else {}
     segs = key.split("/")
-    cluster_prop = _prop_from_properties(properties, "cluster")
     if IDLE in segs or key.endswith(IDLE) or alloc.get("name") == IDLE:
-        cluster = cluster_prop
+        cluster = _prop_from_properties(properties, "cluster")
         if cluster is None and len(segs) >= 2 and segs[0] not in (IDLE, ""):
             cluster = segs[0]
         return RowKey(cluster, True, ())
@@ -360,8 +349,8 @@ def split_key(key: str, alloc: Mapping[str, Any], props: Sequence[str]) -> RowKe
     cluster = None
     if "cluster" in props:
         cluster = out[props.index("cluster")]
-    elif cluster_prop is not None:
-        cluster = cluster_prop
+    elif want_cluster:
+        cluster = _prop_from_properties(properties, "cluster")
     return RowKey(cluster, False, tuple(out))
 
 
@@ -369,8 +358,7 @@ def split_key(key: str, alloc: Mapping[str, Any], props: Sequence[str]) -> RowKe
 # snapshot
 
 
-@dataclass(frozen=True)
-class Costs:
+class Costs(NamedTuple):
     """One exported label set: cost parts (USD or USD/h) and efficiencies; None = omitted."""
 
     total: float | None = None
@@ -431,13 +419,36 @@ def _scale(v: float | None, factor: float | None) -> float | None:
     return tidy(v * factor)
 
 
-def _costs(group: _Group, factor: float | None, with_efficiency: bool) -> Costs:
-    kw: dict[str, float | None] = {p: _scale(s.get(), factor) for p, s in group.sums.items()}
+def _costs(rows: Sequence[Mapping[str, Any]], factor: float | None, with_efficiency: bool) -> Costs:
+    parts = part_sums(rows)
+    kw: dict[str, float | None] = {p: _scale(v, factor) for p, v in parts.items()}
     if with_efficiency:
-        kw["cpu_efficiency"] = resource_efficiency(group.rows, "cpu")
-        kw["ram_efficiency"] = resource_efficiency(group.rows, "ram")
-        kw["total_efficiency"] = total_efficiency(group.rows)
+        if len(rows) == 1:
+            row = rows[0]
+            kw["cpu_efficiency"] = number(row, "cpuEfficiency")
+            kw["ram_efficiency"] = number(row, "ramEfficiency")
+            kw["total_efficiency"] = number(row, "totalEfficiency")
+        else:
+            cpu_e, ram_e = resource_efficiency(rows, "cpu"), resource_efficiency(rows, "ram")
+            kw["cpu_efficiency"] = cpu_e
+            kw["ram_efficiency"] = ram_e
+            kw["total_efficiency"] = combine_total_efficiency(cpu_e, ram_e, parts)
     return Costs(**kw)
+
+
+def part_sums_nonidle(rows: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+    """CPU and RAM cost (incl. adjustments) of rows, for the total efficiency."""
+    out: dict[str, float | None] = {}
+    for p in ("cpu", "ram"):
+        total: float | None = 0.0
+        for row in rows:
+            v = cost_part(row, p)
+            if v is None:
+                total = None
+                break
+            total += v  # type: ignore[operator]
+        out[p] = total
+    return out
 
 
 def _sum_known(values: Iterable[float | None]) -> float | None:
@@ -465,37 +476,50 @@ def build_snapshot(
     props = ("cluster", "namespace") if multi_cluster else ("namespace",)
     cov = coverage(sets, requested_window, now)
     factor = _factor(metric_mode, cov)
-    ns_groups: dict[str, dict[str, _Group]] = {}
-    idle_groups: dict[str, _Group] = {}
+    ns_groups: dict[str, dict[str, list[Mapping[str, Any]]]] = {}
+    idle_groups: dict[str, list[Mapping[str, Any]]] = {}
     rows = 0
     for aset in sets:
         for key, alloc in aset.items():
             rows += 1
-            rk = split_key(key, alloc, props)
+            rk = split_key(key, alloc, props, want_cluster=multi_cluster)
             cluster = (rk.cluster if multi_cluster else None) or cluster_name
             if rk.idle:
-                idle_groups.setdefault(cluster, _Group()).add(alloc)
+                idle_groups.setdefault(cluster, []).append(alloc)
                 continue
             namespace = rk.values[-1]
-            ns_groups.setdefault(cluster, {}).setdefault(namespace, _Group()).add(alloc)
+            per = ns_groups.get(cluster)
+            if per is None:
+                per = ns_groups[cluster] = {}
+            group = per.get(namespace)
+            if group is None:
+                per[namespace] = [alloc]
+            else:
+                group.append(alloc)
     clusters: list[ClusterSnapshot] = []
     for cluster in sorted(set(ns_groups) | set(idle_groups)):
         groups = ns_groups.get(cluster, {})
         namespaces = {ns: _costs(g, factor, True) for ns, g in sorted(groups.items())}
-        idle_group = idle_groups.get(cluster)
-        idle_costs = _costs(idle_group, factor, False) if idle_group else None
-        all_rows = [r for g in groups.values() for r in g.rows]
+        idle_rows = idle_groups.get(cluster)
+        idle_costs = _costs(idle_rows, factor, False) if idle_rows else None
         parts: dict[str, float | None] = {}
         for p in COST_PARTS:
             members = [c.part(p) for c in namespaces.values()]
             if idle_costs is not None:
                 members.append(idle_costs.part(p))
             parts[p] = _sum_known(members)
+        all_rows = [r for g in groups.values() for r in g]
+        cpu_e = ram_e = total_e = None
+        if all_rows:
+            cpu_e = resource_efficiency(all_rows, "cpu")
+            ram_e = resource_efficiency(all_rows, "ram")
+            total_e = (
+                number(all_rows[0], "totalEfficiency")
+                if len(all_rows) == 1
+                else combine_total_efficiency(cpu_e, ram_e, part_sums_nonidle(all_rows))
+            )
         cluster_costs = Costs(
-            **parts,
-            cpu_efficiency=resource_efficiency(all_rows, "cpu") if all_rows else None,
-            ram_efficiency=resource_efficiency(all_rows, "ram") if all_rows else None,
-            total_efficiency=total_efficiency(all_rows) if all_rows else None,
+            **parts, cpu_efficiency=cpu_e, ram_efficiency=ram_e, total_efficiency=total_e
         )
         clusters.append(
             ClusterSnapshot(

@@ -6,6 +6,7 @@ series always, cost series only while the last success is younger than --stalene
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import threading
@@ -114,6 +115,11 @@ class Refresher:
         now_wall = self._wall()
         error: ApiError | None = None
         costs: bytes | None = None
+        # The parsed answer is millions of acyclic objects freed by reference counting; the cyclic
+        # GC would walk them repeatedly while they are built (measured: ~2x slower at 10k
+        # namespaces). Pause it for this bounded piece of work.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
         try:
             snapshot = collect(self._client, self._cfg, datetime.fromtimestamp(now_wall, UTC))
             costs = render_costs(snapshot, self._cfg)
@@ -125,6 +131,9 @@ class Refresher:
             error = ApiError(
                 "bad_response", f"could not process the answer: {type(exc).__name__}: {exc}"
             )
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         finished = self._mono()
         self._duration = finished - started
         self._success = error is None
