@@ -272,3 +272,36 @@ def test_liveness_fails_when_the_refresher_thread_died(kubecost: FakeKubecost) -
     t = r.start(stop)
     t.join(timeout=5)
     assert not r.healthy()
+
+
+def test_breakdowns_are_queried_and_capped_through_http(kubecost: FakeKubecost) -> None:
+    kubecost.set_fixture("/model/allocation", "controller_namespaces.json", aggregate="namespace")
+    kubecost.set_fixture(
+        "/model/allocation", "controller_breakdown.json", aggregate="namespace,controller"
+    )
+    r = refresher(kubecost, Clock(), "--breakdowns", "controller", "--breakdown-top-n", "2")
+    assert r.refresh_once() is None
+    assert [s.params["aggregate"] for s in kubecost.seen] == ["namespace", "namespace,controller"]
+    out = r.exposition().decode()
+    rows = [
+        line
+        for line in out.splitlines()
+        if line.startswith("cloudtuner_kubecost_breakdown_total_cost{")
+    ]
+    assert len(rows) == 3
+    assert 'namespace="__other__"' in rows[-1]
+    assert 'value="deployment:svc-7"' in rows[0]
+
+
+def test_multi_cluster_labels_cost_series_from_the_data(kubecost: FakeKubecost) -> None:
+    kubecost.set_fixture("/model/allocation", "multi_cluster.json")
+    r = refresher(kubecost, Clock(), "--multi-cluster")
+    assert r.refresh_once() is None
+    assert kubecost.seen[-1].params["aggregate"] == "cluster,namespace"
+    assert kubecost.seen[-1].params["splitIdle"] == "true"
+    out = r.exposition().decode()
+    assert 'cloudtuner_kubecost_cluster_idle_cost{cluster="cluster-two",tenant_id="t1"}' in out
+    assert (
+        'cloudtuner_kubecost_namespace_total_cost{cluster="cluster-one",namespace="default"' in out
+    )
+    assert 'cloudtuner_kubecost_scrape_success{cluster="c1",tenant_id="t1"} 1.0' in out
