@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"  Thanos Receive          {thanos.receive_http_url}  (remote write: "
                 f"http://127.0.0.1:{thanos.remote_write_port}/api/v1/receive)"
             )
-            print(f"  Prometheus agent        {tenant.agent_url}/agent")
+            print(f"  Prometheus agent        {tenant.agent_url}/api/v1/targets")
             print(f"  Exporter metrics        {tenant.exporter_url}/metrics")
             print(
                 f"  Kubecost API simulator  {tenant.sim_url}/model/allocation?window=1d&aggregate=namespace"

@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import re
+import shutil
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -25,15 +29,14 @@ from typing import Any
 
 import yaml
 
-from testsupport.procs import Ports, Proc, ProcessGroup, http_get, http_json, require_tool, wait_until
-from testsupport.render import agent_config, deep_merge, exporter_env, render
+from testsupport.procs import Ports, Proc, ProcessGroup, ToolMissing, http_get, http_json, require_tool, wait_until
+from testsupport.render import agent_config, deep_merge, exporter_env, kci_cache, render
 
 ROOT = Path(__file__).resolve().parent.parent
 E2E_DIR = ROOT / "tests-e2e"
 EXPORTER_JOB = "kubecost-allocation-exporter"
 METRIC_PREFIX = "cloudtuner_kubecost_"
 RECEIVE_LABEL = ("receive", "kci-local")
-PROMETHEUS_DIRS = ("/usr/bin", "/usr/local/bin")
 
 Progress = Callable[[str], None]
 
@@ -56,6 +59,47 @@ def _loopback(url: str, port: int) -> str:
     """Same path and query, scheme http, host 127.0.0.1:<port>."""
     parts = urllib.parse.urlsplit(url)
     return urllib.parse.urlunsplit(("http", f"127.0.0.1:{port}", parts.path, parts.query, ""))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Prometheus
+
+
+@dataclass(frozen=True)
+class PrometheusBinary:
+    path: str
+    version: str
+
+    @property
+    def agent_flag(self) -> str:
+        """Prometheus 3.x has `--agent`; 2.x has `--enable-feature=agent`."""
+        return "--agent" if int(self.version.split(".")[0]) >= 3 else "--enable-feature=agent"
+
+
+def prometheus_binary() -> PrometheusBinary:
+    """The Prometheus the agent runs on: `$KCI_PROMETHEUS`, else `$KCI_CACHE/bin/prometheus`, else PATH.
+
+    Debian's build (version `2.42.0+ds`, also 2.45 `+ds`) is refused: it silently drops remote_write `headers`
+    (prometheus/prometheus#13030, checked here with a local receiver), so the chart's THANOS-TENANT header would
+    never reach Thanos and every tenant would land in Thanos' default tenant.
+    """
+    cache_bin = kci_cache() / "bin" / "prometheus"
+    path = os.environ.get("KCI_PROMETHEUS") or (str(cache_bin) if cache_bin.is_file() else shutil.which("prometheus"))
+    if not path:
+        raise ToolMissing(f"required tool 'prometheus' not found in {cache_bin.parent} or PATH: run `make tools`")
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30, check=False)
+    text = out.stdout + out.stderr
+    m = re.search(r"version (\d+\.\d+\.\S+)", text)
+    if not m:
+        raise ToolMissing(f"{path} --version did not print a version ({text.strip()[:200]!r}): run `make tools`")
+    version = m.group(1)
+    if "+ds" in version:
+        raise ToolMissing(
+            f"{path} is Debian's Prometheus {version}, which does not send remote_write `headers` "
+            "(prometheus/prometheus#13030), so the THANOS-TENANT header never reaches Thanos; the pipeline needs "
+            f"an upstream Prometheus build at {cache_bin} (or KCI_PROMETHEUS=<path>): run `make tools`"
+        )
+    return PrometheusBinary(path, version)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -135,7 +179,8 @@ def start_thanos(
             "query",
             f"--http-address=127.0.0.1:{q_http}",
             f"--grpc-address=127.0.0.1:{q_grpc}",
-            f"--endpoint=127.0.0.1:{r_grpc}",
+            # `--endpoint` is deprecated in v0.42; its successor is the endpoint SD config.
+            f'--endpoint.sd-config=endpoints: [{{address: "127.0.0.1:{r_grpc}"}}]',
             "--query.default-tenant-id=default-tenant",
             "--log.level=info",
         ],
@@ -291,7 +336,7 @@ def start_tenant(
     progress: Progress = _quiet,
 ) -> Tenant:
     """Render the chart for `spec` and start its simulator, exporter and agent; wait until each is ready."""
-    prometheus = require_tool("prometheus", PROMETHEUS_DIRS)
+    prometheus = prometheus_binary()
     exporter_bin = require_tool(
         "kubecost-allocation-exporter",
         [Path(sys.executable).parent],
@@ -340,12 +385,12 @@ def start_tenant(
     exporter = group.start(f"exporter-{name}", [exporter_bin], env=env)
     group.wait_http(exporter, f"http://127.0.0.1:{exp_port}/readyz", timeout=60)
 
-    progress(f"[{name}] starting Prometheus agent on 127.0.0.1:{agent_port} (remote_write -> thanos receive)")
+    progress(f"[{name}] starting Prometheus {prometheus.version} in agent mode on 127.0.0.1:{agent_port}")
     agent = group.start(
         f"prometheus-agent-{name}",
         [
-            prometheus,
-            "--enable-feature=agent",
+            prometheus.path,
+            prometheus.agent_flag,
             f"--config.file={cfg_path}",
             f"--storage.agent.path={workdir / 'agent-wal'}",
             f"--web.listen-address=127.0.0.1:{agent_port}",
