@@ -419,3 +419,20 @@ def test_artifacthub_images_match_the_default_images() -> None:
     assert images["kubecost-allocation-exporter"] == f"{exporter['repository']}:{chart['appVersion']}"
     assert images["prometheus"] == f"{agent['repository']}:{agent['tag']}"
     assert agent["tag"].startswith("v3."), "default agent image is Prometheus 3.x (--agent)"
+
+
+def test_kubecost_default_jobs_match_the_real_dependency_when_built() -> None:
+    """After `helm dependency build` (network), the real Kubecost archive sits in charts/: its default
+    `prometheus.extraScrapeConfigs` jobs must be exactly the ones kubecost mode re-declares. Run on every
+    dependency bump; offline (no archive) there is nothing real to compare with."""
+    archives = sorted((CHART_DIR / "charts").glob("cost-analyzer-*.tgz"))
+    if not archives:
+        pytest.skip("no charts/cost-analyzer-*.tgz: run `helm dependency build charts/kubecost-integration` to check")
+    with tarfile.open(archives[-1]) as archive:
+        member = archive.extractfile("cost-analyzer/values.yaml")
+        assert member is not None
+        upstream = yaml.safe_load(member.read())
+    names = re.findall(r"(?m)^\s*-\s*job_name:\s*['\"]?([\w-]+)", upstream["prometheus"]["extraScrapeConfigs"])
+    template = (CHART_DIR / "templates" / "kubecost" / "_kubecost.tpl").read_text()
+    ours = re.findall(r"(?m)^- job_name: ([\w-]+)", template.split('define "kubecost-integration.kubecost.defaultJobs"')[1].split("{{- end -}}")[0])
+    assert names == ours
