@@ -162,6 +162,7 @@ def cost_series(snapshot: Snapshot, cfg: Config) -> list[Series]:
             if v is not None:
                 samples.append(((c.name, tenant), v))
 
+    ns_keys = {(c.name, ns): (c.name, tenant, ns) for c in snapshot.clusters for ns in c.namespaces}
     for part, source in NAMESPACE_COSTS:
         samples = add(
             f"{PREFIX}namespace_{part}_cost",
@@ -172,7 +173,7 @@ def cost_series(snapshot: Snapshot, cfg: Config) -> list[Series]:
             for ns, costs in c.namespaces.items():
                 v = getattr(costs, part)
                 if v is not None:
-                    samples.append(((c.name, tenant, ns), v))
+                    samples.append((ns_keys[(c.name, ns)], v))
     for eff, source in EFFICIENCY_SOURCES.items():
         samples = add(
             f"{PREFIX}namespace_{eff}_efficiency",
@@ -185,7 +186,7 @@ def cost_series(snapshot: Snapshot, cfg: Config) -> list[Series]:
             for ns, costs in c.namespaces.items():
                 v = getattr(costs, attr)
                 if v is not None:
-                    samples.append(((c.name, tenant, ns), v))
+                    samples.append((ns_keys[(c.name, ns)], v))
 
     samples = add(
         f"{PREFIX}breakdown_total_cost",
@@ -235,7 +236,7 @@ def _escape_value(v: str) -> str:
 
 
 def _go_float(v: float) -> str:
-    """floatToGoString for the finite values we export (repr, Go-style exponent when large)."""
+    """prometheus_client's floatToGoString for finite values (Go-style exponent when large)."""
     r = repr(v)
     dot = r.find(".")
     if v > 0 and dot > 6:
@@ -254,17 +255,19 @@ def render_costs(snapshot: Snapshot, cfg: Config) -> bytes:
         name = series.name
         doc = series.help.replace("\\", r"\\").replace("\n", r"\n")
         append(f"# HELP {name} {doc}\n# TYPE {name} gauge\n")
-        order = sorted(range(len(series.labels)), key=lambda i: series.labels[i])
-        keys = [series.labels[i] for i in order]
+        labels = series.labels
+        order = sorted(range(len(labels)), key=lambda i: labels[i])
+        keys = [labels[i] for i in order]
+        get = label_cache.get
         for values, v in series.samples:
-            ck = (series.labels, values)
-            labelstr = label_cache.get(ck)
+            ck = (labels, values)
+            labelstr = get(ck)
             if labelstr is None:
                 labelstr = ",".join(
                     f'{k}="{_escape_value(values[i])}"' for k, i in zip(keys, order, strict=True)
                 )
                 label_cache[ck] = labelstr
-            append(f"{name}{{{labelstr}}} {_go_float(v)}\n")
+            append(f"{name}{{{labelstr}}} {repr(v) if v < 1e6 else _go_float(v)}\n")
     return "".join(lines).encode("utf-8")
 
 

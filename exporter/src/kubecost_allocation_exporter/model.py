@@ -179,13 +179,21 @@ def number(alloc: Mapping[str, Any], name: str) -> float | None:
 
 def cost_part(alloc: Mapping[str, Any], part: str) -> float | None:
     base_field, adj_field = COST_PARTS[part]
-    base = number(alloc, base_field)
-    if base is None:
-        return None
-    if adj_field is None or adj_field not in alloc:
-        return base
-    adj = number(alloc, adj_field)
-    return None if adj is None else base + adj
+    base: Any = alloc.get(base_field)
+    if type(base) is not float or base - base != 0.0:  # fast path: a finite float
+        base = number(alloc, base_field)
+        if base is None:
+            return None
+    if adj_field is None:
+        return float(base)
+    adj: Any = alloc.get(adj_field, 0.0)
+    if type(adj) is not float or adj - adj != 0.0:
+        if adj_field not in alloc:
+            return float(base)
+        adj = number(alloc, adj_field)
+        if adj is None:
+            return None
+    return float(base + adj)
 
 
 def part_sums(rows: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
@@ -436,19 +444,45 @@ def _costs(rows: Sequence[Mapping[str, Any]], factor: float | None, with_efficie
     return Costs(**kw)
 
 
-def part_sums_nonidle(rows: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
-    """CPU and RAM cost (incl. adjustments) of rows, for the total efficiency."""
-    out: dict[str, float | None] = {}
-    for p in ("cpu", "ram"):
-        total: float | None = 0.0
-        for row in rows:
-            v = cost_part(row, p)
-            if v is None:
-                total = None
-                break
-            total += v  # type: ignore[operator]
-        out[p] = total
-    return out
+def cluster_efficiencies(
+    rows: Sequence[Mapping[str, Any]],
+) -> tuple[float | None, float | None, float | None]:
+    """cpu, ram and total efficiency of all non-idle rows in one pass (10k rows per refresh);
+    same results as resource_efficiency / total_efficiency."""
+    if not rows:
+        return None, None, None
+    if len(rows) == 1:
+        r = rows[0]
+        return (
+            number(r, "cpuEfficiency"),
+            number(r, "ramEfficiency"),
+            number(r, "totalEfficiency"),
+        )
+    cu = cq = ru = rq = 0.0
+    cpu_cost: float | None = 0.0
+    ram_cost: float | None = 0.0
+    complete = True
+    for r in rows:
+        m = _minutes(r)
+        u1, q1 = number(r, "cpuCoreUsageAverage"), number(r, "cpuCoreRequestAverage")
+        u2, q2 = number(r, "ramByteUsageAverage"), number(r, "ramByteRequestAverage")
+        if m is None or u1 is None or q1 is None or u2 is None or q2 is None:
+            complete = False
+            break
+        cu += u1 * m
+        cq += q1 * m
+        ru += u2 * m
+        rq += q2 * m
+        c1, c2 = cost_part(r, "cpu"), cost_part(r, "ram")
+        cpu_cost = None if cpu_cost is None or c1 is None else cpu_cost + c1
+        ram_cost = None if ram_cost is None or c2 is None else ram_cost + c2
+    if not complete:
+        cpu_e, ram_e = resource_efficiency(rows, "cpu"), resource_efficiency(rows, "ram")
+        return cpu_e, ram_e, combine_total_efficiency(cpu_e, ram_e, part_sums(rows))
+    cpu_e = _usage_ratio(cu, cq, cpu_cost or 0.0)
+    ram_e = _usage_ratio(ru, rq, ram_cost or 0.0)
+    parts = {"cpu": cpu_cost, "ram": ram_cost}
+    return cpu_e, ram_e, combine_total_efficiency(cpu_e, ram_e, parts)
 
 
 def _sum_known(values: Iterable[float | None]) -> float | None:
@@ -509,15 +543,7 @@ def build_snapshot(
                 members.append(idle_costs.part(p))
             parts[p] = _sum_known(members)
         all_rows = [r for g in groups.values() for r in g]
-        cpu_e = ram_e = total_e = None
-        if all_rows:
-            cpu_e = resource_efficiency(all_rows, "cpu")
-            ram_e = resource_efficiency(all_rows, "ram")
-            total_e = (
-                number(all_rows[0], "totalEfficiency")
-                if len(all_rows) == 1
-                else combine_total_efficiency(cpu_e, ram_e, part_sums_nonidle(all_rows))
-            )
+        cpu_e, ram_e, total_e = cluster_efficiencies(all_rows)
         cluster_costs = Costs(
             **parts, cpu_efficiency=cpu_e, ram_efficiency=ram_e, total_efficiency=total_e
         )
