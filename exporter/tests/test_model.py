@@ -39,6 +39,10 @@ ALL_FIXTURES = (
     "null_set.json",
     "null_data.json",
     "multi_cluster.json",
+    "opencost_7d_daily_sets.json",
+    "summary_shape.json",
+    "pre1100_label_keys.json",
+    "controller_namespaces.json",
 )
 
 
@@ -293,3 +297,33 @@ def test_default_window_is_the_last_complete_hour_minus_lag() -> None:
 def test_union_of_windows_counts_overlaps_once_and_skips_gaps() -> None:
     t = [datetime(2026, 1, 1, h, tzinfo=UTC) for h in range(6)]
     assert union_seconds([(t[0], t[2]), (t[1], t[3]), (t[4], t[5])]) == 4 * 3600
+
+
+def test_seven_daily_sets_with_integer_numbers_and_zero_requests() -> None:
+    """opencost#2495 shape: window=7d&step=1d, pod-level properties, ints, cpuEfficiency 1."""
+    s = build_snapshot(
+        sets_of("opencost_7d_daily_sets.json"),
+        requested_window="7d",
+        now=NOW,
+        metric_mode="rate",
+        cluster_name="c1",
+        multi_cluster=False,
+    )
+    assert s.coverage.hours == pytest.approx(7 * 24)
+    c = s.clusters[0]
+    assert set(c.namespaces) == {"opencost"}
+    oc = c.namespaces["opencost"]
+    assert oc.total == pytest.approx(7 * 0.01283 / 168)
+    assert c.idle == pytest.approx(7 * 0.7 / 168)
+    assert oc.cpu_efficiency == 1.0  # zero request, usage > 0 (combined over the 7 sets)
+    assert oc.ram_efficiency == pytest.approx(60817408 / 57671680)
+
+
+def test_summary_endpoint_shape_is_read_too() -> None:
+    """opencost#1270: /allocation/summary puts sets under data.sets[].allocations."""
+    s = snap("summary_shape.json")
+    c = s.clusters[0]
+    assert set(c.namespaces) == {"kube-system", "default"}
+    assert c.idle is None
+    assert c.costs.total == pytest.approx(0.0313642040545 + 0.0051963269)
+    assert c.namespaces["default"].pv == pytest.approx(0.0019230769)
