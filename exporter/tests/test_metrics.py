@@ -231,3 +231,25 @@ def test_fast_renderer_matches_the_registry_for_odd_label_values() -> None:
         if s.name == f"{NAMESPACE}total_cost"
     }
     assert parsed == odd
+
+
+def test_overflowing_sums_and_ratios_are_omitted_not_inf() -> None:
+    cfg = config("--metric-mode", "total")
+    w = {"start": "2026-11-26T16:00:00Z", "end": "2026-11-26T17:00:00Z"}
+    big = {"totalCost": 1.7e308, "cpuCost": 1.7e308, "cpuCostAdjustment": 1.7e308, "window": w}
+    ratio = {"totalCost": 1.0, "cpuEfficiency": 1e308, "window": w}
+    sets = [{"a": big, "b": dict(big), "c": ratio}, {"c": {**ratio, "cpuEfficiency": 1e308}}]
+    snap = build_snapshot(
+        sets,
+        requested_window=HOUR,
+        now=NOW,
+        metric_mode="total",
+        cluster_name=cfg.cluster_name,
+        multi_cluster=False,
+    )
+    text = render_costs(snap, cfg).decode()
+    assert "Inf" not in text
+    assert "NaN" not in text
+    assert 'namespace_total_cost{cluster="prod-eu-1",namespace="c",tenant_id="acme"} 2.0' in text
+    assert "cloudtuner_kubecost_namespace_cpu_cost{" not in text  # inf sums omitted
+    assert "cloudtuner_kubecost_namespace_cpu_efficiency{" not in text  # inf mean omitted

@@ -215,6 +215,10 @@ def cost_series(snapshot: Snapshot, cfg: Config) -> list[Series]:
         if when is not None:
             for c in snapshot.clusters:
                 samples.append(((c.name, tenant), when.timestamp()))
+    # Last line of defence: a sum or ratio that overflowed is unknown, never +Inf/NaN.
+    for series in out:
+        if any(v - v != 0.0 for _, v in series.samples):
+            series.samples[:] = [(k, v) for k, v in series.samples if v - v == 0.0]
     return [s for s in out if s.samples]
 
 
