@@ -136,6 +136,15 @@ class Refresher:
                 gc.enable()
         finished = self._mono()
         self._duration = finished - started
+        if error is None and self._success is not True and self.snapshot is not None:
+            log.info(
+                "refresh %s: %d namespaces in %d clusters, %.3fs",
+                "ok" if self._success is None else "recovered",
+                self.snapshot.namespace_count,
+                len(self.snapshot.clusters),
+                self._duration,
+                extra={"namespaces": self.snapshot.namespace_count},
+            )
         self._success = error is None
         self.last_error = error
         if error is not None:
