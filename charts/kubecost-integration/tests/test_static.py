@@ -436,3 +436,31 @@ def test_kubecost_default_jobs_match_the_real_dependency_when_built() -> None:
     template = (CHART_DIR / "templates" / "kubecost" / "_kubecost.tpl").read_text()
     ours = re.findall(r"(?m)^- job_name: ([\w-]+)", template.split('define "kubecost-integration.kubecost.defaultJobs"')[1].split("{{- end -}}")[0])
     assert names == ours
+
+
+def test_external_mode_notes_snippets_match_the_agent_remote_write(require_tool: Callable[[str], str], chart: Path) -> None:
+    """The copy-paste remote_write for `external` mode says the same as the agent's: tenant header, keep regex,
+    queue settings, auth from the Secret."""
+    from testsupport.render import agent_config
+
+    values = with_quickstart({
+        "remoteWrite": {"auth": {"type": "bearer", "existingSecret": "rw"}, "extraMetricsAllowList": ["up"], "queueConfig": {"max_shards": 4}},
+    })
+    agent_rw = agent_config(render(values))["remote_write"][0]
+    proc = subprocess.run(
+        [require_tool("helm4"), "install", "r", str(chart), "-n", "my-ns", "--dry-run=client", "--values", "/dev/stdin"],
+        input=yaml.safe_dump(with_quickstart({**values, "prometheus": {"mode": "external"}})),
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    notes = proc.stdout.split("NOTES:", 1)[1]
+    operator_text = notes.split("(spec.remoteWrite;", 1)[1].split("\n\n", 1)[1].split("\n\n", 1)[0]
+    operator = yaml.safe_load(operator_text)["remoteWrite"][0]
+    assert operator["url"] == agent_rw["url"] and operator["headers"] == agent_rw["headers"] == {"THANOS-TENANT": "acme"}
+    assert operator["writeRelabelConfigs"][0]["regex"] == agent_rw["write_relabel_configs"][0]["regex"] == "cloudtuner_kubecost_.*|up"
+    assert operator["authorization"]["credentials"] == {"name": "rw", "key": "token"}
+    assert operator["queueConfig"]["maxShards"] == agent_rw["queue_config"]["max_shards"] == 4
+    assert operator["queueConfig"]["maxSamplesPerSend"] == agent_rw["queue_config"]["max_samples_per_send"]
+    plain_text = notes.split("remote_write:\n", 1)[1].split("\n\n", 1)[0]
+    assert yaml.safe_load(plain_text)[0] == agent_rw
+    assert "mount the Secrets rw" in notes

@@ -44,6 +44,13 @@ remoteWrite:
         name: {{ $tls.existingSecret }}
         key: {{ $tls.keyKey }}
       {{- end }}
+    {{- with $rw.queueConfig }}
+    queueConfig:
+      {{- $camel := dict "capacity" "capacity" "max_shards" "maxShards" "min_shards" "minShards" "max_samples_per_send" "maxSamplesPerSend" "batch_send_deadline" "batchSendDeadline" "min_backoff" "minBackoff" "max_backoff" "maxBackoff" }}
+      {{- range $k, $v := . }}
+      {{ index $camel $k }}: {{ $v }}
+      {{- end }}
+    {{- end }}
     writeRelabelConfigs:
       - sourceLabels: [__name__]
         regex: {{ include "kubecost-integration.rw.keepRegex" . | quote }}
