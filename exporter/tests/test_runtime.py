@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -305,3 +306,21 @@ def test_multi_cluster_labels_cost_series_from_the_data(kubecost: FakeKubecost) 
         'cloudtuner_kubecost_namespace_total_cost{cluster="cluster-one",namespace="default"' in out
     )
     assert 'cloudtuner_kubecost_scrape_success{cluster="c1",tenant_id="t1"} 1.0' in out
+
+
+def test_metrics_are_gzipped_when_asked_and_compressed_once_per_snapshot(
+    kubecost: FakeKubecost,
+) -> None:
+    kubecost.set_fixture("/model/allocation", "kubecost2_namespace.json")
+    r = refresher(kubecost, Clock())
+    r.refresh_once()
+    with running_server(r) as url:
+        req = urllib.request.Request(url + "/metrics", headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert resp.headers["Content-Encoding"] == "gzip"
+            assert gzip.decompress(resp.read()) == r.exposition()
+        first = r.exposition_gzip()
+        assert r.exposition_gzip() is first  # cached for this snapshot
+        r.refresh_once()
+        assert r.exposition_gzip() is not first
+        assert gzip.decompress(r.exposition_gzip()) == r.exposition()

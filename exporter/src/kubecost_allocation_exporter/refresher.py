@@ -7,6 +7,7 @@ series always, cost series only while the last success is younger than --stalene
 from __future__ import annotations
 
 import gc
+import gzip
 import logging
 import random
 import threading
@@ -97,6 +98,8 @@ class Refresher:
         self._beat = monotonic()
         self._busy_since: float | None = None
         self._thread: threading.Thread | None = None
+        self._gzip_lock = threading.Lock()
+        self._gzip_cache: tuple[tuple[int, bool], bytes] | None = None
 
     def _health(self) -> Health:
         endpoint = self._client.endpoint
@@ -164,13 +167,29 @@ class Refresher:
         self.attempted.set()
         return error
 
-    def exposition(self) -> bytes:
+    def _current(self) -> tuple[Exposition, bool]:
         state = self._state
         fresh = (
             state.success_monotonic is not None
             and self._mono() - state.success_monotonic <= self._cfg.staleness_limit
         )
+        return state, fresh
+
+    def exposition(self) -> bytes:
+        state, fresh = self._current()
         return state.health + state.costs if fresh else state.health
+
+    def exposition_gzip(self) -> bytes:
+        """The same bytes gzip-compressed; compressed at most once per snapshot (on the first
+        scrape that asks for gzip), so a 10 MB exposition is not recompressed on every scrape."""
+        state, fresh = self._current()
+        key = (id(state), fresh)
+        with self._gzip_lock:
+            if self._gzip_cache is not None and self._gzip_cache[0] == key:
+                return self._gzip_cache[1]
+            body = gzip.compress(state.health + state.costs if fresh else state.health, 6)
+            self._gzip_cache = (key, body)
+            return body
 
     # -- background loop ----------------------------------------------------------------------
 

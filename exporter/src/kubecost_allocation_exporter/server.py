@@ -25,9 +25,18 @@ class _Handler(BaseHTTPRequestHandler):
     server: ExporterServer
     protocol_version = "HTTP/1.1"
 
-    def _send(self, status: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        ctype: str = "text/plain; charset=utf-8",
+        encoding: str | None = None,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
+        if encoding:
+            self.send_header("Content-Encoding", encoding)
+            self.send_header("Vary", "Accept-Encoding")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":
@@ -37,7 +46,10 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         refresher = self.server.refresher
         if path == "/metrics":
-            self._send(200, refresher.exposition(), CONTENT_TYPE_PLAIN_0_0_4)
+            if "gzip" in self.headers.get("Accept-Encoding", ""):
+                self._send(200, refresher.exposition_gzip(), CONTENT_TYPE_PLAIN_0_0_4, "gzip")
+            else:
+                self._send(200, refresher.exposition(), CONTENT_TYPE_PLAIN_0_0_4)
         elif path == "/healthz":
             if refresher.healthy():
                 self._send(200, b"ok\n")
