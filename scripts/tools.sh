@@ -29,6 +29,13 @@ VENV="$KCI_CACHE/venv"
 mkdir -p "$BIN" "$ETC" "$SHARE" "$SCHEMAS" "$STAMPS" "$LOGS" "$BUILD"
 export PATH="$BIN:$VENV/bin:$PATH"
 
+# One run at a time per cache: parallel `make` targets of several developers (or CI) share it.
+exec 9>"$KCI_CACHE/.tools.lock"
+if ! flock -n 9; then
+  echo "==> tools: another scripts/tools.sh holds $KCI_CACHE/.tools.lock; waiting for it"
+  flock 9
+fi
+
 export GOTOOLCHAIN=local CGO_ENABLED=0
 export GOFLAGS="${GOFLAGS:-} -p=2 -buildvcs=false"
 
@@ -126,6 +133,8 @@ build_kubeconform() {
   # the layout of kubeconform's default template, so
   #   kubeconform -schema-location "$KCI_CACHE/schemas/{{.NormalizedKubernetesVersion}}-standalone{{.StrictSuffix}}/{{.ResourceKind}}{{.KindSuffix}}.json"
   # works offline (see tools/README.md).
+  "$VENV/bin/python" -c 'import kubernetes_validate' || {
+    echo "kubernetes-validate missing from $VENV: run \`make venv\` (requirements-dev.txt pins it)"; return 1; }
   "$VENV/bin/python" "$ROOT/scripts/kubeconform_schemas.py" --dest "$SCHEMAS" \
     --kubernetes "$KUBECONFORM_SCHEMA_K8S"
 }
