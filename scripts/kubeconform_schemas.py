@@ -66,7 +66,7 @@ def standalone(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         more: set[str] = set()
         _refs(defs[name], more)
         todo |= more - needed
-    out = _rewrite({k: v for k, v in schema.items() if k != "$id"})
+    out: dict[str, Any] = _rewrite({k: v for k, v in schema.items() if k != "$id"})
     if needed:
         out["$defs"] = {name: _rewrite(defs[name]) for name in sorted(needed)}
     return out
@@ -102,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         src = base / f"{version}-local{suffix}"
         if not src.is_dir():
             shipped = sorted(p.name for p in base.iterdir() if p.name.endswith("-local"))
-            print(f"kubernetes-validate has no schemas for {version}; it ships {shipped}", file=sys.stderr)
+            print(
+                f"kubernetes-validate has no schemas for {version}; it ships {shipped}",
+                file=sys.stderr,
+            )
             return 1
         n = convert(src, args.dest / f"{version}-standalone{suffix}")
         print(f"{args.dest / f'{version}-standalone{suffix}'}: {n} kinds")
