@@ -86,7 +86,7 @@ def snapshot(sets: list[dict[str, dict[str, Any]]], mode: str) -> Any:
     )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(answer())
 def test_namespaces_plus_idle_equal_the_cluster_total(sets: list[dict[str, Any]]) -> None:
     for mode in ("rate", "total"):
@@ -103,7 +103,7 @@ def test_namespaces_plus_idle_equal_the_cluster_total(sets: list[dict[str, Any]]
                 assert c.costs.total is None
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(answer())
 def test_parts_add_up_to_total_and_nulls_are_omitted(sets: list[dict[str, Any]]) -> None:
     s = snapshot(sets, "total")
@@ -140,7 +140,7 @@ def test_rate_is_total_divided_by_covered_hours(sets: list[dict[str, Any]]) -> N
             assert costs.cpu_efficiency == cr.namespaces[ns].cpu_efficiency
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(answer(), st.sampled_from(["rate", "total"]))
 def test_exposition_never_has_nan_idle_namespaces_or_mixed_label_sets(
     sets: list[dict[str, Any]], mode: str

@@ -324,3 +324,46 @@ def test_metrics_are_gzipped_when_asked_and_compressed_once_per_snapshot(
         r.refresh_once()
         assert r.exposition_gzip() is not first
         assert gzip.decompress(r.exposition_gzip()) == r.exposition()
+
+
+def test_identical_answers_for_a_closed_window_reuse_the_snapshot(kubecost: FakeKubecost) -> None:
+    kubecost.set_fixture("/model/allocation", "kubecost2_namespace.json")
+    r = refresher(kubecost, Clock())
+    assert r.refresh_once() is None
+    assert not r.reused
+    first = r.exposition()
+    assert r.refresh_once() is None
+    assert r.reused
+    assert (
+        r.exposition().split(b"# HELP cloudtuner_kubecost_cluster_total_cost")[1]
+        == (first.split(b"# HELP cloudtuner_kubecost_cluster_total_cost")[1])
+    )
+    kubecost.set_fixture("/model/allocation", "negative_idle.json")
+    assert r.refresh_once() is None
+    assert not r.reused
+    assert b'namespace="batch"' in r.exposition()
+
+
+def test_open_windows_are_never_reused(kubecost: FakeKubecost) -> None:
+    kubecost.set_fixture("/model/allocation", "kubecost2_namespace.json")
+    r = refresher(kubecost, Clock(), "--window", "today")
+    r.refresh_once()
+    r.refresh_once()
+    assert not r.reused
+
+
+def test_a_changed_breakdown_answer_rebuilds_everything(kubecost: FakeKubecost) -> None:
+    kubecost.set_fixture("/model/allocation", "controller_namespaces.json", aggregate="namespace")
+    kubecost.set_fixture(
+        "/model/allocation", "controller_breakdown.json", aggregate="namespace,controller"
+    )
+    r = refresher(kubecost, Clock(), "--breakdowns", "controller")
+    r.refresh_once()
+    kubecost.set_fixture(
+        "/model/allocation", "pre1100_label_keys.json", aggregate="namespace,controller"
+    )
+    assert r.refresh_once() is None
+    assert not r.reused
+    out = r.exposition()
+    assert b'value="app=web"' in out  # the new breakdown answer is used
+    assert b'namespace="shop"' in out  # the unchanged namespace answer was parsed again

@@ -53,8 +53,16 @@ class Endpoint:
 class FetchResult:
     sets: list[AllocationSet]
     endpoint: Endpoint
-    size_bytes: int
+    body: bytes
     skipped: int  # null / non-object entries dropped from `data`
+    unchanged: bool = False  # body identical to `same_as`: not parsed again, `sets` is empty
+
+    def parsed(self) -> FetchResult:
+        """This result with `sets` filled in (parses an `unchanged` body, known to be good)."""
+        if not self.unchanged:
+            return self
+        sets, skipped = normalize_data(parse_response(200, self.body, "", self.endpoint.url))
+        return FetchResult(sets, self.endpoint, self.body, skipped)
 
 
 def redact_url(url: str) -> str:
@@ -308,22 +316,34 @@ class AllocationClient:
             extra={"api": endpoint.flavour, "url": redact_url(endpoint.url)},
         )
 
-    def fetch(self, window: str, aggregate: str, split_idle: bool = False) -> FetchResult:
+    def fetch(
+        self,
+        window: str,
+        aggregate: str,
+        split_idle: bool = False,
+        same_as: bytes | None = None,
+    ) -> FetchResult:
+        """One query. With `same_as` (a body that parsed fine before), an identical 2xx answer is
+        returned as `unchanged` without parsing it again."""
         params = query_params(window, aggregate, self._cfg.share_idle, split_idle)
         with self._lock:
             if self._endpoint is not None:
                 self._announce(self._endpoint, detected=False)
-                return self._fetch_from(self._endpoint, params)
+                return self._fetch_from(self._endpoint, params, same_as)
             return self._detect_and_fetch(params)
 
-    def _fetch_from(self, endpoint: Endpoint, params: Mapping[str, str]) -> FetchResult:
+    def _fetch_from(
+        self, endpoint: Endpoint, params: Mapping[str, str], same_as: bytes | None
+    ) -> FetchResult:
         resp = self._get(endpoint.url, params)
         body = resp.content
+        if same_as is not None and 200 <= resp.status_code < 300 and body == same_as:
+            return FetchResult([], endpoint, body, 0, unchanged=True)
         data = parse_response(
             resp.status_code, body, resp.headers.get("Content-Type", ""), endpoint.url
         )
         sets, skipped = normalize_data(data)
-        return FetchResult(sets, endpoint, len(body), skipped)
+        return FetchResult(sets, endpoint, body, skipped)
 
     def _detect_and_fetch(self, params: Mapping[str, str]) -> FetchResult:
         """`--api auto` on a bare URL: the first candidate that exists wins (404/405 or a non-JSON
@@ -347,7 +367,7 @@ class AllocationClient:
                 resp.status_code, body, resp.headers.get("Content-Type", ""), endpoint.url
             )
             sets, skipped = normalize_data(data)
-            return FetchResult(sets, endpoint, len(body), skipped)
+            return FetchResult(sets, endpoint, body, skipped)
         tried = ", ".join(redact_url(e.url) for e in self._candidates)
         assert last is not None
         raise ApiError("http_status", f"no Allocation API found (tried {tried}); last: {last}")
