@@ -127,8 +127,9 @@ helm_docs_check() {
   local copy="$TMP/docs/kubecost-integration"
   mkdir -p "$copy"
   # the chart's own files only (not a built charts/ dir, whose subcharts would get READMEs too)
-  tar -C "$CHART" --exclude=./charts -cf - . | tar -C "$copy" -xf -
-  helm-docs --chart-search-root "$copy" --log-level warning
+  # (runs inside `run`'s `||` context, where set -e is off: check every command)
+  tar -C "$CHART" --exclude=./charts -cf - . | tar -C "$copy" -xf - || return 1
+  helm-docs --chart-search-root "$copy" --log-level warning || return 1
   if ! diff -u "$CHART/README.md" "$copy/README.md"; then
     echo
     echo "The chart README is stale: run helm-docs (helm-docs --chart-search-root $CHART) and commit README.md"
