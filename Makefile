@@ -50,6 +50,10 @@ test-controlplane: tools ## Control-plane e2e: kube-apiserver+etcd+kcm+scheduler
 test: tools lint ## Everything: lint, then unit, chart, pipeline e2e and control-plane e2e in one pytest run
 	$(PYTEST) $(PYTEST_ARGS)
 
+.PHONY: bench
+bench: venv ## Benchmark the exporter (10/1k/10k namespaces, 100k pods) against same-run baselines; writes docs/benchmarks.md
+	$(PY) bench/run.py $(BENCH_ARGS)
+
 .PHONY: demo
 demo: tools ## Run the whole pipeline locally from the chart's rendered config; print costs read back from Thanos
 	@$(PY) tests-e2e/demo.py
