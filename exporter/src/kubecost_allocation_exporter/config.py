@@ -94,6 +94,7 @@ class Config:
     request_timeout: float
     retries: int
     retry_backoff: float
+    max_response_bytes: int
     breakdowns: tuple[str, ...]
     breakdown_top_n: int
     multi_cluster: bool
@@ -450,6 +451,16 @@ SETTINGS: tuple[Setting, ...] = (
         _float(0.0, 60.0),
         "Backoff factor in seconds: retry n waits factor * 2^(n-1)",
         "a number from 0 to 60",
+    ),
+    Setting(
+        "max_response_bytes",
+        "--max-response-bytes",
+        "MAX_RESPONSE_BYTES",
+        "67108864",
+        _int(1024, 1 << 34),
+        "Largest API answer read, in bytes (64 MiB); a larger one is refused (reason bad_response) "
+        "before it can exhaust the memory limit",
+        "an integer from 1024 to 17179869184",
     ),
     Setting(
         "breakdowns",

@@ -133,6 +133,7 @@ def _short_cause(exc: BaseException) -> str:
         r"Name or service not known",
         r"Connection reset by peer",
         r"RemoteDisconnected\([^)]*\)",
+        r"IncompleteRead\([^)]*\)",
         r"certificate verify failed[^'\")]*",
     ):
         m = re.search(pattern, text)
@@ -279,7 +280,11 @@ class AllocationClient:
         timeout = (self._cfg.connect_timeout, self._cfg.request_timeout)
         where = redact_url(url)
         try:
-            return self._session.get(url, params=params, headers=self._headers(), timeout=timeout)
+            resp = self._session.get(
+                url, params=params, headers=self._headers(), timeout=timeout, stream=True
+            )
+            self._read_body(resp, where)
+            return resp
         except requests.exceptions.ConnectTimeout:
             raise ApiError(
                 "timeout", f"timed out connecting to {where} after {self._cfg.connect_timeout:g}s"
@@ -288,6 +293,10 @@ class AllocationClient:
             raise ApiError(
                 "timeout",
                 f"no answer from {where} within {self._cfg.request_timeout:g}s (read timeout)",
+            ) from None
+        except requests.exceptions.ChunkedEncodingError as exc:
+            raise ApiError(
+                "connection", f"answer from {where} was cut off: {_short_cause(exc)}"
             ) from None
         except requests.exceptions.ConnectionError as exc:
             if "Read timed out" in str(exc):
@@ -302,6 +311,28 @@ class AllocationClient:
             raise ApiError(
                 "connection", f"request to {where} failed: {_short_cause(exc)}"
             ) from None
+
+    def _read_body(self, resp: requests.Response, where: str) -> None:
+        """Read the answer into `resp._content`, refusing more than --max-response-bytes (a runaway
+        answer must not exhaust the memory limit). A body cut short raises a requests error."""
+        limit = self._cfg.max_response_bytes
+        declared = resp.headers.get("Content-Length", "")
+        too_big = ApiError(
+            "bad_response",
+            f"answer from {where} is larger than --max-response-bytes ({limit} bytes)",
+        )
+        if declared.isdigit() and int(declared) > limit:
+            resp.close()
+            raise too_big
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in resp.iter_content(1 << 20):
+            size += len(chunk)
+            if size > limit:
+                resp.close()
+                raise too_big
+            chunks.append(chunk)
+        resp._content = b"".join(chunks)
 
     def _announce(self, endpoint: Endpoint, detected: bool) -> None:
         if self._announced:
