@@ -6,9 +6,12 @@ API routes (GET):
     /healthz                                         200 "ok"
 
 Control routes (JSON in, JSON out; never affected by faults):
-    POST /__sim__/fault    {"mode": "none"|"http500"|"code500"|"nonjson"|"delay"|"empty",
+    POST /__sim__/fault    {"mode": "none"|"http500"|"http4xx"|"code500"|"nonjson"|"delay"|"empty"
+                                     |"truncated"|"reset"|"huge",
                             "seconds": 5.0,        # delay mode: sleep, then answer normally
-                            "status": 200,         # nonjson mode: HTTP status of the non-JSON body
+                            "status": 200,         # nonjson mode: HTTP status of the non-JSON body;
+                                                   # http4xx mode: the 4xx status (default 403)
+                            "size": 67108864,      # huge mode: bytes of the (valid JSON) answer
                             "shape": "[]"|"[{}]"|"[null]",   # empty mode: what `data` holds
                             "count": N}            # optional: only the next N API requests, then back to none
     POST /__sim__/config   {"scale": 2.0, "nan_namespaces": ["default"]}   # cost multiplier; NaN RAM usage quirk
@@ -20,6 +23,8 @@ Control routes (JSON in, JSON out; never affected by faults):
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -32,7 +37,10 @@ from urllib.parse import parse_qsl, urlsplit
 from simulator.cluster import SyntheticCluster, default_cluster
 from simulator.model import ApiError, Flavour, allocation_query, envelope, utcnow
 
-FAULT_MODES = ("none", "http500", "code500", "nonjson", "delay", "empty")
+FAULT_MODES = ("none", "http500", "http4xx", "code500", "nonjson", "delay", "empty", "truncated", "reset", "huge")
+# truncated: the real answer's headers (Content-Length of the whole body), half the body, then the connection closes.
+# reset: the request is read, then the connection is closed with a TCP RST (SO_LINGER 0) and no answer at all.
+# huge: the real answer padded to `size` bytes with a JSON string field, so it stays valid JSON.
 EMPTY_SHAPES = {"[]": [], "[{}]": [{}], "[null]": [None]}
 ROUTES = {
     "/model/allocation": Flavour.KUBECOST,
@@ -55,6 +63,7 @@ class Fault:
     status: int = 200
     shape: str = "[]"
     count: int | None = None
+    size: int = 64 * 1024 * 1024
 
     @classmethod
     def parse(cls, body: Mapping[str, Any]) -> Fault:
@@ -65,13 +74,13 @@ class Fault:
         if shape not in EMPTY_SHAPES:
             raise ValueError(f"shape must be one of {', '.join(EMPTY_SHAPES)}")
         count = body.get("count")
-        return cls(
-            mode,
-            float(body.get("seconds", 5.0)),
-            int(body.get("status", 200)),
-            shape,
-            None if count is None else int(count),
-        )
+        status = int(body.get("status", 403 if mode == "http4xx" else 200))
+        if mode == "http4xx" and not 400 <= status <= 499:
+            raise ValueError("http4xx mode needs a status from 400 to 499")
+        size = int(body.get("size", 64 * 1024 * 1024))
+        if not 0 < size <= 1 << 31:
+            raise ValueError("size must be from 1 to 2^31 bytes")
+        return cls(mode, float(body.get("seconds", 5.0)), status, shape, None if count is None else int(count), size)
 
 
 @dataclass
@@ -95,7 +104,7 @@ class SimulatorState:
                 return Fault()
             if f.count is not None:
                 f.count -= 1
-            return Fault(f.mode, f.seconds, f.status, f.shape)
+            return Fault(f.mode, f.seconds, f.status, f.shape, None, f.size)
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
@@ -125,6 +134,39 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+    def _reset(self) -> None:
+        """Close the connection with a TCP RST and no answer (SO_LINGER on, 0 s)."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()
+
+    def _send_truncated(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2])
+        self.wfile.flush()
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _send_huge(self, body: bytes, size: int) -> None:
+        """`body` (a JSON object) with a padding field so the whole answer is `size` bytes, streamed in chunks."""
+        head = body.rstrip().rstrip(b"}") + b',"padding":"'
+        tail = b'"}\n'
+        pad = max(0, size - len(head) - len(tail))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(head) + pad + len(tail)))
+        self.end_headers()
+        self.wfile.write(head)
+        chunk = b"x" * (1 << 20)
+        while pad > 0:
+            n = min(pad, len(chunk))
+            self.wfile.write(chunk[:n])
+            pad -= n
+        self.wfile.write(tail)
 
     def _json(self, status: int, obj: Any) -> None:
         self._send(status, json.dumps(obj, indent=1).encode() + b"\n")
@@ -202,6 +244,20 @@ class _Handler(BaseHTTPRequestHandler):
             if fault.mode == "http500":
                 status = 500
                 self._send(500, envelope(None, 500, "Error: simulated internal error (fault http500)"))
+            elif fault.mode == "http4xx":
+                status = fault.status
+                self._send(status, envelope(None, status, f"Error: simulated client error (fault http4xx {status})"))
+            elif fault.mode == "reset":
+                status = 0
+                self._reset()
+            elif fault.mode in ("truncated", "huge"):
+                result = allocation_query(state.cluster, params, flavour, utcnow(), scale, nan_ns)
+                body = envelope(result.json_data())
+                if fault.mode == "truncated":
+                    status = 206  # logged as "partial": the client saw a 200 with half the body
+                    self._send_truncated(body)
+                else:
+                    self._send_huge(body, fault.size)
             elif fault.mode == "code500":
                 self._send(200, envelope(None, 500, "Error: error accumulating allocation set range (fault code500)"))
             elif fault.mode == "nonjson":
