@@ -63,6 +63,8 @@ _DRY_RUN_DOWNLOAD = re.compile(r"^# Download (https?://\S+)", re.MULTILINE)
 _LOG_DOWNLOAD = re.compile(r"\bDownload\b.*?(https?://\S+)")
 _PROXY_VARS = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"}
 _EVENT_RESOURCES = {"events", "events.events.k8s.io"}
+#: Put into every namespace by the control plane itself.
+NAMESPACE_BASELINE = {("ServiceAccount", "default"), ("ConfigMap", "kube-root-ca.crt")}
 
 
 class ToolMissing(RuntimeError):
@@ -230,6 +232,12 @@ class KwokCluster:
         """(kind, name) of everything listable in `namespace`, except Events (history, not state)."""
         kinds = [r for r in self.api_resources(namespaced=True) if r not in _EVENT_RESOURCES]
         return {(o["kind"], o["metadata"]["name"]) for o in self.objects(kinds, "-n", namespace)}
+
+    def wait_namespace_populated(self, namespace: str, timeout: float = 60) -> set[tuple[str, str]]:
+        """Wait until kube-controller-manager has put its objects into a new namespace (the `default`
+        ServiceAccount, the root CA ConfigMap) and return the namespace's contents: the baseline before a release."""
+        wait_until(lambda: self.namespace_contents(namespace) >= NAMESPACE_BASELINE, timeout, f"namespace {namespace}")
+        return self.namespace_contents(namespace)
 
     def cluster_scoped_of_release(self, release: str, namespace: str) -> list[str]:
         """Cluster-scoped objects that carry the release: instance label or Helm's ownership annotations."""

@@ -21,19 +21,12 @@ QUICKSTART = (
     f"allocationExporter.config.tenantId={TENANT}",
     f"allocationExporter.config.clusterName={CLUSTER}",
 )
-#: Created in every namespace by the control plane itself, before any release.
-NAMESPACE_BASELINE = {("ServiceAccount", "default"), ("ConfigMap", "kube-root-ca.crt")}
 
 
-def new_namespace(factory: NamespaceFactoryFunc, cluster: KwokCluster, name: str, **extra: Any) -> str:
-    """A namespace from pytest-helm-charts' factory (deleted after the module), once the control plane has
-    populated it (`default` ServiceAccount, root CA ConfigMap)."""
-    factory(name, extra_metadata=extra or None)
-    wait_until(
-        lambda: cluster.namespace_contents(name) >= NAMESPACE_BASELINE,
-        60,
-        f"namespace {name} baseline",
-    )
+def new_namespace(factory: NamespaceFactoryFunc, cluster: KwokCluster, name: str) -> str:
+    """A namespace from pytest-helm-charts' factory (deleted after the module), populated by the control plane."""
+    factory(name)
+    cluster.wait_namespace_populated(name)
     return name
 
 
@@ -83,6 +76,7 @@ def test_quick_start_installs_and_becomes_ready_with_only_tenant_and_cluster(
     helm_name: str,
 ) -> None:
     helm = helm_cli(helm_name)
+    assert helm.major == {"helm": 3, "helm4": 4}[helm_name], helm.binary
     namespace = f"quickstart-{helm_name}"
     # The README's command creates the namespace itself (--create-namespace), so the factory is not used here.
     request.addfinalizer(lambda: kwok_cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False))
@@ -246,8 +240,9 @@ def test_uninstall_leaves_nothing_behind(
     kube_cluster: Cluster,
     namespace_factory: NamespaceFactoryFunc,
 ) -> None:
-    namespace = new_namespace(namespace_factory, kwok_cluster, "uninstall")
-    baseline = kwok_cluster.namespace_contents(namespace)
+    namespace = "uninstall"
+    namespace_factory(namespace)
+    baseline = kwok_cluster.wait_namespace_populated(namespace)
     install_ready(helm3, chart, kwok_cluster, kube_cluster, "goner", namespace)
     helm3.run("test", "goner", "--namespace", namespace, "--timeout", "120s")  # test hooks must not linger either
     installed = kwok_cluster.namespace_contents(namespace) - baseline

@@ -11,7 +11,7 @@ import yaml
 from pytest_helm_charts.clusters import Cluster
 from pytest_helm_charts.k8s.fixtures import NamespaceFactoryFunc
 
-from testsupport.cluster import Helm, KwokCluster, wait_until
+from testsupport.cluster import Helm, KwokCluster
 from testsupport.render import CHART_DIR, QUICKSTART_VALUES, deep_merge, helm_template, render_error, with_quickstart
 
 pytestmark = pytest.mark.controlplane
@@ -121,11 +121,7 @@ def test_restricted_pod_security_namespace_accepts_the_release(
 ) -> None:
     namespace = "restricted"
     namespace_factory(namespace, extra_metadata={"labels": RESTRICTED})
-    wait_until(
-        lambda: kwok_cluster.kubectl("get", "serviceaccount", "default", "-n", namespace, check=False).returncode == 0,
-        60,
-        "the default ServiceAccount",
-    )
+    kwok_cluster.wait_namespace_populated(namespace)
     # Control: this cluster really enforces `restricted` in that namespace.
     privileged = kwok_cluster.kubectl(
         "run",
