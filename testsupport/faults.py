@@ -51,7 +51,9 @@ class Scrape:
 
     @property
     def namespaces(self) -> set[str]:
-        return {dict(labels).get("namespace", "") for name, labels in self.costs if name.endswith("namespace_total_cost")}
+        return {
+            dict(labels).get("namespace", "") for name, labels in self.costs if name.endswith("namespace_total_cost")
+        }
 
 
 def parse_scrape(text: str) -> Scrape:
@@ -116,9 +118,7 @@ def _start_sim(group: ProcessGroup, port: int, name: str = "simulator") -> Proc:
 
 def start_sim_and_exporter(workdir: Path, env: Mapping[str, str] | None = None) -> SimAndExporter:
     """Simulator and exporter on free loopback ports; returns once the exporter's first refresh succeeded."""
-    exporter_bin = require_tool(
-        "kubecost-allocation-exporter", [Path(sys.executable).parent], hint="run `make venv`"
-    )
+    exporter_bin = require_tool("kubecost-allocation-exporter", [Path(sys.executable).parent], hint="run `make venv`")
     group = ProcessGroup(workdir)
     ports = Ports()
     sim_port, exp_port = ports.free("simulator"), ports.free("exporter")

@@ -73,7 +73,9 @@ def exercise_fault(s: SimAndExporter, fault: dict[str, Any], reason: str) -> dic
     if time.monotonic() - t0 < STALENESS - 1.0:
         assert during.has_costs, "cost series vanished before the staleness limit"
     # ... and are gone after it (measured from the last success, which was before the fault was switched on).
-    wait_for(lambda: not s.scrape().has_costs, STALENESS + REFRESH + 3, "cost series to vanish after the staleness limit")
+    wait_for(
+        lambda: not s.scrape().has_costs, STALENESS + REFRESH + 3, "cost series to vanish after the staleness limit"
+    )
     gone_after = time.monotonic() - t0
     stale = s.scrape()
     assert stale.success == 0 and stale.errors[reason] > before.errors[reason], "health series must stay"
@@ -134,7 +136,11 @@ def test_api_down_connection_refused(stack: SimAndExporter) -> None:
         stack.start_sim()
     recovered = wait_for(lambda: stack.scrape().has_costs, RECOVERY_BOUND + 5, "costs back after the API returned")
     assert recovered <= RECOVERY_BOUND
-    RESULTS["api-down"] = {"reason": "connection", "costs_gone_after_s": round(gone, 2), "recovered_s": round(recovered, 2)}
+    RESULTS["api-down"] = {
+        "reason": "connection",
+        "costs_gone_after_s": round(gone, 2),
+        "recovered_s": round(recovered, 2),
+    }
 
 
 @pytest.mark.parametrize("shape", ["[]", "[{}]", "[null]"])
