@@ -127,22 +127,25 @@ def rollout_state(cluster: KwokCluster, namespace: str) -> dict[str, dict[str, A
     return state
 
 
+@pytest.mark.parametrize("helm_name", ["helm", "helm4"])
 def test_upgrade_with_changed_values_rolls_the_pods(
-    helm3: Helm,
+    helm_cli: Callable[[str], Helm],
     chart: Path,
     kwok_cluster: KwokCluster,
     kube_cluster: Cluster,
     namespace_factory: NamespaceFactoryFunc,
+    helm_name: str,
 ) -> None:
-    namespace = new_namespace(namespace_factory, kwok_cluster, "upgrade")
-    install_ready(helm3, chart, kwok_cluster, kube_cluster, "rollme", namespace)
+    helm = helm_cli(helm_name)
+    namespace = new_namespace(namespace_factory, kwok_cluster, f"upgrade-{helm_name}")
+    install_ready(helm, chart, kwok_cluster, kube_cluster, "rollme", namespace)
     before = rollout_state(kwok_cluster, namespace)
     agent = kwok_cluster.get_json("deployments", "-n", namespace, "-l", "app.kubernetes.io/component=agent")
     agent_name = agent[0]["metadata"]["name"]
     assert before[agent_name]["checksums"], "the agent's pod template has no checksum/* annotation for its config"
 
     # One exporter setting (env) and one agent setting (its ConfigMap, reached only through the checksum).
-    helm3.upgrade(
+    helm.upgrade(
         "rollme",
         chart,
         namespace,
@@ -157,7 +160,7 @@ def test_upgrade_with_changed_values_rolls_the_pods(
     for name in before:
         assert after[name]["hash"] != before[name]["hash"], f"{name} was not rolled (same pod-template-hash)"
     assert after[agent_name]["checksums"] != before[agent_name]["checksums"], "agent config checksum did not change"
-    assert helm3.status("rollme", namespace)["version"] == 2
+    assert helm.status("rollme", namespace)["version"] == 2
     # Only pods of the new ReplicaSets are left, and they are ready.
     wait_until(
         lambda: (
@@ -233,22 +236,25 @@ def test_helm_test_completes(
     assert set(phases) == {"Succeeded"}, result.stdout
 
 
+@pytest.mark.parametrize("helm_name", ["helm", "helm4"])
 def test_uninstall_leaves_nothing_behind(
-    helm3: Helm,
+    helm_cli: Callable[[str], Helm],
     chart: Path,
     kwok_cluster: KwokCluster,
     kube_cluster: Cluster,
     namespace_factory: NamespaceFactoryFunc,
+    helm_name: str,
 ) -> None:
-    namespace = "uninstall"
+    helm = helm_cli(helm_name)
+    namespace = f"uninstall-{helm_name}"
     namespace_factory(namespace)
     baseline = kwok_cluster.wait_namespace_populated(namespace)
-    install_ready(helm3, chart, kwok_cluster, kube_cluster, "goner", namespace)
-    helm3.run("test", "goner", "--namespace", namespace, "--timeout", "120s")  # test hooks must not linger either
+    install_ready(helm, chart, kwok_cluster, kube_cluster, "goner", namespace)
+    helm.run("test", "goner", "--namespace", namespace, "--timeout", "120s")  # test hooks must not linger either
     installed = kwok_cluster.namespace_contents(namespace) - baseline
     assert {"Deployment", "Service", "ConfigMap", "ServiceAccount"} <= {kind for kind, _ in installed}, installed
 
-    helm3.run("uninstall", "goner", "--namespace", namespace, "--wait", "--timeout", "120s")
+    helm.run("uninstall", "goner", "--namespace", namespace, "--wait", "--timeout", "120s")
 
     # Garbage collection (ReplicaSets, Pods, EndpointSlices) is asynchronous: give it a moment, then diff.
     leftovers = eventually(lambda: kwok_cluster.namespace_contents(namespace) - baseline, lambda s: not s, 60)
