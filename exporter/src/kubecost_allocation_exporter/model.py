@@ -427,7 +427,46 @@ def _scale(v: float | None, factor: float | None) -> float | None:
     return tidy(v * factor)
 
 
+_PART_FIELDS = tuple(COST_PARTS.values())
+
+
+def _costs_one(row: Mapping[str, Any], factor: float | None) -> Costs:
+    """`_costs([row], factor, True)` without the per-part calls (the common case: one allocation
+    per namespace, 10k per refresh). Same rules: finite floats take the fast path, anything else
+    goes through `number`."""
+    get = row.get
+    vals: list[float | None] = []
+    add = vals.append
+    for base_f, adj_f in _PART_FIELDS:
+        b: Any = get(base_f)
+        if type(b) is not float or b - b != 0.0:
+            b = number(row, base_f)
+            if b is None:
+                add(None)
+                continue
+        if adj_f is not None:
+            a: Any = get(adj_f, 0.0)
+            if type(a) is not float or a - a != 0.0:
+                if adj_f in row:
+                    a = number(row, adj_f)
+                    if a is None:
+                        add(None)
+                        continue
+                else:
+                    a = 0.0
+            b = b + a
+        add(None if factor is None else float(f"{b * factor:.12g}"))
+    return Costs(
+        *vals,
+        number(row, "cpuEfficiency"),
+        number(row, "ramEfficiency"),
+        number(row, "totalEfficiency"),
+    )
+
+
 def _costs(rows: Sequence[Mapping[str, Any]], factor: float | None, with_efficiency: bool) -> Costs:
+    if with_efficiency and len(rows) == 1:
+        return _costs_one(rows[0], factor)
     parts = part_sums(rows)
     kw: dict[str, float | None] = {p: _scale(v, factor) for p, v in parts.items()}
     if with_efficiency:
@@ -462,13 +501,25 @@ def cluster_efficiencies(
     cpu_cost: float | None = 0.0
     ram_cost: float | None = 0.0
     complete = True
+    fast = (float, float, float, float, float)
     for r in rows:
-        m = _minutes(r)
-        u1, q1 = number(r, "cpuCoreUsageAverage"), number(r, "cpuCoreRequestAverage")
-        u2, q2 = number(r, "ramByteUsageAverage"), number(r, "ramByteRequestAverage")
-        if m is None or u1 is None or q1 is None or u2 is None or q2 is None:
-            complete = False
-            break
+        get = r.get
+        vals = (
+            get("minutes"),
+            get("cpuCoreUsageAverage"),
+            get("cpuCoreRequestAverage"),
+            get("ramByteUsageAverage"),
+            get("ramByteRequestAverage"),
+        )
+        if tuple(map(type, vals)) == fast and sum(vals) - sum(vals) == 0.0:
+            m, u1, q1, u2, q2 = vals
+        else:  # not all finite floats: the general path
+            m = _minutes(r)
+            u1, q1 = number(r, "cpuCoreUsageAverage"), number(r, "cpuCoreRequestAverage")
+            u2, q2 = number(r, "ramByteUsageAverage"), number(r, "ramByteRequestAverage")
+            if m is None or u1 is None or q1 is None or u2 is None or q2 is None:
+                complete = False
+                break
         cu += u1 * m
         cq += q1 * m
         ru += u2 * m
@@ -516,12 +567,22 @@ def build_snapshot(
     for aset in sets:
         for key, alloc in aset.items():
             rows += 1
-            rk = split_key(key, alloc, props, want_cluster=multi_cluster)
-            cluster = (rk.cluster if multi_cluster else None) or cluster_name
-            if rk.idle:
-                idle_groups.setdefault(cluster, []).append(alloc)
-                continue
-            namespace = rk.values[-1]
+            if (
+                not multi_cluster
+                and "/" not in key
+                and not key.endswith(IDLE)
+                and alloc.get("name") != IDLE
+            ):
+                # aggregate=namespace: the key is the namespace (what split_key returns)
+                cluster = cluster_name
+                namespace = key.strip() or UNALLOCATED
+            else:
+                rk = split_key(key, alloc, props, want_cluster=multi_cluster)
+                cluster = (rk.cluster if multi_cluster else None) or cluster_name
+                if rk.idle:
+                    idle_groups.setdefault(cluster, []).append(alloc)
+                    continue
+                namespace = rk.values[-1]
             per = ns_groups.get(cluster)
             if per is None:
                 per = ns_groups[cluster] = {}
