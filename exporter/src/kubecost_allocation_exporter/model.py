@@ -598,8 +598,9 @@ def build_snapshot(
         idle_rows = idle_groups.get(cluster)
         idle_costs = _costs(idle_rows, factor, False) if idle_rows else None
         parts: dict[str, float | None] = {}
-        for p in COST_PARTS:
-            members = [c.part(p) for c in namespaces.values()]
+        columns = list(zip(*namespaces.values(), strict=True)) if namespaces else []
+        for i, p in enumerate(COST_PARTS):
+            members: list[float | None] = list(columns[i]) if columns else []
             if idle_costs is not None:
                 members.append(idle_costs.part(p))
             parts[p] = _sum_known(members)
