@@ -116,8 +116,13 @@ def _start_sim(group: ProcessGroup, port: int, name: str = "simulator") -> Proc:
     return sim
 
 
-def start_sim_and_exporter(workdir: Path, env: Mapping[str, str] | None = None) -> SimAndExporter:
-    """Simulator and exporter on free loopback ports; returns once the exporter's first refresh succeeded."""
+def start_sim_and_exporter(
+    workdir: Path, env: Mapping[str, str] | None = None, soak_refresh_seconds: float | None = None
+) -> SimAndExporter:
+    """Simulator and exporter on free loopback ports; returns once the exporter's first refresh finished.
+
+    With `soak_refresh_seconds`, the exporter runs through `testsupport.soak_driver` (its own `serve()` with a
+    sub-second refresh interval)."""
     exporter_bin = require_tool("kubecost-allocation-exporter", [Path(sys.executable).parent], hint="run `make venv`")
     group = ProcessGroup(workdir)
     ports = Ports()
@@ -128,7 +133,12 @@ def start_sim_and_exporter(workdir: Path, env: Mapping[str, str] | None = None) 
         full.update(env or {})
         full["KUBECOST_URL"] = f"http://127.0.0.1:{sim_port}"
         full["LISTEN_ADDRESS"] = f"127.0.0.1:{exp_port}"
-        exporter = group.start("exporter", [exporter_bin], env=full)
+        argv = [exporter_bin]
+        if soak_refresh_seconds is not None:
+            argv = [sys.executable, "-m", "testsupport.soak_driver"]
+            full["SOAK_REFRESH_SECONDS"] = str(soak_refresh_seconds)
+            full["PYTHONPATH"] = str(E2E_DIR.parent)
+        exporter = group.start("exporter", argv, env=full)
         group.wait_http(exporter, f"http://127.0.0.1:{exp_port}/readyz", timeout=60)
     except BaseException:
         group.stop_all()
