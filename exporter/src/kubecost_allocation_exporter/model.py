@@ -12,6 +12,7 @@ No I/O here. Rules (see docs/metrics.md):
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -430,10 +431,57 @@ def _scale(v: float | None, factor: float | None) -> float | None:
 _PART_FIELDS = tuple(COST_PARTS.values())
 
 
+_ONE_FIELDS = operator.itemgetter(
+    "totalCost",
+    "cpuCost",
+    "cpuCostAdjustment",
+    "ramCost",
+    "ramCostAdjustment",
+    "pvCost",
+    "pvCostAdjustment",
+    "networkCost",
+    "networkCostAdjustment",
+    "loadBalancerCost",
+    "loadBalancerCostAdjustment",
+    "gpuCost",
+    "gpuCostAdjustment",
+    "sharedCost",
+    "cpuEfficiency",
+    "ramEfficiency",
+    "totalEfficiency",
+)
+_ALL_FLOAT = frozenset({float})
+
+
 def _costs_one(row: Mapping[str, Any], factor: float | None) -> Costs:
-    """`_costs([row], factor, True)` without the per-part calls (the common case: one allocation
-    per namespace, 10k per refresh). Same rules: finite floats take the fast path, anything else
-    goes through `number`."""
+    """`_costs([row], factor, True)` for the common case (one allocation per namespace, 10k per
+    refresh): every field present and a finite float is read in one C call; anything else takes
+    the general path, so the results are the same."""
+    if factor is not None:
+        try:
+            v = _ONE_FIELDS(row)
+        except KeyError:
+            v = None
+        if v is not None and set(map(type, v)) == _ALL_FLOAT and sum(v) - sum(v) == 0.0:
+            return Costs(
+                float(f"{v[0] * factor:.12g}"),
+                float(f"{(v[1] + v[2]) * factor:.12g}"),
+                float(f"{(v[3] + v[4]) * factor:.12g}"),
+                float(f"{(v[5] + v[6]) * factor:.12g}"),
+                float(f"{(v[7] + v[8]) * factor:.12g}"),
+                float(f"{(v[9] + v[10]) * factor:.12g}"),
+                float(f"{(v[11] + v[12]) * factor:.12g}"),
+                float(f"{v[13] * factor:.12g}"),
+                v[14],
+                v[15],
+                v[16],
+            )
+    return _costs_one_general(row, factor)
+
+
+def _costs_one_general(row: Mapping[str, Any], factor: float | None) -> Costs:
+    """`_costs([row], factor, True)` without the per-part calls. Same rules: finite floats take
+    the fast path, anything else goes through `number`."""
     get = row.get
     vals: list[float | None] = []
     add = vals.append
@@ -456,12 +504,12 @@ def _costs_one(row: Mapping[str, Any], factor: float | None) -> Costs:
                     a = 0.0
             b = b + a
         add(None if factor is None else float(f"{b * factor:.12g}"))
-    return Costs(
-        *vals,
+    vals += (
         number(row, "cpuEfficiency"),
         number(row, "ramEfficiency"),
         number(row, "totalEfficiency"),
     )
+    return Costs._make(vals)
 
 
 def _costs(rows: Sequence[Mapping[str, Any]], factor: float | None, with_efficiency: bool) -> Costs:
@@ -483,6 +531,19 @@ def _costs(rows: Sequence[Mapping[str, Any]], factor: float | None, with_efficie
     return Costs(**kw)
 
 
+_EFF_FIELDS = operator.itemgetter(
+    "minutes",
+    "cpuCoreUsageAverage",
+    "cpuCoreRequestAverage",
+    "ramByteUsageAverage",
+    "ramByteRequestAverage",
+    "cpuCost",
+    "cpuCostAdjustment",
+    "ramCost",
+    "ramCostAdjustment",
+)
+
+
 def cluster_efficiencies(
     rows: Sequence[Mapping[str, Any]],
 ) -> tuple[float | None, float | None, float | None]:
@@ -501,25 +562,29 @@ def cluster_efficiencies(
     cpu_cost: float | None = 0.0
     ram_cost: float | None = 0.0
     complete = True
-    fast = (float, float, float, float, float)
     for r in rows:
-        get = r.get
-        vals = (
-            get("minutes"),
-            get("cpuCoreUsageAverage"),
-            get("cpuCoreRequestAverage"),
-            get("ramByteUsageAverage"),
-            get("ramByteRequestAverage"),
-        )
-        if tuple(map(type, vals)) == fast and sum(vals) - sum(vals) == 0.0:
-            m, u1, q1, u2, q2 = vals
-        else:  # not all finite floats: the general path
-            m = _minutes(r)
-            u1, q1 = number(r, "cpuCoreUsageAverage"), number(r, "cpuCoreRequestAverage")
-            u2, q2 = number(r, "ramByteUsageAverage"), number(r, "ramByteRequestAverage")
-            if m is None or u1 is None or q1 is None or u2 is None or q2 is None:
-                complete = False
-                break
+        try:
+            vals = _EFF_FIELDS(r)
+        except KeyError:
+            vals = None
+        if vals is not None and set(map(type, vals)) == _ALL_FLOAT and sum(vals) - sum(vals) == 0.0:
+            m, u1, q1, u2, q2, c1, a1, c2, a2 = vals
+            cu += u1 * m
+            cq += q1 * m
+            ru += u2 * m
+            rq += q2 * m
+            if cpu_cost is not None:
+                cpu_cost += float(c1 + a1)
+            if ram_cost is not None:
+                ram_cost += float(c2 + a2)
+            continue
+        # not all present and finite floats: the general path
+        m = _minutes(r)
+        u1, q1 = number(r, "cpuCoreUsageAverage"), number(r, "cpuCoreRequestAverage")
+        u2, q2 = number(r, "ramByteUsageAverage"), number(r, "ramByteRequestAverage")
+        if m is None or u1 is None or q1 is None or u2 is None or q2 is None:
+            complete = False
+            break
         cu += u1 * m
         cq += q1 * m
         ru += u2 * m
