@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain, repeat
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -308,8 +309,22 @@ def render_costs(snapshot: Snapshot, cfg: Config) -> bytes:
     fields = [f"{PREFIX}namespace_{p}_cost" for p, _ in NAMESPACE_COSTS] + [
         f"{PREFIX}namespace_{e}_efficiency" for e in EFFICIENCY_SOURCES
     ]
+    labs = [lab + "} " for lab, _ in ns_labels]
+    columns = list(zip(*(costs for _, costs in ns_labels), strict=True)) if ns_labels else []
     for idx, name in enumerate(fields):  # Costs fields: 8 parts, then 3 efficiencies
         pre = name + "{"
+        col = columns[idx] if columns else ()
+        if col and None not in col and sum(col) - sum(col) == 0.0 and max(col) < 1e6:
+            # every value known, finite and below 1e6 (repr): one join over C-level maps
+            head(name)
+            append(
+                "".join(
+                    chain.from_iterable(
+                        zip(repeat(pre), labs, map(repr, col), repeat("\n"), strict=False)
+                    )
+                )
+            )
+            continue
         lines = [
             f"{pre}{lab}}} {repr(v) if v < 1e6 else _go_float(v)}\n"
             for lab, costs in ns_labels
