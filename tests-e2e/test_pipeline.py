@@ -193,13 +193,22 @@ def test_cluster_and_tenant_labels_are_single_valued_and_match_the_chart(pipelin
 
 @pytest.mark.parametrize("which", ["a", "b"])
 def test_namespace_costs_plus_idle_equal_the_cluster_total(pipeline: Stack, which: str) -> None:
+    """The identity of docs/metrics.md, evaluated as PromQL in Thanos the way the platform's backend would."""
     tenant: Tenant = getattr(pipeline, which)
-    namespaces = sum(_by(pipeline.thanos, "namespace_total_cost", tenant, "namespace").values())
-    idle = _one(pipeline.thanos, "cluster_idle_cost", tenant)
+    sel = _sel(tenant)
+    identity = (
+        f"sum by (cluster) ({METRIC_PREFIX}namespace_total_cost{sel})"
+        f" + on (cluster) {METRIC_PREFIX}cluster_idle_cost{sel}"
+    )
+    lhs = pipeline.thanos.value(identity)
+    assert lhs is not None, f"{identity} is empty in Thanos (is cluster_idle_cost exported in every mode?)"
     total = _one(pipeline.thanos, "cluster_total_cost", tenant)
-    assert namespaces + idle == pytest.approx(total, rel=REL)
+    assert lhs == pytest.approx(total, rel=REL)
+    idle = _one(pipeline.thanos, "cluster_idle_cost", tenant)
     if tenant.exporter_env.get("SHARE_IDLE") == "none":
         assert idle > 0.05 * total, "with shareIdle none the simulator's idle must show as cluster_idle_cost"
+    else:
+        assert idle == pytest.approx(0.0, abs=1e-9), "with idle shared, the simulator leaves no idle row"
 
 
 @pytest.mark.parametrize("which", ["a", "b"])
@@ -227,23 +236,19 @@ def test_values_match_the_simulators_own_answer(pipeline: Stack, which: str) -> 
     for metric, field in (("cpu", "cpuEfficiency"), ("ram", "ramEfficiency"), ("total", "totalEfficiency")):
         got = _by(thanos, f"namespace_{metric}_efficiency", tenant, "namespace")
         for ns in NAMESPACES:
-            if ns_rows[ns][field] is not None and ns in got:
+            if ns_rows[ns][field] is not None:  # a null is omitted by the exporter, never 0
                 close(got[ns], float(ns_rows[ns][field]), f"namespace_{metric}_efficiency{{namespace={ns}}}")
 
-    close(
-        _one(thanos, "cluster_total_cost", tenant),
-        sum(_cost(r, "totalCost") for r in cl_rows.values()) * rate,
-        "cluster_total_cost",
-    )
-    idle_row = cl_rows.get("__idle__")
-    close(
-        _one(thanos, "cluster_idle_cost", tenant),
-        (_cost(idle_row, "totalCost") if idle_row else 0.0) * rate,
-        "cluster_idle_cost",
-    )
-    # Cluster resource costs: the sum over every row of aggregate=cluster, `__idle__` included (its CPU and RAM
-    # are the cluster's too); efficiencies: the non-idle row (idle has no requests or usage).
+    # The cluster total against the API's own aggregate=cluster total. Each row is rounded to 5 decimals, so the
+    # two answers may differ by half a unit in the last place per row (far below 0.1 % of ~$0.27).
+    rounding = 0.5e-5 * (len(ns_rows) + len(cl_rows)) * rate
+    want_total = sum(_cost(r, "totalCost") for r in cl_rows.values()) * rate
+    got_total = _one(thanos, "cluster_total_cost", tenant)
+    assert got_total == pytest.approx(want_total, rel=REL, abs=rounding), "cluster_total_cost vs aggregate=cluster"
+    # Every cluster cost series against the sum over the rows of the exporter's own query, `__idle__` included
+    # (idle CPU and RAM are the cluster's too), and idle against the `__idle__` row.
     fields = {
+        "total": "totalCost",
         "cpu": "cpuCost",
         "ram": "ramCost",
         "pv": "pvCost",
@@ -253,14 +258,20 @@ def test_values_match_the_simulators_own_answer(pipeline: Stack, which: str) -> 
         "shared": "sharedCost",
     }
     for metric, field in fields.items():
-        close(
-            _one(thanos, f"cluster_{metric}_cost", tenant),
-            sum(_cost(r, field) for r in cl_rows.values()) * rate,
-            f"cluster_{metric}_cost",
-        )
+        want = sum(_cost(r, field) for r in ns_rows.values()) * rate
+        close(_one(thanos, f"cluster_{metric}_cost", tenant), want, f"cluster_{metric}_cost")
+    idle_row = ns_rows.get("__idle__")
+    close(
+        _one(thanos, "cluster_idle_cost", tenant),
+        (_cost(idle_row, "totalCost") if idle_row else 0.0) * rate,
+        "cluster_idle_cost",
+    )
+    # Efficiencies: the non-idle row of aggregate=cluster (the exporter combines the namespace rows the way
+    # Kubecost aggregates them; their averages are rounded, hence the small absolute slack).
     (row,) = (r for k, r in cl_rows.items() if k != "__idle__")
     for metric, field in (("cpu", "cpuEfficiency"), ("ram", "ramEfficiency"), ("total", "totalEfficiency")):
-        close(_one(thanos, f"cluster_{metric}_efficiency", tenant), float(row[field]), f"cluster_{metric}_efficiency")
+        got = _one(thanos, f"cluster_{metric}_efficiency", tenant)
+        assert got == pytest.approx(float(row[field]), rel=REL, abs=1e-4), f"cluster_{metric}_efficiency"
     assert _one(thanos, "exported_namespaces", tenant) == len(NAMESPACES)
 
 
@@ -369,5 +380,6 @@ def test_pipeline_latency(pipeline: Stack, record_property: Any) -> None:
     record_property("pipeline_latency", text)
     Path(pipeline.group.workdir / "latency.json").write_text(text + "\n")
     print(f"pipeline latency: {text}")
-    # Worst case is one refresh + one scrape + one send deadline; allow a few seconds of processing on top.
-    assert max(totals) <= configured + 5, report
+    # Worst case is one refresh (+10 % jitter) + one scrape + one send deadline; allow processing time on top
+    # (the machine is shared with builds, so be generous: a broken pipeline misses this by minutes, not seconds).
+    assert max(totals) <= 1.1 * configured + 10, report
