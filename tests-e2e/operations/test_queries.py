@@ -1,0 +1,120 @@
+"""`kubecost_allocation_exporter.queries` (the platform's PromQL, docs/queries.md) against real Thanos Query."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from kubecost_allocation_exporter.queries import (
+    QueryError,
+    ThanosClient,
+    cluster_totals,
+    cost_per_day,
+    efficiency,
+    namespace_costs,
+    selector,
+)
+
+pytestmark = pytest.mark.e2e
+
+NAMESPACES = {
+    "argocd", "cert-manager", "default", "ingress-nginx", "kube-state-metrics", "kube-system", "kubecost", "kubecost-dev",
+}
+
+
+def _client(bench: Any) -> ThanosClient:
+    return ThanosClient(bench.thanos.query_url, timeout=20)
+
+
+def _ids(bench: Any) -> tuple[str, str]:
+    return bench.tenant.spec.cluster_name, bench.tenant.spec.tenant_id
+
+
+def _thanos_one(bench: Any, promql: str) -> float:
+    v = bench.thanos.value(promql)
+    assert v is not None, promql
+    return v
+
+
+def test_cluster_totals(ops_bench: Any) -> None:
+    cluster, tenant = _ids(ops_bench)
+    result = cluster_totals(_client(ops_bench), cluster, tenant)
+    assert result.ok, result.reason
+    total = _thanos_one(ops_bench, f"cloudtuner_kubecost_cluster_total_cost{selector(cluster, tenant)}")
+    assert result.value["total"] == pytest.approx(total, rel=0.01)
+    assert {"total", "cpu", "ram", "pv", "network", "lb"} <= set(result.value)
+    parts = sum(v for k, v in result.value.items() if k in ("cpu", "ram", "pv", "network", "lb", "gpu", "shared"))
+    assert parts == pytest.approx(result.value["total"], rel=1e-3)
+
+
+def test_namespace_costs_over_a_range(ops_bench: Any) -> None:
+    cluster, tenant = _ids(ops_bench)
+    end = datetime.now(UTC)
+    start = end - timedelta(minutes=10)
+    result = namespace_costs(_client(ops_bench), cluster, tenant, start, end)
+    assert result.ok, result.reason
+    assert set(result.value) >= NAMESPACES and "__idle__" not in result.value
+    # Rate mode: USD over 10 minutes = hourly rate x 1/6 (the bench's rate is steady).
+    rate = _thanos_one(ops_bench, f"sum(cloudtuner_kubecost_namespace_total_cost{selector(cluster, tenant)})")
+    assert sum(result.value.values()) == pytest.approx(rate * 600 / 3600, rel=0.02)
+    assert "avg_over_time" in result.queries[0] and "* 600 / 3600" in result.queries[0]
+
+
+def test_efficiency(ops_bench: Any) -> None:
+    cluster, tenant = _ids(ops_bench)
+    end = datetime.now(UTC)
+    result = efficiency(_client(ops_bench), cluster, tenant, end - timedelta(minutes=5), end)
+    assert result.ok, result.reason
+    assert set(result.value.cluster) == {"cpu", "ram", "total"}
+    assert all(0 < v < 5 for v in result.value.cluster.values())
+    assert set(result.value.namespaces) >= {"kube-system", "default"}
+    cpu = _thanos_one(ops_bench, f"cloudtuner_kubecost_cluster_cpu_efficiency{selector(cluster, tenant)}")
+    assert result.value.cluster["cpu"] == pytest.approx(cpu, rel=0.01)
+
+
+def test_cost_per_day(ops_bench: Any) -> None:
+    cluster, tenant = _ids(ops_bench)
+    end = datetime.now(UTC)
+    start = end - timedelta(days=2)
+    result = cost_per_day(_client(ops_bench), cluster, tenant, start, end)
+    assert result.ok, result.reason
+    today = end.date().isoformat()
+    # Only today has data (the bench started minutes ago); days without data are absent, not 0.
+    assert list(result.value) == [today], result.value
+    midnight = datetime(end.year, end.month, end.day, tzinfo=UTC)
+    rate = _thanos_one(ops_bench, f"cloudtuner_kubecost_cluster_total_cost{selector(cluster, tenant)}")
+    assert result.value[today] == pytest.approx(rate * (end - midnight).total_seconds() / 3600, rel=0.05)
+
+
+@pytest.mark.parametrize("which", ["tenant", "cluster", "past"])
+def test_no_data_is_explicit(ops_bench: Any, which: str) -> None:
+    cluster, tenant = _ids(ops_bench)
+    end = datetime.now(UTC)
+    start = end - timedelta(minutes=10)
+    if which == "tenant":
+        tenant = "another-tenant"
+    elif which == "cluster":
+        cluster = "no-such-cluster"
+    else:
+        end, start = end - timedelta(days=3), end - timedelta(days=4)
+    client = _client(ops_bench)
+    for result in (
+        namespace_costs(client, cluster, tenant, start, end),
+        efficiency(client, cluster, tenant, start, end),
+        cost_per_day(client, cluster, tenant, start, end),
+    ):
+        assert result.status == "no_data" and result.no_data and not result.ok
+        assert cluster in result.reason and tenant in result.reason
+    if which != "past":
+        assert cluster_totals(client, cluster, tenant).no_data
+
+
+def test_errors_raise(ops_bench: Any) -> None:
+    with pytest.raises(QueryError):
+        ThanosClient("http://127.0.0.1:9", timeout=2).instant("up")
+    with pytest.raises(QueryError, match="HTTP 400"):
+        _client(ops_bench).instant("sum(")
+    with pytest.raises(ValueError, match="quotes"):
+        selector('a"b', "t")
