@@ -311,17 +311,20 @@ def render_costs(snapshot: Snapshot, cfg: Config) -> bytes:
     ]
     labs = [lab + "} " for lab, _ in ns_labels]
     columns = list(zip(*(costs for _, costs in ns_labels), strict=True)) if ns_labels else []
+    have_texts = all(c.texts is not None for c in clusters)
     for idx, name in enumerate(fields):  # Costs fields: 8 parts, then 3 efficiencies
         pre = name + "{"
         col = columns[idx] if columns else ()
         if col and None not in col and sum(col) - sum(col) == 0.0 and max(col) < 1e6:
-            # every value known, finite and below 1e6 (repr): one join over C-level maps
+            # every value known, finite and below 1e6 (repr): one join over C-level maps, with
+            # the text the model kept from tidying when it has it
+            texts: Iterable[str] = map(repr, col)
+            if idx < len(NAMESPACE_COSTS) and have_texts:
+                texts = chain.from_iterable(c.texts[idx] for c in clusters if c.texts)
             head(name)
             append(
                 "".join(
-                    chain.from_iterable(
-                        zip(repeat(pre), labs, map(repr, col), repeat("\n"), strict=False)
-                    )
+                    chain.from_iterable(zip(repeat(pre), labs, texts, repeat("\n"), strict=False))
                 )
             )
             continue

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import reduce
 from itertools import chain
@@ -395,6 +395,9 @@ class ClusterSnapshot:
     costs: Costs  # every allocation incl. idle
     idle: float | None  # sum of totalCost of the idle rows (None when no idle row)
     namespaces: Mapping[str, Costs]
+    # The 8 cost parts of every namespace as exposition text, one column per part in `namespaces`
+    # order (`repr` of each value, kept from tidying); None when not every namespace has it.
+    texts: tuple[tuple[str, ...], ...] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -451,6 +454,11 @@ _ONE_FIELDS = operator.itemgetter(
     "cpuEfficiency",
     "ramEfficiency",
     "totalEfficiency",
+    "minutes",
+    "cpuCoreUsageAverage",
+    "cpuCoreRequestAverage",
+    "ramByteUsageAverage",
+    "ramByteRequestAverage",
 )
 _ALL_FLOAT = frozenset({float})
 
@@ -514,17 +522,26 @@ def _costs_one_general(row: Mapping[str, Any], factor: float | None) -> Costs:
     return Costs._make(vals)
 
 
-def _tidy_all(values: Sequence[float]) -> list[float]:
-    """`[tidy(v) for v in values]` with the formatting and parsing done in C loops."""
+def _tidy_all(values: Sequence[float]) -> tuple[list[float], list[str]]:
+    """`[tidy(v) for v in values]` with the formatting and parsing done in C loops, and the text of
+    each result: `%.12g` of a finite value is `repr(tidy(v))` once an integer gets its `.0` (12
+    significant digits identify a double, and below 1e6 both use the same notation)."""
     if not values:
-        return []
-    text = ("%.12g\n" * len(values)) % tuple(values)
-    return list(map(float, text.split()))
+        return [], []
+    lines = (("%.12g\n" * len(values)) % tuple(values)).split()
+    texts = [t if "." in t or "e" in t else t + ".0" for t in lines]
+    return list(map(float, lines)), texts
+
+
+class _NamespaceCosts(NamedTuple):
+    costs: dict[str, Costs]
+    texts: tuple[tuple[str, ...], ...] | None  # see ClusterSnapshot.texts
+    raw: dict[str, tuple[float, ...]]  # the fields read for the fast namespaces
 
 
 def _namespace_costs(
     groups: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], factor: float | None
-) -> dict[str, Costs]:
+) -> _NamespaceCosts:
     """`{ns: _costs(rows, factor, True)}` in the order given. Namespaces that are one allocation
     whose fields are all present finite floats (the usual case, 10k per refresh) are done in bulk:
     one itemgetter call per row, then every value tidied at once; the rest take `_costs`."""
@@ -532,6 +549,7 @@ def _namespace_costs(
     fast_names: list[str] = []
     raw: list[float] = []
     effs: list[tuple[float, float, float]] = []
+    fields: dict[str, tuple[float, ...]] = {}
     if factor is not None:
         for ns, rows in groups:
             if len(rows) == 1:
@@ -541,6 +559,7 @@ def _namespace_costs(
                     v = None
                 if v is not None and set(map(type, v)) == _ALL_FLOAT and sum(v) - sum(v) == 0.0:
                     fast_names.append(ns)
+                    fields[ns] = v
                     raw += (
                         v[0],
                         v[1] + v[2],
@@ -557,15 +576,19 @@ def _namespace_costs(
     else:
         slow = {ns: _costs(rows, factor, True) for ns, rows in groups}
     if not fast_names:
-        return slow
+        return _NamespaceCosts(slow, None, fields)
     if factor is not None and factor != 1.0:
         raw = [x * factor for x in raw]
-    it = iter(_tidy_all(raw))
+    tidied, texts = _tidy_all(raw)
+    it = iter(tidied)
     parts8 = zip(it, it, it, it, it, it, it, it, strict=True)
     fast = dict(zip(fast_names, map(Costs._make, map(operator.add, parts8, effs)), strict=True))
     if not slow:
-        return fast
-    return {ns: fast[ns] if ns in fast else slow[ns] for ns, _ in groups}
+        tt = iter(texts)
+        columns = tuple(zip(*zip(tt, tt, tt, tt, tt, tt, tt, tt, strict=True), strict=True))
+        return _NamespaceCosts(fast, columns, fields)
+    merged = {ns: fast[ns] if ns in fast else slow[ns] for ns, _ in groups}
+    return _NamespaceCosts(merged, None, fields)
 
 
 def _costs(rows: Sequence[Mapping[str, Any]], factor: float | None, with_efficiency: bool) -> Costs:
@@ -600,6 +623,29 @@ _EFF_FIELDS = operator.itemgetter(
 )
 
 
+def _efficiencies_from_columns(
+    cols: Sequence[Sequence[Any]],
+) -> tuple[float, float, float | None] | None:
+    """cluster_efficiencies' loop as C loops over columns (same sequential sums), for rows whose
+    fields are all floats; None when one is not, or NaN/Inf (which makes a sum non-finite:
+    inf*0 is nan), and then the general loop decides."""
+    m, u1, q1, u2, q2, c1, a1, c2, a2 = cols
+    if set(map(type, chain.from_iterable(cols))) != _ALL_FLOAT:
+        return None
+    cu = reduce(operator.add, map(operator.mul, u1, m), 0.0)
+    cq = reduce(operator.add, map(operator.mul, q1, m), 0.0)
+    ru = reduce(operator.add, map(operator.mul, u2, m), 0.0)
+    rq = reduce(operator.add, map(operator.mul, q2, m), 0.0)
+    cpu_sum = reduce(operator.add, map(operator.add, c1, a1), 0.0)
+    ram_sum = reduce(operator.add, map(operator.add, c2, a2), 0.0)
+    checks = (cu, cq, ru, rq, cpu_sum, ram_sum)
+    if sum(checks) - sum(checks) != 0.0:
+        return None
+    cpu_e = _usage_ratio(cu, cq, cpu_sum)
+    ram_e = _usage_ratio(ru, rq, ram_sum)
+    return cpu_e, ram_e, combine_total_efficiency(cpu_e, ram_e, {"cpu": cpu_sum, "ram": ram_sum})
+
+
 def cluster_efficiencies(
     rows: Sequence[Mapping[str, Any]],
 ) -> tuple[float | None, float | None, float | None]:
@@ -622,23 +668,10 @@ def cluster_efficiencies(
         cols = list(zip(*map(_EFF_FIELDS, rows), strict=True))
     except KeyError:
         cols = []
-    if cols and set(map(type, chain.from_iterable(cols))) == _ALL_FLOAT:
-        # all present and floats: the loop's sequential sums, in C loops. A NaN/Inf input makes
-        # one of the sums non-finite (inf*0 is nan), and then the general loop decides.
-        cm, cu1, cq1, cu2, cq2, cc1, ca1, cc2, ca2 = cols
-        cu = reduce(operator.add, map(operator.mul, cu1, cm), 0.0)
-        cq = reduce(operator.add, map(operator.mul, cq1, cm), 0.0)
-        ru = reduce(operator.add, map(operator.mul, cu2, cm), 0.0)
-        rq = reduce(operator.add, map(operator.mul, cq2, cm), 0.0)
-        cpu_sum = reduce(operator.add, map(operator.add, cc1, ca1), 0.0)
-        ram_sum = reduce(operator.add, map(operator.add, cc2, ca2), 0.0)
-        checks = (cu, cq, ru, rq, cpu_sum, ram_sum)
-        if sum(checks) - sum(checks) == 0.0:
-            fast_cpu = _usage_ratio(cu, cq, cpu_sum)
-            fast_ram = _usage_ratio(ru, rq, ram_sum)
-            both = {"cpu": cpu_sum, "ram": ram_sum}
-            return fast_cpu, fast_ram, combine_total_efficiency(fast_cpu, fast_ram, both)
-        cu = cq = ru = rq = 0.0
+    if cols:
+        fast = _efficiencies_from_columns(cols)
+        if fast is not None:
+            return fast
     for r in rows:
         # not all present and finite floats: the general path
         m = _minutes(r)
@@ -721,7 +754,8 @@ def build_snapshot(
     clusters: list[ClusterSnapshot] = []
     for cluster in sorted(set(ns_groups) | set(idle_groups)):
         groups = ns_groups.get(cluster, {})
-        namespaces = _namespace_costs(sorted(groups.items()), factor)
+        nsc = _namespace_costs(sorted(groups.items()), factor)
+        namespaces = nsc.costs
         idle_rows = idle_groups.get(cluster)
         idle_costs = _costs(idle_rows, factor, False) if idle_rows else None
         parts: dict[str, float | None] = {}
@@ -731,8 +765,17 @@ def build_snapshot(
             if idle_costs is not None:
                 members.append(idle_costs.part(p))
             parts[p] = _sum_known(members)
-        all_rows = [r for g in groups.values() for r in g]
-        cpu_e, ram_e, total_e = cluster_efficiencies(all_rows)
+        effs: tuple[float | None, float | None, float | None] | None = None
+        if len(groups) > 1 and len(nsc.raw) == len(groups):
+            # every namespace is one allocation already read: its columns, in the API's order
+            ordered = [nsc.raw[ns] for ns in groups]
+            c = list(zip(*ordered, strict=True))
+            effs = _efficiencies_from_columns(
+                (c[17], c[18], c[19], c[20], c[21], c[1], c[2], c[3], c[4])
+            )
+        if effs is None:
+            effs = cluster_efficiencies([r for g in groups.values() for r in g])
+        cpu_e, ram_e, total_e = effs
         cluster_costs = Costs(
             **parts, cpu_efficiency=cpu_e, ram_efficiency=ram_e, total_efficiency=total_e
         )
@@ -742,6 +785,7 @@ def build_snapshot(
                 costs=cluster_costs,
                 idle=idle_costs.total if idle_costs is not None else None,
                 namespaces=namespaces,
+                texts=nsc.texts,
             )
         )
     return Snapshot(tuple(clusters), (), cov, metric_mode, rows)
