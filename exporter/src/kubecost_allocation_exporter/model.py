@@ -528,7 +528,7 @@ def _tidy_all(values: Sequence[float]) -> tuple[list[float], list[str]]:
     significant digits identify a double, and below 1e6 both use the same notation)."""
     if not values:
         return [], []
-    lines = (("%.12g\n" * len(values)) % tuple(values)).split()
+    lines = list(map("%.12g".__mod__, values))
     texts = [t if "." in t or "e" in t else t + ".0" for t in lines]
     return list(map(float, lines)), texts
 
