@@ -24,6 +24,8 @@ INDEX = (
 class _Handler(BaseHTTPRequestHandler):
     server: ExporterServer
     protocol_version = "HTTP/1.1"
+    # Headers and body are two writes; without TCP_NODELAY the body can wait for a delayed ACK.
+    disable_nagle_algorithm = True
 
     def _send(
         self,
