@@ -96,6 +96,10 @@ def serve(cfg: Config) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["verify"]:  # `kubecost-allocation-exporter verify ...`: check a live install
+        from kubecost_allocation_exporter.verify import main as verify_main  # noqa: PLC0415
+
+        return verify_main(args[1:])
     if "--version" in args:
         print(f"{PROG} {__version__}")
         return 0
