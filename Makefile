@@ -54,6 +54,10 @@ test: tools lint ## Everything: lint, then unit, chart, pipeline e2e and control
 bench: venv ## Benchmark the exporter (10/1k/10k namespaces, 100k pods) against same-run baselines; writes docs/benchmarks.md
 	$(PY) bench/run.py $(BENCH_ARGS)
 
+.PHONY: audit
+audit: venv ## pip-audit of the venv (exporter runtime + dev deps); --strict: a dependency it cannot check fails
+	$(VENV)/bin/pip-audit --strict --skip-editable --progress-spinner off
+
 .PHONY: soak
 soak: venv ## Long soak (not in `make test`): thousands of exporter refreshes with random API faults; SOAK_SECONDS=300
 	$(PYTEST) -m soak -s $(PYTEST_ARGS)
