@@ -14,6 +14,7 @@ import argparse
 import shutil
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -79,13 +80,14 @@ def cost_table(thanos: Thanos, tenant: Tenant) -> str:
         e = f"{eff[ns]:>6.2f}" if ns in eff else f"{'-':>6}"
         lines.append(f"{ns:<{width}}  {cells}  {data['total'][ns] * HOURS_PER_MONTH:>9.2f}  {e}")
     lines.append("-" * len(head))
-    cluster = {m: _series(thanos, f"cluster_{m}_cost", t).get("", 0.0) for m in ("total", "idle")}
+    total = _series(thanos, "cluster_total_cost", t).get("", 0.0)
+    idle = _series(thanos, "cluster_idle_cost", t).get("")
     ns_sum = sum(data["total"].values())
+    idle_text = f"{idle:>11.5f} $/h" if idle is not None else f"{'-':>11}      (no series)"
     lines += [
         f"{'sum of namespaces':<{width + 2}}{ns_sum:>11.5f} $/h",
-        f"{'cluster idle':<{width + 2}}{cluster['idle']:>11.5f} $/h",
-        f"{'cluster total':<{width + 2}}{cluster['total']:>11.5f} $/h"
-        f"  (= {cluster['total'] * HOURS_PER_MONTH:.2f} $/month)",
+        f"{'cluster idle':<{width + 2}}{idle_text}",
+        f"{'cluster total':<{width + 2}}{total:>11.5f} $/h  (= {total * HOURS_PER_MONTH:.2f} $/month)",
     ]
     return "\n".join(lines)
 
@@ -93,20 +95,20 @@ def cost_table(thanos: Thanos, tenant: Tenant) -> str:
 def health_lines(thanos: Thanos, tenant: Tenant) -> str:
     t = tenant.spec.tenant_id
     out = []
-    for metric in (
-        "scrape_success",
-        "scrape_duration_seconds",
-        "scrape_errors_total",
-        "last_success_timestamp_seconds",
-    ):
+    for metric in ("scrape_success", "scrape_duration_seconds", "last_success_timestamp_seconds"):
         rows = thanos.query(f'{METRIC_PREFIX}{metric}{{tenant_id="{t}"}}')
-        if not rows:
-            out.append(f"  {METRIC_PREFIX}{metric}: (no series)")
-        for r in rows:
-            extra = {k: v for k, v in r["metric"].items() if k == "reason"}
-            value = float(r["value"][1])
-            shown = time.strftime("%H:%M:%S", time.localtime(value)) if metric.endswith("timestamp_seconds") else value
-            out.append(f"  {METRIC_PREFIX}{metric}{extra or ''} = {shown}")
+        value = float(rows[0]["value"][1]) if rows else None
+        if value is not None and metric.endswith("timestamp_seconds"):
+            shown = time.strftime("%H:%M:%S", time.localtime(value))
+        else:
+            shown = "(no series)" if value is None else f"{value:g}"
+        out.append(f"  {METRIC_PREFIX}{metric} = {shown}")
+    errors = {
+        r["metric"].get("reason", ""): float(r["value"][1])
+        for r in thanos.query(f'{METRIC_PREFIX}scrape_errors_total{{tenant_id="{t}"}}')
+    }
+    by_reason = ", ".join(f"{k}={v:g}" for k, v in sorted(errors.items()) if v) or "none"
+    out.append(f"  {METRIC_PREFIX}scrape_errors_total = {sum(errors.values()):g} (by reason: {by_reason})")
     labels = thanos.query(f'{METRIC_PREFIX}cluster_total_cost{{tenant_id="{t}"}}')[0]["metric"]
     out.append(f"  labels on every series: cluster={labels.get('cluster')!r} tenant_id={labels.get('tenant_id')!r}")
     return "\n".join(out)
@@ -131,21 +133,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=ROOT / ".run" / "demo", help="logs and data (default .run/demo)")
     args = ap.parse_args(argv)
 
-    shutil.rmtree(args.workdir, ignore_errors=True)
     config = QUICKSTART_VALUES["allocationExporter"]["config"]
     spec = TenantSpec(config["tenantId"], config["clusterName"], refresh_interval="10s", scrape_interval="5s")
     fixed_t = None if args.free_ports else THANOS_PORTS
     fixed_p = None if args.free_ports else TENANT_PORTS
+    if args.free_ports:  # another demo may be running: never share (or wipe) its work dir
+        args.workdir.parent.mkdir(parents=True, exist_ok=True)
+        args.workdir = Path(tempfile.mkdtemp(prefix="demo-", dir=args.workdir.parent))
+    else:
+        try:
+            _check_fixed_ports()  # before touching the work dir: it may belong to a running demo-up
+        except PortInUse as err:
+            print(f"demo: error: {err}", file=sys.stderr)
+            return 1
+        shutil.rmtree(args.workdir, ignore_errors=True)
     group = ProcessGroup(args.workdir)
 
     def on_signal(*_: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)  # also when started in the background (SIGINT ignored there)
     try:
         _say(f"demo: logs and data in {args.workdir}")
-        if not args.free_ports:
-            _check_fixed_ports()
         ports = Ports()
         thanos = start_thanos(group, ports, fixed_t, progress=_say)
         tenant = start_tenant(group, ports, thanos, spec, fixed_p, progress=_say)
