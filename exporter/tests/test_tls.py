@@ -1,8 +1,9 @@
-"""TLS verification is on by default: an https Kubecost URL with a certificate no CA vouches for is refused.
+"""TLS verification is on by default: an https Kubecost URL whose certificate no CA vouches for
+is refused.
 
-A real HTTPS server on 127.0.0.1 with a self-signed certificate made by `openssl` (Debian base tool). The exporter
-has no switch to turn verification off; `REQUESTS_CA_BUNDLE` pointing at the certificate (how a private CA is
-trusted) makes the same server acceptable, which proves the refusal is about trust, not about the server.
+A real HTTPS server on 127.0.0.1 with a self-signed certificate made by `openssl`. The exporter has
+no switch to turn verification off; `REQUESTS_CA_BUNDLE` pointing at the certificate (how a
+private CA is trusted) makes the same server acceptable, which proves the refusal is about trust.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ def https_kubecost(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     assert openssl, "openssl not found (Debian package openssl): needed to make a test certificate"
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-        + ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
-        + ["-keyout", str(key), "-out", str(cert)],
+        [
+            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
         check=True,
         capture_output=True,
         timeout=60,
@@ -71,9 +74,11 @@ def run_once(url: str, extra_env: dict[str, str]) -> subprocess.CompletedProcess
     env.pop("CURL_CA_BUNDLE", None)
     env.update(extra_env)
     return subprocess.run(
-        [sys.executable, "-m", "kubecost_allocation_exporter", "--once"]
-        + ["--cluster-name", "c", "--tenant-id", "t", "--kubecost-url", url]
-        + ["--api", "kubecost", "--retries", "0", "--window", "today"],
+        [
+            *(sys.executable, "-m", "kubecost_allocation_exporter", "--once"),
+            *("--cluster-name", "c", "--tenant-id", "t", "--kubecost-url", url),
+            *("--api", "kubecost", "--retries", "0", "--window", "today"),
+        ],
         env=env,
         capture_output=True,
         text=True,
