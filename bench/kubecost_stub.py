@@ -166,6 +166,7 @@ class Stub:
 class Handler(BaseHTTPRequestHandler):
     server: Server
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stalls
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)

@@ -51,6 +51,7 @@ CONTRACT = {
     "cloudtuner_kubecost_scrape_success": ("cluster", "tenant_id"),
     "cloudtuner_kubecost_scrape_duration_seconds": ("cluster", "tenant_id"),
     "cloudtuner_kubecost_scrape_errors_total": ("cluster", "tenant_id", "reason"),
+    "cloudtuner_kubecost_dropped_series_total": ("cluster", "tenant_id"),
     "cloudtuner_kubecost_last_success_timestamp_seconds": ("cluster", "tenant_id"),
     "cloudtuner_kubecost_exported_namespaces": ("cluster", "tenant_id"),
     "cloudtuner_kubecost_window_start_timestamp_seconds": ("cluster", "tenant_id"),

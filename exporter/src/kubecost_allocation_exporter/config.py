@@ -97,6 +97,8 @@ class Config:
     max_response_bytes: int
     breakdowns: tuple[str, ...]
     breakdown_top_n: int
+    page_size: int
+    max_series: int
     multi_cluster: bool
     once: bool
 
@@ -479,6 +481,28 @@ SETTINGS: tuple[Setting, ...] = (
         _int(1, 10000),
         "Series per breakdown: the top N by total cost, the rest summed into one __other__ series",
         "an integer from 1 to 10000",
+    ),
+    Setting(
+        "page_size",
+        "--page-size",
+        "PAGE_SIZE",
+        "10000",
+        _int(0, 1_000_000),
+        "Breakdown queries are read in pages of this many rows (Kubecost 2.x offset/limit, "
+        "by totalCost), so e.g. 100k pods are never in memory at once; 0 = one request. A server "
+        "that ignores paging (OpenCost) answers everything in the first page",
+        "an integer from 0 to 1000000",
+    ),
+    Setting(
+        "max_series",
+        "--max-series",
+        "MAX_SERIES",
+        "150000",
+        _int(0, 100_000_000),
+        "Cardinality guard: at most this many cost series per refresh; beyond it the cheapest "
+        "namespaces (all their series), then breakdown rows, are dropped and counted in "
+        "cloudtuner_kubecost_dropped_series_total; 0 = no cap",
+        "an integer from 0 to 100000000",
     ),
     Setting(
         "multi_cluster",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 REASONS = ("timeout", "connection", "http_status", "not_json", "api_error", "bad_response", "auth")
 AGGREGATOR_PORTS = (9004, 9008)
 RETRY_STATUSES = (429, 502, 503, 504)
+MAX_PAGES = 10_000
+IDLE_KEY = "__idle__"
 
 AllocationSet = dict[str, dict[str, Any]]
 
@@ -347,6 +349,30 @@ class AllocationClient:
             extra={"api": endpoint.flavour, "url": redact_url(endpoint.url)},
         )
 
+    def fetch_pages(
+        self, window: str, aggregate: str, limit: int, split_idle: bool = False
+    ) -> Iterator[FetchResult]:
+        """One query read in pages of `limit` rows (Kubecost 2.x `offset`/`limit`, rows by
+        totalCost), each page parsed on its own so the whole answer is never in memory at once.
+        Stops at a page with fewer than `limit` rows, or more (a server that ignores paging, e.g.
+        OpenCost, answered everything at once). `__idle__` rows do not count. A server that
+        honours `limit` but not `offset` repeats rows: the consumer must check (build_breakdown's
+        accumulator does)."""
+        offset = 0
+        for _ in range(MAX_PAGES):
+            params = query_params(window, aggregate, self._cfg.share_idle, split_idle)
+            params["offset"] = str(offset)
+            params["limit"] = str(limit)
+            result = self._fetch_params(params, None)
+            rows = sum(1 for s in result.sets for key in s if IDLE_KEY not in key)
+            yield result
+            if rows != limit:
+                return
+            offset += limit
+        raise ApiError(
+            "bad_response", f"more than {MAX_PAGES} pages of {limit} rows for aggregate={aggregate}"
+        )
+
     def fetch(
         self,
         window: str,
@@ -357,6 +383,9 @@ class AllocationClient:
         """One query. With `same_as` (a body that parsed fine before), an identical 2xx answer is
         returned as `unchanged` without parsing it again."""
         params = query_params(window, aggregate, self._cfg.share_idle, split_idle)
+        return self._fetch_params(params, same_as)
+
+    def _fetch_params(self, params: dict[str, str], same_as: bytes | None) -> FetchResult:
         with self._lock:
             if self._endpoint is not None:
                 self._announce(self._endpoint, detected=False)

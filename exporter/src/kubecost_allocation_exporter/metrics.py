@@ -65,6 +65,7 @@ HEALTH_METRIC_NAMES: tuple[str, ...] = (
     f"{PREFIX}scrape_success",
     f"{PREFIX}scrape_duration_seconds",
     f"{PREFIX}scrape_errors_total",
+    f"{PREFIX}dropped_series_total",
     f"{PREFIX}last_success_timestamp_seconds",
     f"{PREFIX}exporter_info",
 )
@@ -79,6 +80,7 @@ class Health:
     errors: dict[str, int]  # reason -> count since start
     last_success_timestamp: float | None  # unix seconds
     api_flavour: str  # "kubecost", "opencost" or "unknown" before auto-detection
+    dropped_series: int = 0  # cost series left out by --max-series since start
 
 
 class _Families(Collector):
@@ -390,6 +392,14 @@ def health_families(health: Health, cfg: Config) -> list[Metric]:
     )
     for reason in REASONS:
         c.add_metric([*labels, reason], float(health.errors.get(reason, 0)))
+    fams.append(c)
+    c = CounterMetricFamily(
+        f"{PREFIX}dropped_series",
+        "Cost series left out by the cardinality guard (--max-series) since start, summed over "
+        "refreshes (the cheapest namespaces first; cluster series are always kept).",
+        labels=BASE,
+    )
+    c.add_metric(labels, float(health.dropped_series))
     fams.append(c)
     g = GaugeMetricFamily(
         f"{PREFIX}last_success_timestamp_seconds",

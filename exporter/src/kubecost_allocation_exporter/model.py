@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import reduce
 from itertools import chain
@@ -791,6 +791,129 @@ def build_snapshot(
     return Snapshot(tuple(clusters), (), cov, metric_mode, rows)
 
 
+def _known(values: Iterable[float | None]) -> int:
+    return sum(1 for v in values if v is not None and v - v == 0.0)
+
+
+def cap_series(snapshot: Snapshot, max_series: int) -> tuple[Snapshot, int]:
+    """The cardinality guard: at most `max_series` cost series (0 = no cap). Cluster series are
+    always kept (a few per cluster; cluster costs still cover every allocation); then namespaces
+    by total cost, most expensive first, with all their series; then breakdown rows in order.
+    Returns the snapshot to export and how many series were left out."""
+    if max_series <= 0:
+        return snapshot, 0
+    cov = snapshot.coverage
+    edges = (cov.start is not None) + (cov.end is not None)
+    cluster_series = sum(_known(c.costs) + _known((c.idle,)) + 1 + edges for c in snapshot.clusters)
+    ns_series = [
+        (c.name, ns, _known(costs), costs.total)
+        for c in snapshot.clusters
+        for ns, costs in c.namespaces.items()
+    ]
+    total = cluster_series + sum(n for _, _, n, _ in ns_series) + len(snapshot.breakdowns)
+    if total <= max_series:
+        return snapshot, 0
+    budget = max_series - cluster_series
+    ranked = sorted(
+        ns_series,
+        key=lambda r: (r[3] is None or r[3] - r[3] != 0.0, -(r[3] or 0.0), r[0], r[1]),
+    )
+    keep: set[tuple[str, str]] = set()
+    for cluster, ns, n, _ in ranked:
+        if n > budget:
+            break
+        keep.add((cluster, ns))
+        budget -= n
+    kept_rows = snapshot.breakdowns[: max(budget, 0)]
+    clusters = tuple(
+        replace(
+            c,
+            namespaces={ns: v for ns, v in c.namespaces.items() if (c.name, ns) in keep},
+            texts=None,
+        )
+        for c in snapshot.clusters
+    )
+    kept = (
+        cluster_series
+        + sum(n for cluster, ns, n, _ in ns_series if (cluster, ns) in keep)
+        + len(kept_rows)
+    )
+    return replace(snapshot, clusters=clusters, breakdowns=kept_rows), total - kept
+
+
+class BreakdownTotals:
+    """A breakdown query (aggregate=[cluster,]namespace,<breakdown>) accumulated page by page:
+    totalCost per (namespace, value) and cluster. `rows()` gives the top N rows by total cost per
+    cluster plus one `__other__` row with the rest. Idle rows are not part of it, so per cluster
+    the rows sum to sum(namespace_total_cost). A key seen in an earlier page is an error (the
+    server honoured `limit` but not `offset`)."""
+
+    def __init__(
+        self,
+        *,
+        breakdown: str,
+        requested_window: str,
+        now: datetime,
+        metric_mode: str,
+        cluster_name: str,
+        multi_cluster: bool,
+    ) -> None:
+        self.breakdown = breakdown
+        self._props = (
+            ("cluster", "namespace", breakdown) if multi_cluster else ("namespace", breakdown)
+        )
+        self._window = requested_window
+        self._now = now
+        self._mode = metric_mode
+        self._cluster_name = cluster_name
+        self._multi = multi_cluster
+        self._factor: float | None = None
+        self._pages = 0
+        self._seen: set[str] = set()
+        self.totals: dict[str, dict[tuple[str, str], float]] = {}
+
+    def add(self, sets: Sequence[Mapping[str, Mapping[str, Any]]]) -> None:
+        """One page (or the whole answer). Raises ValueError on a row repeated across pages."""
+        self._pages += 1
+        if self._pages == 1:
+            self._factor = _factor(self._mode, coverage(sets, self._window, self._now))
+        factor = self._factor
+        if factor is None:
+            return
+        check = self._pages > 1
+        seen = self._seen
+        for aset in sets:
+            for key, alloc in aset.items():
+                if check and key in seen:
+                    raise ValueError(
+                        f"row {key!r} came again in page {self._pages}: the API ignores 'offset' "
+                        "(set --page-size 0)"
+                    )
+                seen.add(key)
+                rk = split_key(key, alloc, self._props)
+                total = number(alloc, "totalCost")
+                if rk.idle or total is None:
+                    continue
+                cluster = (rk.cluster if self._multi else None) or self._cluster_name
+                slot = (rk.values[-2], rk.values[-1])
+                per = self.totals.get(cluster)
+                if per is None:
+                    per = self.totals[cluster] = {}
+                per[slot] = per.get(slot, 0.0) + total * factor
+
+    def rows(self, top_n: int) -> tuple[BreakdownRow, ...]:
+        out: list[BreakdownRow] = []
+        for cluster in sorted(self.totals):
+            ranked = sorted(self.totals[cluster].items(), key=lambda kv: (-kv[1], kv[0]))
+            for (ns, value), total in ranked[:top_n]:
+                out.append(BreakdownRow(cluster, self.breakdown, ns, value, tidy(total)))
+            rest = ranked[top_n:]
+            if rest:
+                other = tidy(sum(t for _, t in rest))
+                out.append(BreakdownRow(cluster, self.breakdown, OTHER, OTHER, other))
+        return tuple(out)
+
+
 def build_breakdown(
     sets: Sequence[Mapping[str, Mapping[str, Any]]],
     *,
@@ -802,31 +925,14 @@ def build_breakdown(
     multi_cluster: bool,
     top_n: int,
 ) -> tuple[BreakdownRow, ...]:
-    """A breakdown query (aggregate=[cluster,]namespace,<breakdown>) -> the top N rows by total
-    cost per cluster plus one `__other__` row with the rest. Idle rows are not part of it, so per
-    cluster the rows sum to sum(namespace_total_cost)."""
-    props = ("cluster", "namespace", breakdown) if multi_cluster else ("namespace", breakdown)
-    factor = _factor(metric_mode, coverage(sets, requested_window, now))
-    if factor is None:
-        return ()
-    totals: dict[str, dict[tuple[str, str], float]] = {}
-    for aset in sets:
-        for key, alloc in aset.items():
-            rk = split_key(key, alloc, props)
-            total = number(alloc, "totalCost")
-            if rk.idle or total is None:
-                continue
-            cluster = (rk.cluster if multi_cluster else None) or cluster_name
-            slot = (rk.values[-2], rk.values[-1])
-            per = totals.setdefault(cluster, {})
-            per[slot] = per.get(slot, 0.0) + total * factor
-    out: list[BreakdownRow] = []
-    for cluster in sorted(totals):
-        ranked = sorted(totals[cluster].items(), key=lambda kv: (-kv[1], kv[0]))
-        for (ns, value), total in ranked[:top_n]:
-            out.append(BreakdownRow(cluster, breakdown, ns, value, tidy(total)))
-        rest = ranked[top_n:]
-        if rest:
-            other = tidy(sum(t for _, t in rest))
-            out.append(BreakdownRow(cluster, breakdown, OTHER, OTHER, other))
-    return tuple(out)
+    """A whole breakdown answer -> its rows (see BreakdownTotals)."""
+    acc = BreakdownTotals(
+        breakdown=breakdown,
+        requested_window=requested_window,
+        now=now,
+        metric_mode=metric_mode,
+        cluster_name=cluster_name,
+        multi_cluster=multi_cluster,
+    )
+    acc.add(sets)
+    return acc.rows(top_n)

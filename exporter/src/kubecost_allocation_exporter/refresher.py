@@ -21,9 +21,10 @@ from kubecost_allocation_exporter.kubecost import REASONS, AllocationClient, Api
 from kubecost_allocation_exporter.metrics import Health, health_families, render, render_costs
 from kubecost_allocation_exporter.model import (
     BreakdownRow,
+    BreakdownTotals,
     Snapshot,
-    build_breakdown,
     build_snapshot,
+    cap_series,
     explicit_window,
     window_param,
 )
@@ -49,6 +50,7 @@ class Collected:
     snapshot: Snapshot
     bodies: tuple[bytes, ...]
     reused: bool = False
+    dropped: int = 0  # series left out by the cardinality guard (--max-series)
 
 
 def _closed(window: str, now: datetime) -> bool:
@@ -75,14 +77,35 @@ def collect(
         and _closed(window, now)
     )
     results = []
+    totals: list[BreakdownTotals] = []
+    bodies: list[bytes] = []
     for i, aggregate in enumerate(aggregates):
         same_as = previous.bodies[i] if cacheable and previous is not None else None
-        results.append(
-            client.fetch(window, aggregate, split_idle=cfg.multi_cluster, same_as=same_as)
+        if i == 0 or cfg.page_size == 0:
+            res = client.fetch(window, aggregate, split_idle=cfg.multi_cluster, same_as=same_as)
+            results.append(res)
+            bodies.append(res.body)
+            continue
+        # A paged breakdown: each page is parsed and summed as it arrives (never the whole answer
+        # in memory); its "body" for the reuse check is the pages' fingerprints.
+        acc = _totals(cfg, cfg.breakdowns[i - 1], window, now)
+        prints = []
+        for page in client.fetch_pages(window, aggregate, cfg.page_size, cfg.multi_cluster):
+            prints.append((len(page.body), hash(page.body)))
+            try:
+                acc.add(page.sets)
+            except ValueError as exc:
+                raise ApiError("bad_response", str(exc)) from None
+        totals.append(acc)
+        bodies.append(b"pages:" + repr(prints).encode())
+    unchanged = [r.unchanged for r in results] + [
+        previous is not None and bodies[i] == previous.bodies[i]
+        for i in range(len(results), len(aggregates))
+    ]
+    if previous is not None and cacheable and all(unchanged):
+        return Collected(
+            window, previous.snapshot, tuple(bodies), reused=True, dropped=previous.dropped
         )
-    bodies = tuple(r.body for r in results)
-    if previous is not None and cacheable and all(r.unchanged for r in results):
-        return Collected(window, previous.snapshot, bodies, reused=True)
     results = [r.parsed() for r in results]
     result = results[0]
     if result.skipped:
@@ -97,23 +120,37 @@ def collect(
     )
     if snapshot.allocations and snapshot.coverage.hours is None and cfg.metric_mode == "rate":
         log.warning("the answer has no usable window; cost rates cannot be computed")
+    del result, results[0]  # the namespace answer is not needed any more
+    for breakdown, res in zip(cfg.breakdowns, results, strict=False):
+        acc = _totals(cfg, breakdown, window, now)
+        acc.add(res.sets)
+        totals.append(acc)
     rows: list[BreakdownRow] = []
-    for breakdown, res in zip(cfg.breakdowns, results[1:], strict=True):
-        rows.extend(
-            build_breakdown(
-                res.sets,
-                breakdown=breakdown,
-                requested_window=window,
-                now=now,
-                metric_mode=cfg.metric_mode,
-                cluster_name=cfg.cluster_name,
-                multi_cluster=cfg.multi_cluster,
-                top_n=cfg.breakdown_top_n,
-            )
-        )
+    for acc in totals:
+        rows.extend(acc.rows(cfg.breakdown_top_n))
     if rows:
         snapshot = replace(snapshot, breakdowns=tuple(rows))
-    return Collected(window, snapshot, bodies)
+    snapshot, dropped = cap_series(snapshot, cfg.max_series)
+    if dropped:
+        log.warning(
+            "cardinality guard: %d cost series over --max-series %d left out "
+            "(cheapest namespaces first; cluster series kept)",
+            dropped,
+            cfg.max_series,
+            extra={"dropped_series": dropped},
+        )
+    return Collected(window, snapshot, tuple(bodies), dropped=dropped)
+
+
+def _totals(cfg: Config, breakdown: str, window: str, now: datetime) -> BreakdownTotals:
+    return BreakdownTotals(
+        breakdown=breakdown,
+        requested_window=window,
+        now=now,
+        metric_mode=cfg.metric_mode,
+        cluster_name=cfg.cluster_name,
+        multi_cluster=cfg.multi_cluster,
+    )
 
 
 class Refresher:
@@ -130,6 +167,7 @@ class Refresher:
         self._wall = wall_clock
         self._mono = monotonic
         self._errors = dict.fromkeys(REASONS, 0)
+        self._dropped_series = 0
         self._success: bool | None = None
         self._duration: float | None = None
         self._last_success_wall: float | None = None
@@ -150,6 +188,7 @@ class Refresher:
             success=self._success,
             duration_seconds=self._duration,
             errors=dict(self._errors),
+            dropped_series=self._dropped_series,
             last_success_timestamp=self._last_success_wall,
             api_flavour=endpoint.flavour if endpoint is not None else "unknown",
         )
@@ -175,6 +214,7 @@ class Refresher:
                 costs = render_costs(collected.snapshot, self._cfg)
             self._collected = collected
             self.snapshot = collected.snapshot
+            self._dropped_series += collected.dropped
         except ApiError as exc:
             error = exc
         except Exception as exc:  # a bug or an answer we did not foresee: say why, keep running
