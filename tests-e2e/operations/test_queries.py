@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
 from kubecost_allocation_exporter.queries import (
     QueryError,
     ThanosClient,
@@ -20,7 +19,14 @@ from kubecost_allocation_exporter.queries import (
 pytestmark = pytest.mark.e2e
 
 NAMESPACES = {
-    "argocd", "cert-manager", "default", "ingress-nginx", "kube-state-metrics", "kube-system", "kubecost", "kubecost-dev",
+    "argocd",
+    "cert-manager",
+    "default",
+    "ingress-nginx",
+    "kube-state-metrics",
+    "kube-system",
+    "kubecost",
+    "kubecost-dev",
 }
 
 

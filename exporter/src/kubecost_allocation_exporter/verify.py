@@ -150,7 +150,8 @@ def check_exporter(ctx: Context) -> Check:
             "exporter",
             "fail",
             f"no {P}scrape_success for cluster={ctx.cluster} tenant_id={ctx.tenant} "
-            f"(the exporter has {sorted({s[1].get('cluster', '') for s in info})})",
+            "(the exporter has "
+            f"{sorted((s[1].get('cluster', ''), s[1].get('tenant_id', '')) for s in info)})",
             details,
         )
     errors = {
