@@ -1,0 +1,149 @@
+"""`kubecost-allocation-exporter verify` without a bench: arguments, exit codes, kubectl failures,
+and the exporter/sums checks against a real local HTTP server serving a recorded exposition. The
+full command against real Prometheus and Thanos runs in tests-e2e/operations/test_verify.py."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kubecost_allocation_exporter.verify import main
+
+pytestmark = pytest.mark.unit
+
+EXPOSITION = """\
+# TYPE cloudtuner_kubecost_exporter_info gauge
+cloudtuner_kubecost_exporter_info{api="kubecost",cluster="c1",currency="USD",metric_mode="rate",\
+multi_cluster="false",share_idle="none",tenant_id="t1",version="0.1.0",window="1h"} 1.0
+# TYPE cloudtuner_kubecost_scrape_success gauge
+cloudtuner_kubecost_scrape_success{cluster="c1",tenant_id="t1"} SUCCESS
+# TYPE cloudtuner_kubecost_scrape_errors_total counter
+cloudtuner_kubecost_scrape_errors_total{cluster="c1",reason="timeout",tenant_id="t1"} 3.0
+# TYPE cloudtuner_kubecost_cluster_total_cost gauge
+cloudtuner_kubecost_cluster_total_cost{cluster="c1",tenant_id="t1"} 1.0
+# TYPE cloudtuner_kubecost_cluster_idle_cost gauge
+cloudtuner_kubecost_cluster_idle_cost{cluster="c1",tenant_id="t1"} 0.25
+# TYPE cloudtuner_kubecost_namespace_total_cost gauge
+cloudtuner_kubecost_namespace_total_cost{cluster="c1",namespace="a",tenant_id="t1"} 0.5
+cloudtuner_kubecost_namespace_total_cost{cluster="c1",namespace="b",tenant_id="t1"} NSB
+"""
+
+
+@pytest.fixture
+def exporter() -> Iterator[dict[str, str]]:
+    """A local HTTP server serving EXPOSITION with the placeholders from the returned dict."""
+    values = {"SUCCESS": "1.0", "NSB": "0.25"}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            text = EXPOSITION
+            for k, v in values.items():
+                text = text.replace(k, v)
+            body = text.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    values["url"] = f"http://127.0.0.1:{server.server_port}"
+    yield values
+    server.shutdown()
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, object]]:
+    rc = main(["--output", "json", *args])
+    return rc, json.loads(capsys.readouterr().out)
+
+
+def statuses(doc: dict[str, object]) -> dict[str, str]:
+    checks = doc["checks"]
+    assert isinstance(checks, list)
+    return {c["name"]: c["status"] for c in checks}
+
+
+ONLY_LOCAL = [
+    "--skip",
+    "target",
+    "--skip",
+    "remote-write",
+    "--skip",
+    "thanos",
+    "--skip",
+    "kubecost",
+]
+
+
+def test_exporter_and_sums_pass(
+    exporter: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, doc = run_json(capsys, "--exporter-url", exporter["url"], *ONLY_LOCAL)
+    assert rc == 0, doc
+    assert statuses(doc) == {"exporter": "pass", "sums": "pass"}
+    assert (doc["cluster"], doc["tenant_id"]) == ("c1", "t1")
+
+
+def test_scrape_success_zero_names_the_reasons(
+    exporter: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    exporter["SUCCESS"] = "0.0"
+    rc, doc = run_json(capsys, "--exporter-url", exporter["url"], *ONLY_LOCAL)
+    assert rc == 1
+    (check,) = [c for c in doc["checks"] if c["name"] == "exporter"]  # type: ignore[attr-defined]
+    assert check["status"] == "fail"
+    assert "timeout=3" in check["summary"]
+
+
+def test_sums_mismatch_fails(exporter: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    exporter["NSB"] = "0.26"
+    rc, doc = run_json(capsys, "--exporter-url", exporter["url"], *ONLY_LOCAL)
+    assert rc == 1
+    assert statuses(doc) == {"exporter": "pass", "sums": "fail"}
+
+
+def test_nothing_given_is_all_skipped_and_not_ok(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, doc = run_json(capsys)
+    assert rc == 1
+    assert doc["ok"] is False
+    assert set(statuses(doc).values()) == {"skip"}
+
+
+def test_text_output(exporter: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--exporter-url", exporter["url"], *ONLY_LOCAL]) == 0
+    out = capsys.readouterr().out
+    assert "PASS  exporter" in out
+    assert out.rstrip().endswith("RESULT: all checks passed")
+
+
+def test_kubectl_failure_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    kubectl = tmp_path / "kubectl"
+    kubectl.write_text("#!/bin/sh\necho 'error: context \"nope\" does not exist' >&2\nexit 1\n")
+    kubectl.chmod(0o755)
+    rc = main(["--kube-namespace", "kci", "--kube-context", "nope", "--kubectl", str(kubectl)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert 'context "nope" does not exist' in err
+    assert "--context nope -n kci get service" in err
+
+
+def test_bad_arguments_exit_2() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "kubecost_allocation_exporter", "verify", "--max-lag", "soon"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "'soon' is not a duration" in proc.stderr
