@@ -26,7 +26,9 @@ import orjson
 WINDOW = {"start": "2026-11-26T16:00:00Z", "end": "2026-11-26T17:00:00Z"}
 
 
-def allocation(name: str, namespace: str, rnd: random.Random, extra: dict[str, Any]) -> dict[str, Any]:
+def allocation(
+    name: str, namespace: str, rnd: random.Random, extra: dict[str, Any]
+) -> dict[str, Any]:
     """One allocation row with every field Kubecost 2.x returns (values rounded to 5 decimals)."""
     cpu_req = round(rnd.uniform(0.05, 4.0), 5)
     cpu_use = round(cpu_req * rnd.uniform(0.05, 1.3), 5)
@@ -46,7 +48,10 @@ def allocation(name: str, namespace: str, rnd: random.Random, extra: dict[str, A
     props: dict[str, Any] = {
         "cluster": "bench-cluster",
         "namespace": namespace,
-        "namespaceLabels": {"kubernetes_io_metadata_name": namespace, "team": f"team-{rnd.randint(1, 40)}"},
+        "namespaceLabels": {
+            "kubernetes_io_metadata_name": namespace,
+            "team": f"team-{rnd.randint(1, 40)}",
+        },
     }
     props.update(extra)
     return {
@@ -113,12 +118,17 @@ def idle_row(rnd: random.Random) -> dict[str, Any]:
 
 def namespace_rows(n: int, seed: int = 1) -> list[tuple[str, dict[str, Any]]]:
     rnd = random.Random(seed)
-    rows = [(f"ns-{i:05d}", allocation(f"ns-{i:05d}", f"ns-{i:05d}", rnd, {})) for i in range(n)]
+    rows = [
+        (f"ns-{i:05d}", allocation(f"ns-{i:05d}", f"ns-{i:05d}", rnd, {}))
+        for i in range(n)
+    ]
     rows.append(("__idle__", idle_row(rnd)))
     return rows
 
 
-def pod_rows(n: int, namespaces: int = 1000, seed: int = 2) -> list[tuple[str, dict[str, Any]]]:
+def pod_rows(
+    n: int, namespaces: int = 1000, seed: int = 2
+) -> list[tuple[str, dict[str, Any]]]:
     """`aggregate=namespace,pod` rows, sorted by totalCost descending (Kubecost's paging order)."""
     rnd = random.Random(seed)
     rows = []
@@ -126,7 +136,9 @@ def pod_rows(n: int, namespaces: int = 1000, seed: int = 2) -> list[tuple[str, d
         ns = f"ns-{i % namespaces:05d}"
         pod = f"app-{i // namespaces:04d}-{rnd.getrandbits(40):010x}"
         key = f"{ns}/{pod}"
-        rows.append((key, allocation(key, ns, rnd, {"pod": pod, "node": f"node-{i % 300}"})))
+        rows.append(
+            (key, allocation(key, ns, rnd, {"pod": pod, "node": f"node-{i % 300}"}))
+        )
     rows.sort(key=lambda kv: -kv[1]["totalCost"])
     return rows
 
@@ -139,6 +151,7 @@ class Stub:
     def __init__(self, pods: int) -> None:
         self.ns_rows: dict[int, list[tuple[str, dict[str, Any]]]] = {}
         self.ns_body: dict[int, bytes] = {}
+        self.ns_sorted: dict[int, list[tuple[str, dict[str, Any]]]] = {}
         self.pods = pod_rows(pods) if pods else []
         self.counter = 0
         self.lock = threading.Lock()
@@ -155,18 +168,44 @@ class Stub:
             c = self.counter
         rows = self.ns_rows[n]
         key, first = rows[0]
-        changed = dict(first, networkReceiveBytes=float(c))  # a field the exporter does not export
+        changed = dict(
+            first, networkReceiveBytes=float(c)
+        )  # a field the exporter does not export
         return orjson.dumps({"code": 200, "data": [{key: changed, **dict(rows[1:])}]})
 
+    def namespaces_page(self, n: int, vary: bool, offset: int, limit: int) -> bytes:
+        """A page of the namespace answer: rows by totalCost descending, the `__idle__` row in
+        every page (the worst case for the client)."""
+        if n not in self.ns_rows:
+            self.namespaces(n, False)
+        rows = self.ns_rows[n]
+        ranked = self.ns_sorted.get(n)
+        if ranked is None:
+            ranked = self.ns_sorted[n] = sorted(
+                rows[:-1], key=lambda kv: -kv[1]["totalCost"]
+            )
+        page = ranked[offset : offset + limit]
+        if vary and page:
+            with self.lock:
+                self.counter += 1
+                c = self.counter
+            key, first = page[0]
+            page = [(key, dict(first, networkReceiveBytes=float(c))), *page[1:]]
+        return envelope([*page, rows[-1]])
+
     def pods_page(self, offset: int, limit: int | None) -> bytes:
-        rows = self.pods[offset:] if limit is None else self.pods[offset : offset + limit]
+        rows = (
+            self.pods[offset:] if limit is None else self.pods[offset : offset + limit]
+        )
         return envelope(rows)
 
 
 class Handler(BaseHTTPRequestHandler):
     server: Server
     protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stalls
+    disable_nagle_algorithm = (
+        True  # headers and body are two writes: no 40 ms delayed-ACK stalls
+    )
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
@@ -181,6 +220,9 @@ class Handler(BaseHTTPRequestHandler):
         if agg.endswith(",pod"):
             limit = int(q["limit"]) if q.get("limit") else None
             body = stub.pods_page(int(q.get("offset") or 0), limit)
+        elif q.get("limit"):
+            offset, limit = int(q.get("offset") or 0), int(q["limit"])
+            body = stub.namespaces_page(int(head[1:]), head[0] == "v", offset, limit)
         else:
             body = stub.namespaces(int(head[1:]), head[0] == "v")
         self.send_response(200)
@@ -202,7 +244,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--pods", type=int, default=0)
-    ap.add_argument("--warm", default="", help="comma list of namespace counts to pre-generate")
+    ap.add_argument(
+        "--warm", default="", help="comma list of namespace counts to pre-generate"
+    )
     args = ap.parse_args()
     server = Server(("127.0.0.1", args.port), Handler)
     server.stub = Stub(args.pods)

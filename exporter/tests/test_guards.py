@@ -132,9 +132,17 @@ def test_paged_breakdown_equals_one_request_and_reads_pages() -> None:
         # the same answers again: the snapshot is reused
         again = collect(AllocationClient(cfg), cfg, NOW, paged)
     assert single == 2
-    assert requests_paged == 1 + 8  # namespace query + ceil(5000 / 700) pages
+    # ceil(1000 / 700) namespace pages + ceil(5000 / 700) pod pages
+    assert requests_paged == 2 + 8
     assert paged.snapshot.breakdowns == one.snapshot.breakdowns
     assert len(paged.snapshot.breakdowns) == 201
+    # the namespace query paged too: the same namespaces, __idle__ (in every page) counted once
+    a, b = paged.snapshot.clusters[0], one.snapshot.clusters[0]
+    assert a.namespaces == b.namespaces
+    assert len(a.namespaces) == 1000
+    assert a.idle == b.idle
+    for x, y in zip(a.costs, b.costs, strict=True):
+        assert x == pytest.approx(y, rel=1e-9)  # summed in another order
     assert again.reused
 
 

@@ -486,11 +486,11 @@ SETTINGS: tuple[Setting, ...] = (
         "page_size",
         "--page-size",
         "PAGE_SIZE",
-        "10000",
+        "5000",
         _int(0, 1_000_000),
-        "Breakdown queries are read in pages of this many rows (Kubecost 2.x offset/limit, "
-        "by totalCost), so e.g. 100k pods are never in memory at once; 0 = one request. A server "
-        "that ignores paging (OpenCost) answers everything in the first page",
+        "Kubecost answers are read in pages of this many rows (Kubecost 2.x offset/limit, by "
+        "totalCost), each parsed on its own, so a large answer is never in memory at once; "
+        "0 = one request. OpenCost (no paging) is always read in one request",
         "an integer from 0 to 1000000",
     ),
     Setting(

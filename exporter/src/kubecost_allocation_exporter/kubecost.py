@@ -366,7 +366,8 @@ class AllocationClient:
             result = self._fetch_params(params, None)
             rows = sum(1 for s in result.sets for key in s if IDLE_KEY not in key)
             yield result
-            if rows != limit:
+            endpoint = self._endpoint
+            if rows != limit or (endpoint is not None and endpoint.flavour == "opencost"):
                 return
             offset += limit
         raise ApiError(

@@ -12,14 +12,21 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from kubecost_allocation_exporter.config import Config
-from kubecost_allocation_exporter.kubecost import REASONS, AllocationClient, ApiError
+from kubecost_allocation_exporter.kubecost import (
+    REASONS,
+    AllocationClient,
+    AllocationSet,
+    ApiError,
+    FetchResult,
+)
 from kubecost_allocation_exporter.metrics import Health, health_families, render, render_costs
 from kubecost_allocation_exporter.model import (
+    IDLE,
     BreakdownRow,
     BreakdownTotals,
     Snapshot,
@@ -76,51 +83,62 @@ def collect(
         and len(previous.bodies) == len(aggregates)
         and _closed(window, now)
     )
-    results = []
+    # Kubecost 2.x pages (offset/limit by totalCost): each page is parsed on its own, so the
+    # whole answer (and the parser's transient copy of it) is never in memory at once. OpenCost
+    # ignores paging; it is not asked.
+    endpoint = client.endpoint
+    paging = cfg.page_size > 0 and (endpoint is None or endpoint.flavour != "opencost")
+    results: list[FetchResult] = []
     totals: list[BreakdownTotals] = []
     bodies: list[bytes] = []
+    unchanged: list[bool] = []
+    ns_sets: list[AllocationSet] = []
     for i, aggregate in enumerate(aggregates):
         same_as = previous.bodies[i] if cacheable and previous is not None else None
-        if i == 0 or cfg.page_size == 0:
+        if not paging:
             res = client.fetch(window, aggregate, split_idle=cfg.multi_cluster, same_as=same_as)
             results.append(res)
             bodies.append(res.body)
+            unchanged.append(res.unchanged)
             continue
-        # A paged breakdown: each page is parsed and summed as it arrives (never the whole answer
-        # in memory); its "body" for the reuse check is the pages' fingerprints.
-        acc = _totals(cfg, cfg.breakdowns[i - 1], window, now)
+        acc = _totals(cfg, cfg.breakdowns[i - 1], window, now) if i else None
+        seen: set[str] = set()
         prints = []
         for page in client.fetch_pages(window, aggregate, cfg.page_size, cfg.multi_cluster):
             prints.append((len(page.body), hash(page.body)))
+            if acc is None:
+                ns_sets.extend(_new_rows(page.sets, seen, len(prints)))
+                continue
             try:
                 acc.add(page.sets)
             except ValueError as exc:
                 raise ApiError("bad_response", str(exc)) from None
-        totals.append(acc)
+        if acc is not None:
+            totals.append(acc)
         bodies.append(b"pages:" + repr(prints).encode())
-    unchanged = [r.unchanged for r in results] + [
-        previous is not None and bodies[i] == previous.bodies[i]
-        for i in range(len(results), len(aggregates))
-    ]
+        unchanged.append(same_as is not None and bodies[-1] == same_as)
     if previous is not None and cacheable and all(unchanged):
         return Collected(
             window, previous.snapshot, tuple(bodies), reused=True, dropped=previous.dropped
         )
-    results = [r.parsed() for r in results]
-    result = results[0]
-    if result.skipped:
-        log.debug("ignored %d null or non-object entries in 'data'", result.skipped)
+    if not paging:
+        results = [r.parsed() for r in results]
+        first = results.pop(0)
+        if first.skipped:
+            log.debug("ignored %d null or non-object entries in 'data'", first.skipped)
+        ns_sets = first.sets
+        del first
     snapshot = build_snapshot(
-        result.sets,
+        ns_sets,
         requested_window=window,
         now=now,
         metric_mode=cfg.metric_mode,
         cluster_name=cfg.cluster_name,
         multi_cluster=cfg.multi_cluster,
     )
+    del ns_sets  # the namespace answer is not needed any more
     if snapshot.allocations and snapshot.coverage.hours is None and cfg.metric_mode == "rate":
         log.warning("the answer has no usable window; cost rates cannot be computed")
-    del result, results[0]  # the namespace answer is not needed any more
     for breakdown, res in zip(cfg.breakdowns, results, strict=False):
         acc = _totals(cfg, breakdown, window, now)
         acc.add(res.sets)
@@ -140,6 +158,24 @@ def collect(
             extra={"dropped_series": dropped},
         )
     return Collected(window, snapshot, tuple(bodies), dropped=dropped)
+
+
+def _new_rows(sets: list[AllocationSet], seen: set[str], page: int) -> Iterator[AllocationSet]:
+    """A page's sets without rows an earlier page had: an `__idle__` row repeated in every page is
+    kept once; any other repeated row means the server ignores `offset` (an error)."""
+    for raw in sets:
+        aset = raw
+        if page > 1 and not seen.isdisjoint(raw):
+            for key in seen.intersection(raw):
+                if IDLE not in key:
+                    raise ApiError(
+                        "bad_response",
+                        f"row {key!r} came again in page {page}: the API ignores 'offset' "
+                        "(set --page-size 0)",
+                    )
+            aset = {k: v for k, v in raw.items() if k not in seen}
+        seen.update(aset)
+        yield aset
 
 
 def _totals(cfg: Config, breakdown: str, window: str, now: datetime) -> BreakdownTotals:
