@@ -32,19 +32,19 @@ lint: tools ## ruff, mypy --strict, helm lint, ct lint, helm-docs check, actionl
 
 .PHONY: test-unit
 test-unit: venv ## Exporter unit tests only (fast)
-	$(PYTEST) -m unit $(PYTEST_ARGS)
+	$(PYTEST) -m "unit and not soak and not realdep" $(PYTEST_ARGS)
 
 .PHONY: test-chart
 test-chart: tools ## Chart rendering, lint and schema tests (real helm 3 and 4)
-	$(PYTEST) -m chart $(PYTEST_ARGS)
+	$(PYTEST) -m "chart and not soak and not realdep" $(PYTEST_ARGS)
 
 .PHONY: test-e2e
 test-e2e: tools ## Pipeline e2e: simulator -> exporter -> Prometheus agent -> Thanos Receive/Query
-	$(PYTEST) -m e2e $(PYTEST_ARGS)
+	$(PYTEST) -m "e2e and not soak and not realdep" $(PYTEST_ARGS)
 
 .PHONY: test-controlplane
 test-controlplane: tools ## Control-plane e2e: kube-apiserver+etcd+kcm+scheduler+kwok, helm install/upgrade/test/uninstall
-	$(PYTEST) -m controlplane $(PYTEST_ARGS)
+	$(PYTEST) -m "controlplane and not soak and not realdep" $(PYTEST_ARGS)
 
 .PHONY: test
 test: tools lint ## Everything: lint, then unit, chart, pipeline e2e and control-plane e2e in one pytest run
