@@ -305,8 +305,13 @@ class Refresher:
         return state, fresh
 
     def exposition(self) -> bytes:
+        return b"".join(self.exposition_parts())
+
+    def exposition_parts(self) -> tuple[bytes, ...]:
+        """The exposition as the pre-rendered pieces, to be written one after the other (no
+        per-scrape copy of a 10 MB cost part)."""
         state, fresh = self._current()
-        return state.health + state.costs if fresh else state.health
+        return (state.health, state.costs) if fresh and state.costs else (state.health,)
 
     def exposition_gzip(self) -> bytes:
         """The same bytes gzip-compressed; compressed at most once per snapshot (on the first

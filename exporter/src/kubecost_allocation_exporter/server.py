@@ -30,19 +30,21 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(
         self,
         status: int,
-        body: bytes,
+        body: bytes | tuple[bytes, ...],
         ctype: str = "text/plain; charset=utf-8",
         encoding: str | None = None,
     ) -> None:
+        parts = body if isinstance(body, tuple) else (body,)
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         if encoding:
             self.send_header("Content-Encoding", encoding)
             self.send_header("Vary", "Accept-Encoding")
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(sum(map(len, parts))))
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            for part in parts:
+                self.wfile.write(part)
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
@@ -51,7 +53,7 @@ class _Handler(BaseHTTPRequestHandler):
             if "gzip" in self.headers.get("Accept-Encoding", ""):
                 self._send(200, refresher.exposition_gzip(), CONTENT_TYPE_PLAIN_0_0_4, "gzip")
             else:
-                self._send(200, refresher.exposition(), CONTENT_TYPE_PLAIN_0_0_4)
+                self._send(200, refresher.exposition_parts(), CONTENT_TYPE_PLAIN_0_0_4)
         elif path == "/healthz":
             if refresher.healthy():
                 self._send(200, b"ok\n")
