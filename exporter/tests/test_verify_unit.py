@@ -147,3 +147,72 @@ def test_bad_arguments_exit_2() -> None:
     )
     assert proc.returncode == 2
     assert "'soon' is not a duration" in proc.stderr
+
+
+class FakeAgent:
+    """An agent-like server: /api/v1/targets answers 404; /metrics has the job's discovered target
+    and a dialer-failure counter that grows by `step` per request."""
+
+    def __init__(self) -> None:
+        self.step = 0.0
+        self.failures = 0.0
+        agent = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.startswith("/api/v1/targets"):
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                agent.failures += agent.step
+                job = "kubecost-allocation-exporter"
+                body = (
+                    "# TYPE prometheus_sd_discovered_targets gauge\n"
+                    f'prometheus_sd_discovered_targets{{config="{job}",name="scrape"}} 1\n'
+                    "# TYPE net_conntrack_dialer_conn_failed_total counter\n"
+                    "net_conntrack_dialer_conn_failed_total"
+                    f'{{dialer_name="{job}",reason="refused"}} {agent.failures}\n'
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def fake_agent() -> Iterator[FakeAgent]:
+    agent = FakeAgent()
+    yield agent
+    agent.server.shutdown()
+
+
+@pytest.mark.parametrize(("step", "status"), [(0.0, "pass"), (1.0, "fail")])
+def test_target_from_self_metrics_when_the_targets_api_is_missing(
+    fake_agent: FakeAgent, capsys: pytest.CaptureFixture[str], step: float, status: str
+) -> None:
+    fake_agent.step = step
+    rc, doc = run_json(
+        capsys,
+        "--prometheus-url",
+        fake_agent.url,
+        "--sample-seconds",
+        "0.1",
+        *[
+            a
+            for c in ("exporter", "remote-write", "thanos", "sums", "kubecost")
+            for a in ("--skip", c)
+        ],
+    )
+    checks = doc["checks"]
+    assert isinstance(checks, list)
+    (check,) = checks
+    assert check["status"] == status, check
+    assert "self-metrics; targets API answered 404" in check["summary"]
+    assert rc == (0 if status == "pass" else 1)

@@ -93,8 +93,10 @@ def parse_exposition(text: str) -> list[Sample]:
     ]
 
 
-def _select(samples: list[Sample], name: str, **labels: str) -> list[Sample]:
-    return [s for s in samples if s[0] == name and all(s[1].get(k) == v for k, v in labels.items())]
+def _select(samples: list[Sample], metric: str, /, **labels: str) -> list[Sample]:
+    return [
+        s for s in samples if s[0] == metric and all(s[1].get(k) == v for k, v in labels.items())
+    ]
 
 
 def _duration(text: str) -> float:
@@ -195,6 +197,8 @@ def check_target(ctx: Context) -> Check:
         return Check("target", "skip", "no Prometheus/agent URL (--prometheus-url)")
     try:
         resp = _get(url.rstrip("/") + "/api/v1/targets?state=active", ctx.args.timeout)
+        if resp.status_code in (403, 404, 405):
+            return check_target_self_metrics(ctx, url, f"targets API answered {resp.status_code}")
         resp.raise_for_status()
         targets = resp.json()["data"]["activeTargets"]
     except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
@@ -223,6 +227,55 @@ def check_target(ctx: Context) -> Check:
         )
         return Check("target", "fail", f"target of job {job!r} is not up: {errors}", details)
     return Check("target", "pass", f"{len(up)}/{len(ours)} target(s) of job {job!r} up", details)
+
+
+def check_target_self_metrics(ctx: Context, url: str, why: str) -> Check:
+    """Fallback when the targets API is not reachable (e.g. a proxy exposing only /metrics): the
+    sender's self-metrics, read twice `--sample-seconds` apart. Service discovery of the job must
+    have found a target, and the dialer named after the job must not have failed to connect in
+    between (it cannot see a scrape that connects but fails: weaker than the targets API)."""
+    job = ctx.args.job
+    try:
+        first = _self_metrics(url, ctx.args.timeout)
+        time.sleep(ctx.args.sample_seconds)
+        second = _self_metrics(url, ctx.args.timeout)
+    except (requests.RequestException, ValueError) as exc:
+        return Check("target", "fail", f"{url}/metrics: {_err(exc)} ({why})", {"url": url})
+
+    def failed(samples: list[Sample]) -> float:
+        return sum(
+            s[2]
+            for s in _select(samples, "net_conntrack_dialer_conn_failed_total", dialer_name=job)
+        )
+
+    pool = _select(second, "prometheus_sd_discovered_targets", config=job, name="scrape")
+    delta = failed(second) - failed(first)
+    details = {
+        "url": url,
+        "job": job,
+        "source": "self-metrics",
+        "why": why,
+        "connect_failures": delta,
+    }
+    if not pool or pool[0][2] < 1:
+        return Check(
+            "target", "fail", f"no target discovered for job {job!r} (self-metrics; {why})", details
+        )
+    if delta > 0:
+        return Check(
+            "target",
+            "fail",
+            f"{delta:g} failed connections to the {job!r} target in {ctx.args.sample_seconds:g}s "
+            f"(self-metrics; {why})",
+            details,
+        )
+    return Check(
+        "target",
+        "pass",
+        f"{pool[0][2]:g} target(s) of job {job!r}, no failed connections in "
+        f"{ctx.args.sample_seconds:g}s (self-metrics; {why})",
+        details,
+    )
 
 
 def _self_metrics(url: str, timeout: float) -> list[Sample]:
