@@ -52,10 +52,21 @@ class Results:
     rows: list[tuple[str, str, str, str, str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def add(self, what: str, value: str, baseline: str, ratio: str, target: str, met: bool | None) -> None:
+    def add(
+        self,
+        what: str,
+        value: str,
+        baseline: str,
+        ratio: str,
+        target: str,
+        met: bool | None,
+    ) -> None:
         verdict = "n/a" if met is None else ("**met**" if met else "**NOT met**")
         self.rows.append((what, value, baseline, ratio, target, verdict))
-        print(f"{what}: {value} | baseline {baseline} | {ratio} | target {target} | {verdict}", flush=True)
+        print(
+            f"{what}: {value} | baseline {baseline} | {ratio} | target {target} | {verdict}",
+            flush=True,
+        )
 
 
 def ms(s: float) -> str:
@@ -75,7 +86,9 @@ class Stub:
         self.port = int(self.proc.stdout.readline())
 
     def url(self, n: int, vary: bool = False) -> str:
-        return f"http://127.0.0.1:{self.port}/{'v' if vary else 'n'}{n}/model/allocation"
+        return (
+            f"http://127.0.0.1:{self.port}/{'v' if vary else 'n'}{n}/model/allocation"
+        )
 
     def close(self) -> None:
         self.proc.terminate()
@@ -161,7 +174,14 @@ def free_port() -> int:
 class Exporter:
     def __init__(self, url: str, *extra: str) -> None:
         self.port = free_port()
-        args = exporter_args(url, "--listen-address", f"127.0.0.1:{self.port}", "--log-level", "warning", *extra)
+        args = exporter_args(
+            url,
+            "--listen-address",
+            f"127.0.0.1:{self.port}",
+            "--log-level",
+            "warning",
+            *extra,
+        )
         self.proc = subprocess.Popen([PY, "-m", "kubecost_allocation_exporter", *args])
         wait_http(self.port, "/readyz", proc=self.proc)
 
@@ -179,7 +199,9 @@ class Exporter:
 class Baseline:
     def __init__(self, url: str) -> None:
         self.tmp = tempfile.NamedTemporaryFile(delete=False)
-        self.proc = subprocess.Popen([PY, str(ROOT / "bench" / "baseline_exporter.py"), url, self.tmp.name])
+        self.proc = subprocess.Popen(
+            [PY, str(ROOT / "bench" / "baseline_exporter.py"), url, self.tmp.name]
+        )
         deadline = time.monotonic() + 120
         while not Path(self.tmp.name).read_text():
             if time.monotonic() > deadline or self.proc.poll() is not None:
@@ -193,7 +215,9 @@ class Baseline:
         os.unlink(self.tmp.name)
 
 
-def scrape_load(port: int, seconds: float, scrapers: int) -> list[tuple[float, float, bytes]]:
+def scrape_load(
+    port: int, seconds: float, scrapers: int
+) -> list[tuple[float, float, bytes]]:
     """`scrapers` threads GET /metrics back to back (keep-alive) for `seconds`; returns
     (start wall time, duration, first 4 KiB of the body) per scrape."""
     out: list[tuple[float, float, bytes]] = []
@@ -223,8 +247,12 @@ def scrape_load(port: int, seconds: float, scrapers: int) -> list[tuple[float, f
     return out
 
 
-_DUR = re.compile(rb"^cloudtuner_kubecost_scrape_duration_seconds\{[^}]*\} (\S+)$", re.M)
-_LAST = re.compile(rb"^cloudtuner_kubecost_last_success_timestamp_seconds\{[^}]*\} (\S+)$", re.M)
+_DUR = re.compile(
+    rb"^cloudtuner_kubecost_scrape_duration_seconds\{[^}]*\} (\S+)$", re.M
+)
+_LAST = re.compile(
+    rb"^cloudtuner_kubecost_last_success_timestamp_seconds\{[^}]*\} (\S+)$", re.M
+)
 
 
 def bench_scrapes(stub: Stub, res: Results, quick: bool) -> None:
@@ -255,7 +283,9 @@ def bench_scrapes(stub: Stub, res: Results, quick: bool) -> None:
 
     # While a refresh runs: a refresh every second on answers that always differ; the refresh
     # intervals are read back from the exporter's own health series (start wall time, duration).
-    exp = Exporter(stub.url(1000, vary=True), "--refresh-interval", "1s", "--refresh-jitter", "0")
+    exp = Exporter(
+        stub.url(1000, vary=True), "--refresh-interval", "1s", "--refresh-jitter", "0"
+    )
     try:
         scrapes = scrape_load(exp.port, seconds * 2, scrapers)
     finally:
@@ -273,7 +303,14 @@ def bench_scrapes(stub: Stub, res: Results, quick: bool) -> None:
     during = [dur for w0, dur, _ in scrapes if overlaps(w0, dur)]
     idle = [dur for w0, dur, _ in scrapes if not overlaps(w0, dur)]
     if not during:
-        res.add("/metrics median while a refresh runs", "no overlap seen", "", "", "<= 1.5x", False)
+        res.add(
+            "/metrics median while a refresh runs",
+            "no overlap seen",
+            "",
+            "",
+            "<= 1.5x",
+            False,
+        )
         return
     a, b = statistics.median(during), statistics.median(idle)
     res.add(
@@ -292,11 +329,16 @@ def bench_scrapes(stub: Stub, res: Results, quick: bool) -> None:
 
 def time_v(cmd: list[str]) -> tuple[int, float, str]:
     """Peak RSS (bytes) and CPU seconds (user + sys) of a whole process, from /usr/bin/time -v."""
-    p = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, check=False)
+    p = subprocess.run(
+        ["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, check=False
+    )
     err = p.stderr
     if p.returncode != 0:
         raise RuntimeError(f"{cmd} failed: {err[-2000:]}")
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", err).group(1)) * 1024  # type: ignore[union-attr]
+    rss = (
+        int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", err).group(1))
+        * 1024
+    )  # type: ignore[union-attr]
     user = float(re.search(r"User time \(seconds\): ([\d.]+)", err).group(1))  # type: ignore[union-attr]
     sys_ = float(re.search(r"System time \(seconds\): ([\d.]+)", err).group(1))  # type: ignore[union-attr]
     return rss, user + sys_, p.stdout
@@ -351,6 +393,21 @@ def bench_idle(stub: Stub, res: Results) -> None:
         rss = exp.status("VmRSS")
     finally:
         exp.close()
+    for n in (1000, 10000):
+        exp = Exporter(stub.url(n))
+        try:
+            time.sleep(2.0)
+            steady, peak = exp.status("VmRSS"), exp.status("VmHWM")
+        finally:
+            exp.close()
+        res.add(
+            f"serving exporter after its first refresh, {n:,} namespaces: RSS (peak)",
+            f"{steady / MIB:.0f} MiB ({peak / MIB:.0f} MiB)",
+            "",
+            "",
+            "(sizing)",
+            None,
+        )
     res.add(
         "idle RSS after start (serving, first refresh done, 10 namespaces)",
         f"{rss / MIB:.1f} MiB",
@@ -377,18 +434,36 @@ def machine() -> str:
         if line.startswith("model name"):
             model = line.split(":", 1)[1].strip()
             break
-    mem = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) // 1024  # type: ignore[union-attr]
+    mem = (
+        int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+        // 1024
+    )  # type: ignore[union-attr]
     return f"{os.cpu_count()} CPUs ({model}), {mem} MiB RAM, {platform.platform()}"
 
 
 def git_rev() -> str:
-    p = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "exporter/src"], capture_output=True, text=True)
-    return p.stdout.strip() + (" (exporter/src modified)" if dirty.stdout.strip() else "")
+    p = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+    )
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "exporter/src"],
+        capture_output=True,
+        text=True,
+    )
+    return p.stdout.strip() + (
+        " (exporter/src modified)" if dirty.stdout.strip() else ""
+    )
 
 
-def write(path: Path, res: Results, started: datetime, took: float, load: tuple[str, str]) -> None:
-    table = ["| Figure | Exporter | Baseline (same run) | Ratio | Target | |", "|---|---|---|---|---|---|"]
+def write(
+    path: Path, res: Results, started: datetime, took: float, load: tuple[str, str]
+) -> None:
+    table = [
+        "| Figure | Exporter | Baseline (same run) | Ratio | Target | |",
+        "|---|---|---|---|---|---|",
+    ]
     table += ["| " + " | ".join(r) + " |" for r in res.rows]
     text = PAGE.format(
         table="\n".join(table),
@@ -431,7 +506,9 @@ Reproduce: `make bench` (or `python bench/run.py [--quick]` with the venv's Pyth
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
+    ap.add_argument(
+        "--quick", action="store_true", help="fewer repetitions (a smoke run)"
+    )
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     ap.add_argument("--only", default="refresh,scrapes,memory,idle")
     args = ap.parse_args()
