@@ -1,9 +1,9 @@
 """`make demo` / `make demo-up`: the whole pipeline on this machine, no cluster needed.
 
 Renders the chart (agent mode, the README quick-start values), then starts as local processes the Kubecost API
-simulator (a test double), the exporter with the rendered env, Prometheus 2.42 in agent mode with the rendered
-`prometheus.yml`, Thanos Receive and Thanos Query; waits until the costs land in Thanos and prints them, read back
-from Thanos. `--keep-running` (make demo-up) leaves everything up and prints the URLs until Ctrl-C.
+simulator (a test double), the exporter with the rendered env, Prometheus (3.x, from `make tools`) in agent mode
+with the rendered `prometheus.yml`, Thanos Receive and Thanos Query; waits until the costs land in Thanos and
+prints them, read back from Thanos. `--keep-running` (make demo-up) leaves it all up and prints the URLs (Ctrl-C).
 
 The process wiring is `testsupport.pipeline`, the same code the pipeline e2e test runs.
 """

@@ -1,4 +1,4 @@
-"""Pipeline e2e: Kubecost API simulator -> exporter -> Prometheus 2.42 agent -> Thanos Receive, read via Thanos Query.
+"""Pipeline e2e: Kubecost API simulator -> exporter -> Prometheus agent -> Thanos Receive, read via Thanos Query.
 
 Everything runs as local processes from the chart's rendered config (`testsupport.pipeline`): the exporter with
 the rendered Deployment's env, the agent with the rendered `prometheus.yml`, only addresses and intervals made

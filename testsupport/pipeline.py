@@ -1,6 +1,6 @@
 """The whole pipeline as local processes, from the chart's rendered config — shared by the e2e test and `make demo`.
 
-    Kubecost API simulator --> exporter --> Prometheus 2.42 agent --remote_write--> Thanos Receive <-- Thanos Query
+    Kubecost API simulator --> exporter --> Prometheus agent --remote_write--> Thanos Receive <-- Thanos Query
 
 * The chart is rendered (agent mode) through `testsupport.render`; the exporter gets the env of the rendered
   Deployment's `exporter` container and the agent gets the rendered `prometheus.yml`, with only what cannot work
