@@ -24,17 +24,27 @@ UNIT_TESTS = sorted((CHART_DIR / "tests" / "alerts").glob("*.test.yaml"))
 GROUPS = {"exporter", "cost", "remote-write"}
 
 
-def promtool() -> str:
+def promtools() -> list[str]:
+    """Every promtool present: the upstream 3.x build in $KCI_CACHE/bin first, then Debian's 2.42."""
+    found = []
     for cand in (kci_cache() / "bin" / "promtool", shutil.which("promtool"), "/usr/bin/promtool"):
-        if cand and Path(cand).is_file():
-            return str(cand)
-    pytest.fail(
-        "required tool 'promtool' not found in $KCI_CACHE/bin, PATH or /usr/bin: run `make tools`", pytrace=False
+        if cand and Path(cand).is_file() and str(Path(cand).resolve()) not in {str(Path(f).resolve()) for f in found}:
+            found.append(str(cand))
+    if not found:
+        pytest.fail(
+            "required tool 'promtool' not found in $KCI_CACHE/bin, PATH or /usr/bin: run `make tools`", pytrace=False
+        )
+    return found
+
+
+def promtool() -> str:
+    return promtools()[0]
+
+
+def run_promtool(*args: str, cwd: Path | None = None, binary: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [binary or promtool(), *args], capture_output=True, text=True, timeout=300, check=False, cwd=cwd
     )
-
-
-def run_promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([promtool(), *args], capture_output=True, text=True, timeout=300, check=False, cwd=cwd)
 
 
 def rules_file() -> dict[str, Any]:
@@ -67,8 +77,15 @@ def rendered_groups(values: dict[str, Any], helm: str = "helm") -> list[dict[str
     return groups
 
 
-def test_promtool_check_rules_on_the_standalone_file() -> None:
-    proc = run_promtool("check", "rules", str(RULES))
+@pytest.fixture(params=["first", "second"])
+def each_promtool(request: pytest.FixtureRequest) -> str:
+    """Each installed promtool (3.x and 2.42 when both are there; the single one twice otherwise)."""
+    tools = promtools()
+    return tools[0] if request.param == "first" else tools[-1]
+
+
+def test_promtool_check_rules_on_the_standalone_file(each_promtool: str) -> None:
+    proc = run_promtool("check", "rules", str(RULES), binary=each_promtool)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SUCCESS: 13 rules found" in proc.stdout
 
@@ -90,8 +107,8 @@ def test_every_alert_has_a_firing_and_a_not_firing_unit_test() -> None:
     assert set(alerts) - negatives <= {"KubecostNamespaceLowEfficiency"}, set(alerts) - negatives
 
 
-def test_promtool_unit_tests_pass() -> None:
-    proc = run_promtool("test", "rules", *map(str, UNIT_TESTS), cwd=UNIT_TESTS[0].parent)
+def test_promtool_unit_tests_pass(each_promtool: str) -> None:
+    proc = run_promtool("test", "rules", *map(str, UNIT_TESTS), cwd=UNIT_TESTS[0].parent, binary=each_promtool)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("SUCCESS") == len(UNIT_TESTS), proc.stdout
 
