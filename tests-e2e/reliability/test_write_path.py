@@ -280,7 +280,7 @@ def first_sample_after(stack: Stack, t: float, until: float) -> float:
 def test_agent_restart_with_wal_on_a_kept_dir(stack: Stack) -> None:
     """Receive down, the agent restarted in the middle (same WAL dir, as with persistence on), Receive back.
 
-    Measured (Prometheus 3.x; also true of 2.x): on start, remote write tails the WAL from the start time and does
+    Measured with Prometheus 3.16.0: on start, remote write tails the WAL from the start time and does
     not resend older samples, so the backlog that was still unsent at the restart is lost even though the WAL
     survived; everything scraped after the restart arrives. SIGTERM waits up to --storage.remote.flush-deadline (1m)
     trying to flush to the unreachable Receive, longer than Kubernetes' 30 s grace: we send SIGKILL after 20 s.
