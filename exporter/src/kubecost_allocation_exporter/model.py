@@ -802,6 +802,10 @@ def cap_series(snapshot: Snapshot, max_series: int) -> tuple[Snapshot, int]:
     Returns the snapshot to export and how many series were left out."""
     if max_series <= 0:
         return snapshot, 0
+    per_ns = len(Costs._fields)
+    upper = sum(len(c.costs) + 4 + per_ns * len(c.namespaces) for c in snapshot.clusters)
+    if upper + len(snapshot.breakdowns) <= max_series:  # cannot be over: no counting
+        return snapshot, 0
     cov = snapshot.coverage
     edges = (cov.start is not None) + (cov.end is not None)
     cluster_series = sum(_known(c.costs) + _known((c.idle,)) + 1 + edges for c in snapshot.clusters)
