@@ -39,7 +39,8 @@ def run_once(cfg: Config) -> int:
             traceback.print_exception(error, file=sys.stderr)
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
-    sys.stdout.buffer.write(refresher.exposition())
+    for part in refresher.exposition_parts():  # no joined copy of a 10 MB exposition
+        sys.stdout.buffer.write(part)
     sys.stdout.flush()
     return 0
 

@@ -272,7 +272,6 @@ def render_costs(snapshot: Snapshot, cfg: Config) -> bytes:
     Sample objects, no per-sample tuples (110k samples at 10k namespaces)."""
     out: list[str] = []
     append = out.append
-    extend = out.extend
     tenant = _escape_value(cfg.tenant_id)
     clusters = snapshot.clusters
     base_labels = [(f'cluster="{_escape_value(c.name)}",tenant_id="{tenant}"', c) for c in clusters]
@@ -296,7 +295,7 @@ def render_costs(snapshot: Snapshot, cfg: Config) -> bytes:
         ]
         if lines:
             head(name)
-            extend(lines)
+            append("".join(lines))
 
     for part, _ in CLUSTER_COSTS:
         cluster_family(
@@ -337,7 +336,7 @@ def render_costs(snapshot: Snapshot, cfg: Config) -> bytes:
         ]
         if lines:
             head(name)
-            extend(lines)
+            append("".join(lines))
     name = f"{PREFIX}breakdown_total_cost"
     lines = []
     for row in snapshot.breakdowns:
@@ -351,7 +350,7 @@ def render_costs(snapshot: Snapshot, cfg: Config) -> bytes:
             lines.append(f"{name}{{{lab}}} {_fmt(v)}\n")
     if lines:
         head(name)
-        extend(lines)
+        append("".join(lines))
     cluster_family(
         f"{PREFIX}exported_namespaces",
         [(lab, float(len(c.namespaces))) for lab, c in base_labels],
@@ -362,7 +361,7 @@ def render_costs(snapshot: Snapshot, cfg: Config) -> bytes:
         cluster_family(
             f"{PREFIX}window_{edge}_timestamp_seconds", [(lab, ts) for lab, _ in base_labels]
         )
-    return "".join(out).encode("utf-8")
+    return b"".join([part.encode("utf-8") for part in out])
 
 
 def health_families(health: Health, cfg: Config) -> list[Metric]:
