@@ -254,3 +254,28 @@ def test_overflowing_sums_and_ratios_are_omitted_not_inf() -> None:
     assert 'namespace_total_cost{cluster="prod-eu-1",namespace="c",tenant_id="acme"} 2.0' in text
     assert "cloudtuner_kubecost_namespace_cpu_cost{" not in text  # inf sums omitted
     assert "cloudtuner_kubecost_namespace_cpu_efficiency{" not in text  # inf mean omitted
+
+
+def test_answer_without_an_idle_row_exports_zero_idle_so_the_identity_has_both_sides() -> None:
+    """With shareIdle=true Kubecost may spread all idle into the namespaces and send no __idle__
+    row: cluster_idle_cost is then 0 (not missing), so
+    `sum(namespace_total_cost) + cluster_idle_cost` is never an empty PromQL result."""
+    doc = fixture_json("kubecost2_namespace.json")
+    data = [{k: v for k, v in s.items() if "__idle__" not in k} for s in doc["data"]]
+    sets, _ = normalize_data(data)
+    snap = build_snapshot(
+        sets,
+        requested_window=HOUR,
+        now=NOW,
+        metric_mode="rate",
+        cluster_name="prod-eu-1",
+        multi_cluster=False,
+    )
+    cfg = config()
+    families = {f.name: f for f in text_string_to_metric_families(render_costs(snap, cfg).decode())}
+    idle = families["cloudtuner_kubecost_cluster_idle_cost"].samples
+    expected = [({"cluster": "prod-eu-1", "tenant_id": "acme"}, 0.0)]
+    assert [(s.labels, s.value) for s in idle] == expected
+    ns_sum = sum(s.value for s in families["cloudtuner_kubecost_namespace_total_cost"].samples)
+    (total,) = families["cloudtuner_kubecost_cluster_total_cost"].samples
+    assert math.isclose(ns_sum + idle[0].value, total.value, rel_tol=1e-9)

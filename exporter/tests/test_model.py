@@ -324,6 +324,6 @@ def test_summary_endpoint_shape_is_read_too() -> None:
     s = snap("summary_shape.json")
     c = s.clusters[0]
     assert set(c.namespaces) == {"kube-system", "default"}
-    assert c.idle is None
+    assert c.idle == 0.0  # no __idle__ row: no unshared idle, exported as 0 (not omitted)
     assert c.costs.total == pytest.approx(0.0313642040545 + 0.0051963269)
     assert c.namespaces["default"].pv == pytest.approx(0.0019230769)

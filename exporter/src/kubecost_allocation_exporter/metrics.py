@@ -157,7 +157,7 @@ def _all_series(snapshot: Snapshot, cfg: Config) -> list[Series]:
     samples = add(
         f"{PREFIX}cluster_idle_cost",
         f"Cluster idle cost: totalCost of the __idle__ allocations (part of cluster_total_cost, "
-        f"never a namespace), {unit}. " + cached,
+        f"never a namespace; 0 when shareIdle spread idle over the namespaces), {unit}. " + cached,
         BASE,
     )
     for c in snapshot.clusters:

@@ -393,7 +393,7 @@ class Costs(NamedTuple):
 class ClusterSnapshot:
     name: str
     costs: Costs  # every allocation incl. idle
-    idle: float | None  # sum of totalCost of the idle rows (None when no idle row)
+    idle: float | None  # sum of totalCost of the idle rows (0.0 when no idle row; None when null)
     namespaces: Mapping[str, Costs]
     # The 8 cost parts of every namespace as exposition text, one column per part in `namespaces`
     # order (`repr` of each value, kept from tidying); None when not every namespace has it.
@@ -783,7 +783,10 @@ def build_snapshot(
             ClusterSnapshot(
                 name=cluster,
                 costs=cluster_costs,
-                idle=idle_costs.total if idle_costs is not None else None,
+                # We always ask with idle=true: no __idle__ row means no unshared idle (shareIdle
+                # spread it over the namespaces, or there was none), i.e. 0 — not unknown. Only a
+                # null totalCost on an idle row leaves it unknown (series omitted).
+                idle=idle_costs.total if idle_costs is not None else 0.0,
                 namespaces=namespaces,
                 texts=nsc.texts,
             )
