@@ -224,7 +224,7 @@ build_prometheus() {
   [[ $own_policy == 1 ]] && rm -f $policy
   return $rc
 }
-check_prometheus() { prometheus --version 2>&1 | grep 'prometheus, version 2\.' >/dev/null && promtool --version >/dev/null 2>&1; }
+check_prometheus() { /usr/bin/prometheus --version 2>&1 | grep 'prometheus, version 2\.' >/dev/null && /usr/bin/promtool --version >/dev/null 2>&1; }
 
 # Prometheus 3.x from the Go module proxy (module github.com/prometheus/prometheus v0.3XX.Y is
 # release 3.XX.Y). The pipeline bench needs it: Debian's 2.42 build drops remote_write `headers`
