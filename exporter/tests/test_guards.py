@@ -4,6 +4,7 @@ the benchmark's Kubecost-shaped server). No timing assertions here: figures are 
 
 from __future__ import annotations
 
+import random
 import re
 import threading
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from bench.kubecost_stub import Handler, Server, Stub
 from kubecost_allocation_exporter.config import load
 from kubecost_allocation_exporter.kubecost import AllocationClient, ApiError
 from kubecost_allocation_exporter.metrics import cost_families, render, render_costs
-from kubecost_allocation_exporter.model import cap_series
+from kubecost_allocation_exporter.model import _tidy_all, cap_series, tidy
 from kubecost_allocation_exporter.refresher import Refresher, collect
 
 pytestmark = pytest.mark.unit
@@ -178,3 +179,13 @@ def test_a_server_that_ignores_paging_is_read_once() -> None:
             AllocationClient(cfg_for(url, "--breakdowns", "pod", "--page-size", "0")), cfg, NOW
         )
     assert paged.snapshot.breakdowns == whole.snapshot.breakdowns
+
+
+def test_bulk_tidy_equals_tidy_and_repr_for_odd_values() -> None:
+    rnd = random.Random(7)
+    values = [0.0, -0.0, 5.0, -3.0, 1e-05, -2.5e-07, 0.1 + 0.2, 123456.7890123456, 999999.9999999]
+    values += [rnd.uniform(-1, 1) * 10 ** rnd.randint(-8, 5) for _ in range(2000)]
+    for sample in (values, [v for v in values if v != 0.0], [0.0, 0.0, 1.5, 1.5]):
+        floats, texts = _tidy_all(sample)
+        assert floats == [tidy(v) for v in sample]
+        assert texts == [repr(tidy(v)) for v in sample]
