@@ -13,14 +13,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from prometheus_client import start_http_server
-from prometheus_client.core import Metric
-from prometheus_client.registry import Collector, CollectorRegistry
-
 from kubecost_allocation_exporter.config import load
 from kubecost_allocation_exporter.kubecost import AllocationClient
 from kubecost_allocation_exporter.metrics import Health, cost_families, health_families
 from kubecost_allocation_exporter.model import build_snapshot
+from prometheus_client import start_http_server
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector, CollectorRegistry
 
 WINDOW = "2026-11-26T16:00:00Z,2026-11-26T17:00:00Z"
 
@@ -28,7 +27,16 @@ WINDOW = "2026-11-26T16:00:00Z,2026-11-26T17:00:00Z"
 def main() -> int:
     url, port_file = sys.argv[1], sys.argv[2]
     cfg = load(
-        ["--kubecost-url", url, "--cluster-name", "bench", "--tenant-id", "t", "--window", WINDOW],
+        [
+            "--kubecost-url",
+            url,
+            "--cluster-name",
+            "bench",
+            "--tenant-id",
+            "t",
+            "--window",
+            WINDOW,
+        ],
         {},
     )
     res = AllocationClient(cfg).fetch(WINDOW, "namespace")

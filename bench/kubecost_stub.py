@@ -118,17 +118,12 @@ def idle_row(rnd: random.Random) -> dict[str, Any]:
 
 def namespace_rows(n: int, seed: int = 1) -> list[tuple[str, dict[str, Any]]]:
     rnd = random.Random(seed)
-    rows = [
-        (f"ns-{i:05d}", allocation(f"ns-{i:05d}", f"ns-{i:05d}", rnd, {}))
-        for i in range(n)
-    ]
+    rows = [(f"ns-{i:05d}", allocation(f"ns-{i:05d}", f"ns-{i:05d}", rnd, {})) for i in range(n)]
     rows.append(("__idle__", idle_row(rnd)))
     return rows
 
 
-def pod_rows(
-    n: int, namespaces: int = 1000, seed: int = 2
-) -> list[tuple[str, dict[str, Any]]]:
+def pod_rows(n: int, namespaces: int = 1000, seed: int = 2) -> list[tuple[str, dict[str, Any]]]:
     """`aggregate=namespace,pod` rows, sorted by totalCost descending (Kubecost's paging order)."""
     rnd = random.Random(seed)
     rows = []
@@ -136,9 +131,7 @@ def pod_rows(
         ns = f"ns-{i % namespaces:05d}"
         pod = f"app-{i // namespaces:04d}-{rnd.getrandbits(40):010x}"
         key = f"{ns}/{pod}"
-        rows.append(
-            (key, allocation(key, ns, rnd, {"pod": pod, "node": f"node-{i % 300}"}))
-        )
+        rows.append((key, allocation(key, ns, rnd, {"pod": pod, "node": f"node-{i % 300}"})))
     rows.sort(key=lambda kv: -kv[1]["totalCost"])
     return rows
 
@@ -168,9 +161,7 @@ class Stub:
             c = self.counter
         rows = self.ns_rows[n]
         key, first = rows[0]
-        changed = dict(
-            first, networkReceiveBytes=float(c)
-        )  # a field the exporter does not export
+        changed = dict(first, networkReceiveBytes=float(c))  # a field the exporter does not export
         return orjson.dumps({"code": 200, "data": [{key: changed, **dict(rows[1:])}]})
 
     def namespaces_page(self, n: int, vary: bool, offset: int, limit: int) -> bytes:
@@ -181,9 +172,7 @@ class Stub:
         rows = self.ns_rows[n]
         ranked = self.ns_sorted.get(n)
         if ranked is None:
-            ranked = self.ns_sorted[n] = sorted(
-                rows[:-1], key=lambda kv: -kv[1]["totalCost"]
-            )
+            ranked = self.ns_sorted[n] = sorted(rows[:-1], key=lambda kv: -kv[1]["totalCost"])
         page = ranked[offset : offset + limit]
         if vary and page:
             with self.lock:
@@ -194,18 +183,14 @@ class Stub:
         return envelope([*page, rows[-1]])
 
     def pods_page(self, offset: int, limit: int | None) -> bytes:
-        rows = (
-            self.pods[offset:] if limit is None else self.pods[offset : offset + limit]
-        )
+        rows = self.pods[offset:] if limit is None else self.pods[offset : offset + limit]
         return envelope(rows)
 
 
 class Handler(BaseHTTPRequestHandler):
     server: Server
     protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = (
-        True  # headers and body are two writes: no 40 ms delayed-ACK stalls
-    )
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stalls
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
@@ -244,9 +229,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--pods", type=int, default=0)
-    ap.add_argument(
-        "--warm", default="", help="comma list of namespace counts to pre-generate"
-    )
+    ap.add_argument("--warm", default="", help="comma list of namespace counts to pre-generate")
     args = ap.parse_args()
     server = Server(("127.0.0.1", args.port), Handler)
     server.stub = Stub(args.pods)

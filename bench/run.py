@@ -86,9 +86,7 @@ class Stub:
         self.port = int(self.proc.stdout.readline())
 
     def url(self, n: int, vary: bool = False) -> str:
-        return (
-            f"http://127.0.0.1:{self.port}/{'v' if vary else 'n'}{n}/model/allocation"
-        )
+        return f"http://127.0.0.1:{self.port}/{'v' if vary else 'n'}{n}/model/allocation"
 
     def close(self) -> None:
         self.proc.terminate()
@@ -215,9 +213,7 @@ class Baseline:
         os.unlink(self.tmp.name)
 
 
-def scrape_load(
-    port: int, seconds: float, scrapers: int
-) -> list[tuple[float, float, bytes]]:
+def scrape_load(port: int, seconds: float, scrapers: int) -> list[tuple[float, float, bytes]]:
     """`scrapers` threads GET /metrics back to back (keep-alive) for `seconds`; returns
     (start wall time, duration, first 4 KiB of the body) per scrape."""
     out: list[tuple[float, float, bytes]] = []
@@ -247,12 +243,8 @@ def scrape_load(
     return out
 
 
-_DUR = re.compile(
-    rb"^cloudtuner_kubecost_scrape_duration_seconds\{[^}]*\} (\S+)$", re.M
-)
-_LAST = re.compile(
-    rb"^cloudtuner_kubecost_last_success_timestamp_seconds\{[^}]*\} (\S+)$", re.M
-)
+_DUR = re.compile(rb"^cloudtuner_kubecost_scrape_duration_seconds\{[^}]*\} (\S+)$", re.M)
+_LAST = re.compile(rb"^cloudtuner_kubecost_last_success_timestamp_seconds\{[^}]*\} (\S+)$", re.M)
 
 
 def bench_scrapes(stub: Stub, res: Results, quick: bool) -> None:
@@ -283,9 +275,7 @@ def bench_scrapes(stub: Stub, res: Results, quick: bool) -> None:
 
     # While a refresh runs: a refresh every second on answers that always differ; the refresh
     # intervals are read back from the exporter's own health series (start wall time, duration).
-    exp = Exporter(
-        stub.url(1000, vary=True), "--refresh-interval", "1s", "--refresh-jitter", "0"
-    )
+    exp = Exporter(stub.url(1000, vary=True), "--refresh-interval", "1s", "--refresh-jitter", "0")
     try:
         scrapes = scrape_load(exp.port, seconds * 2, scrapers)
     finally:
@@ -329,16 +319,11 @@ def bench_scrapes(stub: Stub, res: Results, quick: bool) -> None:
 
 def time_v(cmd: list[str]) -> tuple[int, float, str]:
     """Peak RSS (bytes) and CPU seconds (user + sys) of a whole process, from /usr/bin/time -v."""
-    p = subprocess.run(
-        ["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, check=False
-    )
+    p = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, check=False)
     err = p.stderr
     if p.returncode != 0:
         raise RuntimeError(f"{cmd} failed: {err[-2000:]}")
-    rss = (
-        int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", err).group(1))
-        * 1024
-    )  # type: ignore[union-attr]
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", err).group(1)) * 1024  # type: ignore[union-attr]
     user = float(re.search(r"User time \(seconds\): ([\d.]+)", err).group(1))  # type: ignore[union-attr]
     sys_ = float(re.search(r"System time \(seconds\): ([\d.]+)", err).group(1))  # type: ignore[union-attr]
     return rss, user + sys_, p.stdout
@@ -434,10 +419,7 @@ def machine() -> str:
         if line.startswith("model name"):
             model = line.split(":", 1)[1].strip()
             break
-    mem = (
-        int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
-        // 1024
-    )  # type: ignore[union-attr]
+    mem = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) // 1024  # type: ignore[union-attr]
     return f"{os.cpu_count()} CPUs ({model}), {mem} MiB RAM, {platform.platform()}"
 
 
@@ -452,14 +434,10 @@ def git_rev() -> str:
         capture_output=True,
         text=True,
     )
-    return p.stdout.strip() + (
-        " (exporter/src modified)" if dirty.stdout.strip() else ""
-    )
+    return p.stdout.strip() + (" (exporter/src modified)" if dirty.stdout.strip() else "")
 
 
-def write(
-    path: Path, res: Results, started: datetime, took: float, load: tuple[str, str]
-) -> None:
+def write(path: Path, res: Results, started: datetime, took: float, load: tuple[str, str]) -> None:
     table = [
         "| Figure | Exporter | Baseline (same run) | Ratio | Target | |",
         "|---|---|---|---|---|---|",
@@ -506,9 +484,7 @@ Reproduce: `make bench` (or `python bench/run.py [--quick]` with the venv's Pyth
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument(
-        "--quick", action="store_true", help="fewer repetitions (a smoke run)"
-    )
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     ap.add_argument("--only", default="refresh,scrapes,memory,idle")
     args = ap.parse_args()
