@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from kubecost_allocation_exporter.config import load
@@ -151,6 +151,7 @@ def test_any_bytes_never_crash_the_parser(body: bytes, status: int) -> None:
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents)
+@example({"code": "\n", "data": []})  # found by this test: the answer's code broke the log line
 def test_any_allocation_shaped_json_never_crashes_the_parser(doc: Any) -> None:
     check(200, json.dumps(doc).encode())
 

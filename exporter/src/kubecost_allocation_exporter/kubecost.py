@@ -214,7 +214,8 @@ def parse_response(status: int, body: bytes, content_type: str, url: str) -> Any
             code_int = -1
         if code_int != 200:
             message = one_line(str(doc.get("message") or doc.get("status") or "no message"))
-            raise ApiError("api_error", f"API error code {code} from {where}: {message}")
+            shown = one_line(str(code), 40)  # the answer's own text: never let it break the line
+            raise ApiError("api_error", f"API error code {shown} from {where}: {message}")
     if "data" not in doc:
         raise ApiError("bad_response", f"answer from {where} has no 'data' field")
     return doc["data"]
