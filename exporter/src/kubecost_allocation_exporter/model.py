@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import math
 import operator
+import struct
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import reduce
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any, NamedTuple
 
 IDLE = "__idle__"
@@ -522,15 +524,36 @@ def _costs_one_general(row: Mapping[str, Any], factor: float | None) -> Costs:
     return Costs._make(vals)
 
 
+_NEGATIVE_ZERO = struct.pack("<d", -0.0)
+
+
 def _tidy_all(values: Sequence[float]) -> tuple[list[float], list[str]]:
     """`[tidy(v) for v in values]` with the formatting and parsing done in C loops, and the text of
     each result: `%.12g` of a finite value is `repr(tidy(v))` once an integer gets its `.0` (12
-    significant digits identify a double, and below 1e6 both use the same notation)."""
+    significant digits identify a double, and below 1e6 both use the same notation). Each distinct
+    value is formatted once (costs repeat: most pv/lb/gpu/shared parts are 0.0), unless a -0.0 is
+    among them (it equals 0.0 as a dict key but is written `-0.0`)."""
     if not values:
         return [], []
-    lines = list(map("%.12g".__mod__, values))
-    texts = [t if "." in t or "e" in t else t + ".0" for t in lines]
-    return list(map(float, lines)), texts
+    raw = array("d", values).tobytes()
+    pos = raw.find(_NEGATIVE_ZERO)
+    while pos != -1 and pos % 8:
+        pos = raw.find(_NEGATIVE_ZERO, pos + 1)
+    if pos != -1:
+        lines = list(map("%.12g".__mod__, values))
+        texts = [t if "." in t or "e" in t else t + ".0" for t in lines]
+        return list(map(float, lines)), texts
+    distinct = list(set(values))
+    formatted = list(map("%.12g".__mod__, distinct))
+    as_float = dict(zip(distinct, map(float, formatted), strict=True))
+    as_text = dict(
+        zip(
+            distinct,
+            [t if "." in t or "e" in t else t + ".0" for t in formatted],
+            strict=True,
+        )
+    )
+    return list(map(as_float.__getitem__, values)), list(map(as_text.__getitem__, values))
 
 
 class _NamespaceCosts(NamedTuple):
@@ -582,7 +605,9 @@ def _namespace_costs(
     tidied, texts = _tidy_all(raw)
     it = iter(tidied)
     parts8 = zip(it, it, it, it, it, it, it, it, strict=True)
-    fast = dict(zip(fast_names, map(Costs._make, map(operator.add, parts8, effs)), strict=True))
+    # tuple.__new__(Costs, values) is what Costs._make does, without a Python-level call per row
+    costs = map(tuple.__new__, repeat(Costs), map(operator.add, parts8, effs))
+    fast: dict[str, Costs] = dict(zip(fast_names, costs, strict=True))
     if not slow:
         tt = iter(texts)
         columns = tuple(zip(*zip(tt, tt, tt, tt, tt, tt, tt, tt, strict=True), strict=True))
