@@ -335,6 +335,32 @@ def grid_check_counts(thanos: Thanos, tenant: Tenant, start: float, end: float) 
     return n * round((end - start) / SCRAPE), received, n
 
 
+def test_agent_restart_with_thanos_up_loses_only_the_scrapes_it_missed(stack: Stack) -> None:
+    """The everyday case (rolling upgrade, node drain, emptyDir or not): SIGTERM flushes what is queued, so every
+    sample scraped before the stop arrives; the only gap is the scrapes not made while the agent was down."""
+    tenant = stack.tenant
+    time.sleep(tenant.send_deadline_seconds + 3)
+    t_agent_stop = time.time()
+    stack.restart_agent()
+    t_agent_up = time.time()
+    time.sleep(10)
+    wait_caught_up(stack, time.time() - 2)
+    first_new = first_sample_after(stack, t_agent_stop, time.time())
+    before_exp, before_rcv, before_problems = grid_check(
+        stack.thanos, tenant, None, t_agent_stop - 15, t_agent_stop - 0.5
+    )
+    after_exp, after_rcv, after_problems = grid_check(stack.thanos, tenant, None, first_new - 0.5, t_agent_up + 8)
+    FIGURES["agent_restart_thanos_up"] = {
+        "before_stop": {"expected": before_exp, "received": before_rcv},
+        "after_start": {"expected": after_exp, "received": after_rcv},
+        "stop_to_first_new_scrape_s": round(first_new - t_agent_stop, 1),
+        "restart_took_s": round(t_agent_up - t_agent_stop, 1),
+    }
+    assert before_problems == [], before_problems[:5]
+    assert after_problems == [], after_problems[:5]
+    assert first_new - t_agent_stop < 15, FIGURES["agent_restart_thanos_up"]
+
+
 def test_tenant_limit_4xx_is_counted_and_alerts(stack: Stack, tmp_path: Path) -> None:
     """A tenant over its Thanos series limit: HTTP 4xx, samples_failed_total grows, KubecostRemoteWriteFailing pends."""
     limited = start_tenant(
