@@ -104,7 +104,7 @@ class Stack:
 
     def restart_agent(self) -> None:
         old = self.agent
-        stop_proc(old)
+        stop_proc(old, grace=10.0)
         proc = self.group.start(f"prometheus-agent-{len(self.group.procs)}", old.argv)
         self.tenant.procs[2] = proc
         self.group.wait_http(proc, f"{self.tenant.agent_url}/-/ready", timeout=60)
@@ -283,17 +283,17 @@ def test_agent_restart_with_wal_on_a_kept_dir(stack: Stack) -> None:
     Measured with Prometheus 3.16.0: on start, remote write tails the WAL from the start time and does
     not resend older samples, so the backlog that was still unsent at the restart is lost even though the WAL
     survived; everything scraped after the restart arrives. SIGTERM waits up to --storage.remote.flush-deadline (1m)
-    trying to flush to the unreachable Receive, longer than Kubernetes' 30 s grace: we send SIGKILL after 20 s.
+    trying to flush to the unreachable Receive, longer than Kubernetes' 30 s grace: we send SIGKILL after 10 s.
     """
     tenant = stack.tenant
     time.sleep(tenant.send_deadline_seconds + 8)  # a clean start: everything older than this is sent
     t_stop = time.time()
     stack.stop_receive()
-    time.sleep(20)
+    time.sleep(15)
     t_agent_stop = time.time()
     stack.restart_agent()
     t_agent_up = time.time()
-    time.sleep(20)
+    time.sleep(15)
     t_restart = time.time()
     stack.start_receive()
     wait_caught_up(stack, t_restart + 5)
