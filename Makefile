@@ -1,5 +1,4 @@
 # kubecost-integration — the front door. `make help` lists the targets.
-# READ CONVENTIONS.md FIRST: shared conventions (tool cache, names, env vars, chart layout, git rules, deadline).
 # Tools and the Python venv live in a cache OUTSIDE the repo, so a fresh clone (and CI) reuses them.
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
