@@ -330,6 +330,15 @@ def test_queue_config_and_extra_remote_write(helm: str) -> None:
     assert second == {"name": "mirror", "url": "https://mirror.example/api/v1/receive"}
 
 
+def test_the_agent_overwrites_any_scraped_tenant_id_with_the_charts(helm: str) -> None:
+    """The scraped data cannot choose its tenant: the exporter job's metric_relabel_configs set
+    tenant_id to allocationExporter.config.tenantId, whatever the target exposes (honor_labels
+    would otherwise keep it)."""
+    job = agent_config(render(with_quickstart(), helm=helm))["scrape_configs"][0]
+    assert job["honor_labels"] is True
+    assert job["metric_relabel_configs"] == [{"action": "replace", "target_label": "tenant_id", "replacement": "acme"}]
+
+
 def test_extra_headers_and_custom_tenant_header(helm: str) -> None:
     rw = agent_config(
         render(with_quickstart({"remoteWrite": {"tenantHeader": "X-Scope-OrgID", "headers": {"X-Source": "kci"}}}), helm=helm)

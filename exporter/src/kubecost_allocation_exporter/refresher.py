@@ -23,6 +23,7 @@ from kubecost_allocation_exporter.kubecost import (
     AllocationSet,
     ApiError,
     FetchResult,
+    one_line,
 )
 from kubecost_allocation_exporter.metrics import Health, health_families, render, render_costs
 from kubecost_allocation_exporter.model import (
@@ -256,7 +257,8 @@ class Refresher:
         except Exception as exc:  # a bug or an answer we did not foresee: say why, keep running
             log.debug("refresh failed", exc_info=True)
             error = ApiError(
-                "bad_response", f"could not process the answer: {type(exc).__name__}: {exc}"
+                "bad_response",
+                one_line(f"could not process the answer: {type(exc).__name__}: {exc}"),
             )
         finally:
             if gc_was_enabled:

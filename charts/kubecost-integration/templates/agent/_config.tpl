@@ -35,6 +35,12 @@ global:
     {{- include "kubecost-integration.externalLabels" . | nindent 4 }}
 scrape_configs:
   {{- include "kubecost-integration.scrapeJob" (list . (include "kubecost-integration.exporter.address" .)) | nindent 2 }}
+    # The scraped data cannot choose its tenant: tenant_id is always the chart's value (Thanos Receive
+    # also masks it with the THANOS-TENANT header's tenant; both come from allocationExporter.config.tenantId).
+    metric_relabel_configs:
+      - action: replace
+        target_label: tenant_id
+        replacement: {{ .Values.allocationExporter.config.tenantId | quote }}
   {{- with .Values.prometheus.agent.extraScrapeConfigs }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
