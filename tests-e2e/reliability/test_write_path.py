@@ -188,10 +188,14 @@ def grid_check(
     for key, samples in series.items():
         ts = [t for t, _ in samples]
         # The agent's scrape grid for this series: its phase is the first sample's; every grid point in
-        # (start, end] is one expected sample.
-        want = 1 + math.floor((end - ts[0]) / SCRAPE + 0.01) if ts and ts[0] - start <= SCRAPE + 0.01 else 0
-        if not want:
-            want = round((end - start) / SCRAPE)
+        # (start, end] is one expected sample. Scrape timestamps jitter by a few ms, so a grid point within
+        # 10 ms of `end` may fall on either side of it: then both counts are right (never more, never less).
+        if ts and ts[0] - start <= SCRAPE + 0.01:
+            want_hi = 1 + math.floor((end - ts[0]) / SCRAPE + 0.01)
+            want_lo = 1 + math.floor((end - ts[0]) / SCRAPE - 0.01)
+        else:
+            want_hi = want_lo = round((end - start) / SCRAPE)
+        want = len(samples) if want_lo <= len(samples) <= want_hi else want_hi
         expected += want
         received += len(samples)
         if len(set(ts)) != len(ts):
