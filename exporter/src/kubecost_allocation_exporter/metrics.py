@@ -367,23 +367,31 @@ def render_costs(snapshot: Snapshot, cfg: Config) -> bytes:
 def health_families(health: Health, cfg: Config) -> list[Metric]:
     labels = [cfg.cluster_name, cfg.tenant_id]
     fams: list[Metric] = []
-    g = GaugeMetricFamily(
-        f"{PREFIX}scrape_success",
-        "1 if the last query of the Kubecost Allocation API (background refresh) "
-        "succeeded, else 0.",
-        labels=BASE,
+
+    def single(family: GaugeMetricFamily | CounterMetricFamily, value: float | None) -> None:
+        """One family with one sample for (cluster, tenant_id); no sample when unknown."""
+        if value is not None:
+            family.add_metric(labels, value)
+        fams.append(family)
+
+    success = None if health.success is None else (1.0 if health.success else 0.0)
+    single(
+        GaugeMetricFamily(
+            f"{PREFIX}scrape_success",
+            "1 if the last query of the Kubecost Allocation API (background refresh) "
+            "succeeded, else 0.",
+            labels=BASE,
+        ),
+        success,
     )
-    if health.success is not None:
-        g.add_metric(labels, 1.0 if health.success else 0.0)
-    fams.append(g)
-    g = GaugeMetricFamily(
-        f"{PREFIX}scrape_duration_seconds",
-        "Duration of the last background refresh (API queries, parsing, rendering), seconds.",
-        labels=BASE,
+    single(
+        GaugeMetricFamily(
+            f"{PREFIX}scrape_duration_seconds",
+            "Duration of the last background refresh (API queries, parsing, rendering), seconds.",
+            labels=BASE,
+        ),
+        health.duration_seconds,
     )
-    if health.duration_seconds is not None:
-        g.add_metric(labels, health.duration_seconds)
-    fams.append(g)
     c = CounterMetricFamily(
         f"{PREFIX}scrape_errors",
         "Failed background refreshes since start, by reason (" + ", ".join(REASONS) + ").",
@@ -392,22 +400,23 @@ def health_families(health: Health, cfg: Config) -> list[Metric]:
     for reason in REASONS:
         c.add_metric([*labels, reason], float(health.errors.get(reason, 0)))
     fams.append(c)
-    c = CounterMetricFamily(
-        f"{PREFIX}dropped_series",
-        "Cost series left out by the cardinality guard (--max-series) since start, summed over "
-        "refreshes (the cheapest namespaces first; cluster series are always kept).",
-        labels=BASE,
+    single(
+        CounterMetricFamily(
+            f"{PREFIX}dropped_series",
+            "Cost series left out by the cardinality guard (--max-series) since start, summed over "
+            "refreshes (the cheapest namespaces first; cluster series are always kept).",
+            labels=BASE,
+        ),
+        float(health.dropped_series),
     )
-    c.add_metric(labels, float(health.dropped_series))
-    fams.append(c)
-    g = GaugeMetricFamily(
-        f"{PREFIX}last_success_timestamp_seconds",
-        "Unix time of the last successful refresh (absent until the first one).",
-        labels=BASE,
+    single(
+        GaugeMetricFamily(
+            f"{PREFIX}last_success_timestamp_seconds",
+            "Unix time of the last successful refresh (absent until the first one).",
+            labels=BASE,
+        ),
+        health.last_success_timestamp,
     )
-    if health.last_success_timestamp is not None:
-        g.add_metric(labels, health.last_success_timestamp)
-    fams.append(g)
     info = InfoMetricFamily(
         f"{PREFIX}exporter",
         "Exporter build and settings: version, API flavour, metric mode, window, currency.",

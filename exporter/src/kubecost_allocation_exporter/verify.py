@@ -236,9 +236,7 @@ def check_target_self_metrics(ctx: Context, url: str, why: str) -> Check:
     between (it cannot see a scrape that connects but fails: weaker than the targets API)."""
     job = ctx.args.job
     try:
-        first = _self_metrics(url, ctx.args.timeout)
-        time.sleep(ctx.args.sample_seconds)
-        second = _self_metrics(url, ctx.args.timeout)
+        first, second = _self_metrics_twice(ctx, url)
     except (requests.RequestException, ValueError) as exc:
         return Check("target", "fail", f"{url}/metrics: {_err(exc)} ({why})", {"url": url})
 
@@ -284,15 +282,20 @@ def _self_metrics(url: str, timeout: float) -> list[Sample]:
     return parse_exposition(resp.text)
 
 
+def _self_metrics_twice(ctx: Context, url: str) -> tuple[list[Sample], list[Sample]]:
+    """The sender's self-metrics read `--sample-seconds` apart (counters need two readings)."""
+    first = _self_metrics(url, ctx.args.timeout)
+    time.sleep(ctx.args.sample_seconds)
+    return first, _self_metrics(url, ctx.args.timeout)
+
+
 def check_remote_write(ctx: Context) -> Check:
     url = ctx.links.prometheus
     if not url:
         return Check("remote-write", "skip", "no Prometheus/agent URL (--prometheus-url)")
     name = ctx.args.remote_name
     try:
-        first = _self_metrics(url, ctx.args.timeout)
-        time.sleep(ctx.args.sample_seconds)
-        second = _self_metrics(url, ctx.args.timeout)
+        first, second = _self_metrics_twice(ctx, url)
     except (requests.RequestException, ValueError) as exc:
         return Check("remote-write", "fail", f"{url}/metrics: {_err(exc)}", {"url": url})
 
