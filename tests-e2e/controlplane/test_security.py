@@ -11,8 +11,9 @@ Secrets are created first with recognisable values; then, on what the API server
 * TLS verification is on (the agent's remote_write has no `insecure_skip_verify: true`; the CA is a file);
 * the tenant comes from values only: the THANOS-TENANT header and the `tenant_id` external label equal
   `allocationExporter.config.tenantId`, and values trying to override the header are refused;
-* NetworkPolicy shape: the exporter admits only the agent (and the helm test pod) on `http-metrics`; the agent admits
-  nothing.
+* NetworkPolicy shape: the exporter admits only the agent (and the helm test pod) on `http-metrics` and may reach only
+  the bundled Kubecost's pods and DNS; the agent admits nothing and may reach only the exporter, Thanos' port and DNS
+  (selectors against live pods of two releases: test_network_policy.py).
 """
 
 from __future__ import annotations
@@ -221,18 +222,32 @@ def test_values_cannot_override_the_tenant(values: dict[str, Any]) -> None:
 
 def test_network_policies_admit_only_the_scraper(release: dict[str, Any]) -> None:
     pols = {p["metadata"]["labels"]["app.kubernetes.io/component"]: p["spec"] for p in release["netpols"]}
-    assert set(pols) == {"allocation-exporter", "agent"}, set(pols)
+    assert set(pols) == {"allocation-exporter", "agent", "test"}, set(pols)
     exp = pols["allocation-exporter"]
-    assert exp["policyTypes"] == ["Ingress"]
+    assert exp["policyTypes"] == ["Ingress", "Egress"]
     (rule,) = exp["ingress"]
     assert rule["ports"] == [{"port": "http-metrics", "protocol": "TCP"}]
     peers = [p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in rule["from"]]
     assert sorted(peers) == ["agent", "test"], rule["from"]
     for peer in rule["from"]:
         assert set(peer) == {"podSelector"}, "a peer reaching beyond the release namespace"
+    dns = {
+        "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+    }
+    kubecost = {"podSelector": {"matchLabels": {"app": "cost-analyzer", "app.kubernetes.io/instance": "sec"}}}
+    assert exp["egress"] == [{"to": [kubecost], "ports": [{"port": 9090, "protocol": "TCP"}]}, dns]
     # The API server stores `ingress: []` as no `ingress` key: either way, nothing is admitted.
     assert pols["agent"].get("ingress", []) == []
-    assert pols["agent"]["policyTypes"] == ["Ingress"]
+    assert pols["agent"]["policyTypes"] == ["Ingress", "Egress"]
+    exporter_sel = {"podSelector": pols["allocation-exporter"]["podSelector"]}
+    assert pols["agent"]["egress"] == [
+        {"to": [exporter_sel], "ports": [{"port": 9103, "protocol": "TCP"}]},
+        {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}], "ports": [{"port": 443, "protocol": "TCP"}]},
+        dns,
+    ]
+    assert pols["test"].get("ingress", []) == [] and pols["test"]["egress"][0] == pols["agent"]["egress"][0]
     # The selectors really select the release's pods.
     comps = components(release)
     for comp in ("allocation-exporter", "agent"):

@@ -133,6 +133,12 @@ bad input fails the whole render, it never produces a half-right manifest.
 {{- if and .Values.networkPolicy.enabled (eq $mode "external") (not .Values.networkPolicy.extraIngressFrom) -}}
 {{- include "kubecost-integration.fail" "networkPolicy.enabled=true in external mode would block your Prometheus; set networkPolicy.extraIngressFrom to its peers, e.g.\n  networkPolicy:\n    extraIngressFrom:\n      - namespaceSelector:\n          matchLabels:\n            kubernetes.io/metadata.name: monitoring" -}}
 {{- end -}}
+{{- if include "kubecost-integration.np.egress" . -}}
+{{- $kc := include "kubecost-integration.np.kubecostRule" . | fromYaml -}}
+{{- if not $kc.to -}}
+{{- include "kubecost-integration.fail" (printf "networkPolicy.egress: the exporter's egress to the Kubecost/OpenCost API cannot be derived from allocationExporter.config.kubecostUrl (host %q is neither <service>.<namespace>.svc[.cluster.local], a bare <service> nor an IP address; write an in-cluster API as http://<service>.<namespace>.svc:<port>).\nSet networkPolicy.egress.kubecost.to to the API's peers (and networkPolicy.egress.kubecost.ports if its pods listen on another port than the URL's), e.g.\n  networkPolicy:\n    egress:\n      kubecost:\n        to:\n          - ipBlock:\n              cidr: 10.0.0.0/24   # the addresses %s resolves to\n          # or an in-cluster namespace:\n          # - namespaceSelector:\n          #     matchLabels:\n          #       kubernetes.io/metadata.name: kubecost\nor set networkPolicy.egress.enabled=false to restrict ingress only." $kc.hostname $kc.hostname) -}}
+{{- end -}}
+{{- end -}}
 
 {{- /* 5. kubecost mode: Kubecost's bundled Prometheus must carry exactly our scrape job and remote_write */ -}}
 {{- if eq $mode "kubecost" -}}

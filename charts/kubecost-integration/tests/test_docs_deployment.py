@@ -29,7 +29,15 @@ def test_production_values_render(helm: str) -> None:
     assert env["TENANT_ID"] == "acme" and env["CLUSTER_NAME"] == "prod-eu-1"
     assert env["KUBECOST_URL"] == "http://kubecost-cost-analyzer.kubecost.svc:9090"
     assert objects(docs, "PrometheusRule") and objects(docs, "PersistentVolumeClaim")
-    assert len(objects(docs, "NetworkPolicy")) == 2 and len(objects(docs, "PodDisruptionBudget")) == 2
+    assert len(objects(docs, "NetworkPolicy")) == 3 and len(objects(docs, "PodDisruptionBudget")) == 2
+    # The guide's egress claims: the exporter reaches Kubecost's namespace on 9090, the agent Thanos on 443.
+    exporter_egress = by_component(docs, "NetworkPolicy", "allocation-exporter")["spec"]["egress"]
+    assert exporter_egress[0] == {
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kubecost"}}}],
+        "ports": [{"port": 9090, "protocol": "TCP"}],
+    }
+    agent_egress = by_component(docs, "NetworkPolicy", "agent")["spec"]["egress"]
+    assert agent_egress[1]["ports"] == [{"port": 443, "protocol": "TCP"}]
     dash = by_component(docs, "ConfigMap", "dashboards")
     assert dash["metadata"]["annotations"] == {"grafana_folder": "Cost"}
     config = by_component(docs, "ConfigMap", "agent")["data"]["prometheus.yml"]

@@ -489,7 +489,8 @@ def test_optional_objects_are_off_by_default_and_render_when_enabled(helm: str) 
     assert objects(docs, "PrometheusRule")
     dash = by_component(docs, "ConfigMap", "dashboards")
     assert dash["metadata"]["labels"]["grafana_dashboard"] == "1"
-    assert len(objects(docs, "NetworkPolicy")) == 2 and len(objects(docs, "PodDisruptionBudget")) == 2
+    # exporter, agent and the helm test pod (egress is restricted by default once policies are on)
+    assert len(objects(docs, "NetworkPolicy")) == 3 and len(objects(docs, "PodDisruptionBudget")) == 2
     for pdb in objects(docs, "PodDisruptionBudget"):
         assert pdb["spec"]["maxUnavailable"] == 1
 
@@ -505,7 +506,7 @@ def test_network_policy_admits_the_agent_and_the_test_pod(helm: str) -> None:
     exporter_labels = by_component(docs, "Deployment", "allocation-exporter")["spec"]["template"]["metadata"]["labels"]
     assert not any(p["podSelector"]["matchLabels"].items() <= exporter_labels.items() for p in peers)
     agent_policy = by_component(docs, "NetworkPolicy", "agent")
-    assert agent_policy["spec"]["ingress"] == [] and agent_policy["spec"]["policyTypes"] == ["Ingress"]
+    assert agent_policy["spec"]["ingress"] == [] and agent_policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
 
 
 def test_kubecost_subchart_is_render_safe_for_gitops(helm: str, chart: Path) -> None:
