@@ -12,6 +12,13 @@ kwokctl is never allowed to download anything:
 * the real create runs with `HTTP(S)_PROXY` pointed at a closed loopback port, and its log is scanned for
   kwokctl's `Download` message as well.
 
+`kubectl port-forward` works too: kwokctl starts the kwok controller with its kubelet API server (`--server-address`,
+TLS with the cluster's admin cert) on 127.0.0.1 and the port the fake nodes advertise as
+`status.daemonEndpoints.kubeletEndpoint.Port`; each node's `Hostname` address is `localhost`, and kube-apiserver is
+told to use that address type for kubelet connections. kwok answers a pod's `portforward` subresource from the
+`PortForward` custom resource (kwok.x-k8s.io/v1alpha1, enabled through `enableCRDs`) named like the pod, which maps
+pod ports to a target address, e.g. a local process on 127.0.0.1 (`KwokCluster.forward_pod_ports`).
+
 kwokctl reads `KWOK_*` variables over its config file, so they are removed from its environment; the work dir
 (`KWOK_WORKDIR`) is a per-session temp dir, so clusters of parallel runs never meet, and no kubeconfig outside it
 is touched (`--kubeconfig ""`).
@@ -56,6 +63,8 @@ STAGE_FILES = (
     "pod-helm-test-complete.yaml",
 )
 MIN_ETCD = (3, 6)
+#: kwok's custom resources the bench serves: a pod's port-forward is answered from its `PortForward` object.
+ENABLED_CRDS = ("PortForward",)
 T = TypeVar("T")
 # A closed port on loopback: any HTTP(S) request kwokctl (or a component) tries to make through a proxy fails fast.
 _DEAD_PROXY = "http://127.0.0.1:9"
@@ -155,9 +164,20 @@ def kwokctl_config(stages_dir: Path) -> str:
             "kindBinaryPrefix": str(absent),
             "kindBinary": str(absent / "kind"),
             "quietPull": True,
+            # kwok's kubelet API server (and every other component) listens on loopback only.
+            "bindAddress": "127.0.0.1",
+            "enableCRDs": list(ENABLED_CRDS),
         },
-        # Test data only: etcd without fsync keeps API writes fast on a shared 2-core machine.
-        "componentsPatches": [{"name": "etcd", "extraArgs": [{"key": "unsafe-no-fsync", "value": "true"}]}],
+        "componentsPatches": [
+            # Test data only: etcd without fsync keeps API writes fast on a shared 2-core machine.
+            {"name": "etcd", "extraArgs": [{"key": "unsafe-no-fsync", "value": "true"}]},
+            # The fake nodes' `Hostname` address is `localhost`, where kwok serves the kubelet API; their
+            # InternalIP (192.0.2.1) is a documentation address nothing listens on.
+            {
+                "name": "kube-apiserver",
+                "extraArgs": [{"key": "kubelet-preferred-address-types", "value": "Hostname"}],
+            },
+        ],
     }
     docs = [yaml.safe_dump(conf, sort_keys=False)]
     for name in STAGE_FILES:
@@ -251,6 +271,35 @@ class KwokCluster:
             ):
                 hits.append(f"{o['kind']}/{meta['name']}")
         return hits
+
+    def forward_pod_ports(self, namespace: str, pod: str, targets: Mapping[int, int]) -> None:
+        """Create or replace kwok's `PortForward` for `pod`: `kubectl port-forward` to pod port `p` (through
+        kube-apiserver and kwok's kubelet API) reaches `127.0.0.1:targets[p]`."""
+        doc = {
+            "apiVersion": "kwok.x-k8s.io/v1alpha1",
+            "kind": "PortForward",
+            "metadata": {"name": pod, "namespace": namespace},
+            "spec": {
+                "forwards": [
+                    {"ports": [pod_port], "target": {"address": "127.0.0.1", "port": local}}
+                    for pod_port, local in sorted(targets.items())
+                ]
+            },
+        }
+        self.kubectl("apply", "-f", "-", input=json.dumps(doc))
+
+    def kubelet_endpoint(self, node: str) -> tuple[str, int]:
+        """(address, port) kube-apiserver dials for `node`'s kubelet API: its `Hostname` address and
+        `status.daemonEndpoints.kubeletEndpoint.Port`."""
+        status = self.get_json("node", node)["status"]
+        host = next(a["address"] for a in status.get("addresses", []) if a["type"] == "Hostname")
+        return host, int(status["daemonEndpoints"]["kubeletEndpoint"]["Port"])
+
+    def kwok_server_address(self) -> str:
+        """The `--server-address` kwokctl gave the kwok controller (its kubelet API)."""
+        pid = int((self.cluster_dir / "pids" / "kwok-controller.pid").read_text().strip())
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        return next(a.split("=", 1)[1] for a in args if a.startswith("--server-address="))
 
     def component_logs(self, tail: int = 60) -> str:
         """Last lines of each component's log, for failure messages."""
@@ -370,6 +419,15 @@ def create_kwok_cluster(
             )
         cluster.kwokctl("scale", "node", "--replicas", str(nodes), timeout=120)
         cluster.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=120s", timeout=150)
+        # Port-forward (and logs/exec) goes kube-apiserver -> the node's kubelet endpoint: it must be kwok's server.
+        kwok_port = int(cluster.kwok_server_address().rsplit(":", 1)[1])
+        for node in cluster.get_json("nodes"):
+            endpoint = cluster.kubelet_endpoint(node["metadata"]["name"])
+            if endpoint != ("localhost", kwok_port):
+                raise ClusterError(
+                    f"node {node['metadata']['name']} advertises its kubelet at {endpoint}, but kwok serves the "
+                    f"kubelet API on {cluster.kwok_server_address()}: port-forward would not reach it"
+                )
         # Namespaces get their `default` ServiceAccount from kube-controller-manager; wait until it runs.
         wait_until(
             lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0,

@@ -1,14 +1,19 @@
 """`kubecost-allocation-exporter verify` without a bench: arguments, exit codes, kubectl failures,
 and the exporter/sums checks against a real local HTTP server serving a recorded exposition. The
-full command against real Prometheus and Thanos runs in tests-e2e/operations/test_verify.py."""
+full command against real Prometheus and Thanos runs in tests-e2e/operations/test_verify.py, and
+its kube-context form (real kubectl port-forward through kube-apiserver and kwok) in
+tests-e2e/controlplane/test_verify_kube.py."""
 
 from __future__ import annotations
 
 import http.server
 import json
+import os
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -216,3 +221,108 @@ def test_target_from_self_metrics_when_the_targets_api_is_missing(
     assert check["status"] == status, check
     assert "self-metrics; targets API answered 404" in check["summary"]
     assert rc == (0 if status == "pass" else 1)
+
+
+# ------------------------------------------------------------------ kubectl port-forward handling
+# A scripted kubectl (the real one runs against kube-apiserver + kwok in
+# tests-e2e/controlplane/test_verify_kube.py): `get service` finds one exporter Service, no agent,
+# no Deployment; `port-forward` behaves as $FAKE_PF says.
+
+FAKE_KUBECTL = """#!{python}
+import json, os, sys, time
+args = sys.argv[1:]
+with open(os.environ["FAKE_LOG"], "a") as log:
+    log.write(" ".join(args) + "\\n")
+if "port-forward" in args:
+    mode, port = os.environ["FAKE_PF"].split(":")
+    if mode == "silent":  # waits for a pod that never runs
+        time.sleep(60)
+        sys.exit(1)
+    print(f"Forwarding from 127.0.0.1:{{port}} -> 9103", flush=True)
+    if mode == "flood":  # far more than a pipe buffer of per-connection lines
+        for _ in range(20000):
+            print(f"Handling connection for {{port}}")
+        sys.stdout.flush()
+        open(os.environ["FAKE_LOG"] + ".flooded", "w").close()
+    elif mode == "lost":
+        print('E1126 20:51:15.004838    1771 portforward.go:522] "Unhandled Error" err="an error '
+              'occurred forwarding 1 -> 9103: error forwarding port 9103 to pod kci-x/kci, uid : '
+              'no forward found for port 9103 in pod \\\\"kci/kci-x\\\\""', flush=True)
+        print("error: lost connection to pod", flush=True)
+        sys.exit(1)
+    time.sleep(60)
+    sys.exit(0)
+if "service" in args and "component=allocation-exporter" in args[args.index("-l") + 1]:
+    print(json.dumps({{"items": [{{"metadata": {{"name": "kci-exporter"}},
+                                 "spec": {{"ports": [{{"port": 9103}}]}}}}]}}))
+else:
+    print(json.dumps({{"items": []}}))
+"""
+
+EXPORTER_ONLY = ["--skip", "target", "--skip", "remote-write", "--skip", "thanos"]
+
+
+@pytest.fixture
+def fake_kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    kubectl = tmp_path / "kubectl"
+    kubectl.write_text(FAKE_KUBECTL.format(python=sys.executable))
+    kubectl.chmod(0o755)
+    monkeypatch.setenv("FAKE_LOG", str(tmp_path / "kubectl.log"))
+    return kubectl
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def test_port_forward_that_never_starts_is_bounded_by_the_timeout(
+    fake_kubectl: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """kubectl waits up to a minute for a running pod, silently: verify gives up after --timeout."""
+    monkeypatch.setenv("FAKE_PF", "silent:0")
+    started = time.monotonic()
+    rc = main(["--kube-namespace", "kci", "--kubectl", str(fake_kubectl), "--timeout", "1"])
+    took = time.monotonic() - started
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "port-forward svc/kci-exporter :9103" in err, err
+    assert "not forwarding after 6s" in err, err
+    assert "--pod-running-timeout=1s" in err
+    assert took < 20, f"took {took:.1f}s"
+
+
+def test_port_forward_output_is_drained(
+    fake_kubectl: Path,
+    exporter: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """kubectl prints a line per connection; a pipe nobody reads would block it after 64 KiB."""
+    monkeypatch.setenv("FAKE_PF", f"flood:{exporter['url'].rsplit(':', 1)[1]}")
+    rc, doc = run_json(
+        capsys, "--kube-namespace", "kci", "--kubectl", str(fake_kubectl), *ONLY_LOCAL
+    )
+    assert rc == 0, doc
+    assert statuses(doc) == {"exporter": "pass", "sums": "pass"}
+    assert Path(os.environ["FAKE_LOG"] + ".flooded").exists(), "kubectl's output was not read"
+
+
+def test_port_forward_error_is_named_in_the_failed_check(
+    fake_kubectl: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FAKE_PF", f"lost:{closed_port()}")
+    rc, doc = run_json(
+        capsys, "--kube-namespace", "kci", "--kubectl", str(fake_kubectl), *EXPORTER_ONLY
+    )
+    assert rc == 1
+    (check,) = [c for c in doc["checks"] if c["name"] == "exporter"]  # type: ignore[attr-defined]
+    assert check["status"] == "fail"
+    summary = check["summary"]
+    assert "connection refused or unreachable" in summary
+    assert "[kubectl port-forward kci/svc/kci-exporter:9103: an error occurred" in summary
+    assert 'no forward found for port 9103 in pod "kci/kci-x"' in summary
+    assert summary.endswith("; error: lost connection to pod; kubectl exited 1]"), summary
+    assert check["details"]["port_forward"]["target"] == "kci/svc/kci-exporter:9103"

@@ -18,8 +18,9 @@ Links, in order (docs/troubleshooting.md maps each failure to its fix):
 
 URLs come from flags (or env vars, see --help), or from a kube context: `--kube-namespace NS`
 (optional `--kube-context`, `--release`) finds the chart's exporter and agent Services and the
-exporter's KUBECOST_URL and opens `kubectl port-forward`s to them. Thanos Query is outside the
-cluster: always a URL.
+exporter's KUBECOST_URL and opens `kubectl port-forward`s to them (each must start within
+`--timeout`; kubectl's errors are added to the check that failed through it). Thanos Query is
+outside the cluster: always a URL.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -72,6 +75,8 @@ class Links:
     prometheus: str | None
     thanos: str | None
     kubecost: str | None
+    #: The `kubectl port-forward`s behind the URLs above (kube-context form only).
+    forwards: list[PortForward] = field(default_factory=list)
 
 
 class VerifyError(RuntimeError):
@@ -588,11 +593,98 @@ def _kubecost_service(args: argparse.Namespace) -> tuple[str, str, int, str] | N
     return None
 
 
+_FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+)")
+_ROUTINE = ("Forwarding from", "Handling connection for")
+_KLOG = re.compile(r"^[EWIF]\d{4} [\d:.]+\s+\d+ [^\]]+\] ")
+_KLOG_ERR = re.compile(r'\berr="((?:[^"\\]|\\.)*)"')
+
+
+class PortForward:
+    """One running `kubectl port-forward`. Its output is read on a thread for its whole life: the
+    pipe never fills (kubectl prints a line per connection), a kubectl that prints nothing (e.g.
+    while it waits for a pod) cannot hold verify past `--timeout`, and kubectl's own errors
+    (`lost connection to pod`, the kubelet's reason) are kept to explain a failed check."""
+
+    def __init__(self, cmd: list[str], target: str) -> None:
+        self.cmd = cmd
+        self.target = target
+        self.url: str | None = None
+        self._lines: deque[str] = deque(maxlen=200)
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            line = raw.rstrip()
+            with self._lock:
+                self._lines.append(line)
+            m = _FORWARDING.search(line)
+            if m and self.url is None:
+                self.url = f"http://127.0.0.1:{m.group(1)}"
+                self._ready.set()
+        self._ready.set()  # EOF: kubectl exited
+
+    def output(self) -> list[str]:
+        with self._lock:
+            return list(self._lines)
+
+    def wait_ready(self, timeout: float) -> str:
+        """The local URL once kubectl prints `Forwarding from 127.0.0.1:<port>`."""
+        self._ready.wait(timeout)
+        if self.url:
+            return self.url
+        said = "; ".join(_KLOG.sub("", ln) for ln in self.output() if ln.strip())
+        state = (
+            f"exited {self.proc.poll()}"
+            if self.proc.poll() is not None
+            else f"not forwarding after {timeout:g}s"
+        )
+        raise VerifyError(f"{' '.join(self.cmd)}: {state}: {said or 'no output'}")
+
+    def problem(self, settle: float = 0.0) -> str | None:
+        """kubectl's error lines (klog prefix removed) and its exit, if any; `settle` seconds are
+        given to a kubectl that is about to exit after a failed connection."""
+        if settle > 0 and self.proc.poll() is None:
+            with suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=settle)
+            if self.proc.poll() is not None:
+                self._reader.join(timeout=settle)
+        errors: list[str] = []
+        for ln in self.output():
+            if not ln.strip() or ln.startswith(_ROUTINE):
+                continue
+            m = _KLOG_ERR.search(ln)
+            text = m.group(1).replace('\\"', '"') if m else _KLOG.sub("", ln)
+            if text not in errors:
+                errors.append(text)
+        rc = self.proc.poll()
+        parts = errors[-3:]
+        if rc is not None:
+            parts.append(f"kubectl exited {rc}")
+        return "; ".join(parts) or None
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        self._reader.join(timeout=5)
+
+
 @contextmanager
 def port_forward(
     args: argparse.Namespace, namespace: str, service: str, port: int
-) -> Iterator[str]:
-    """`kubectl port-forward svc/<service> :<port>`; yields http://127.0.0.1:<local port>."""
+) -> Iterator[PortForward]:
+    """`kubectl port-forward svc/<service> :<port>`; yields the running forward (`.url` is
+    http://127.0.0.1:<local port>). kubectl's wait for a running pod is capped at `--timeout`."""
     cmd = [
         *_kubectl(args),
         "-n",
@@ -602,53 +694,61 @@ def port_forward(
         f":{port}",
         "--address",
         "127.0.0.1",
+        f"--pod-running-timeout={max(1, math.ceil(args.timeout))}s",
     ]
     try:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        forward = PortForward(cmd, f"{namespace}/svc/{service}:{port}")
     except OSError as exc:
         raise VerifyError(f"{' '.join(cmd)}: {exc}") from exc
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + args.timeout
-        line = ""
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            m = re.search(r"Forwarding from 127\.0\.0\.1:(\d+)", line)
-            if m:
-                yield f"http://127.0.0.1:{m.group(1)}"
-                return
-            if not line and proc.poll() is not None:
-                break
-        raise VerifyError(
-            f"{' '.join(cmd)} did not start forwarding: {line.strip() or 'no output'}"
-        )
+        forward.wait_ready(args.timeout + 5)
+        yield forward
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        forward.stop()
+
+
+def annotate_forward_failures(checks: list[Check], forwards: Sequence[PortForward]) -> None:
+    """A failed check whose URL went through a port-forward that reported an error gets kubectl's
+    words appended (a bare `connection refused` hides e.g. `no forward found for port` or `lost
+    connection to pod`)."""
+    for check in checks:
+        url = str(check.details.get("url") or "")
+        if check.status != "fail" or not url:
+            continue
+        for fwd in forwards:
+            if fwd.url and (url == fwd.url or url.startswith(fwd.url + "/")):
+                problem = fwd.problem(settle=1.0)
+                check.details["port_forward"] = {"target": fwd.target, "kubectl": problem}
+                if problem:
+                    check.summary += f" [kubectl port-forward {fwd.target}: {problem}]"
 
 
 def kube_links(args: argparse.Namespace, stack: ExitStack) -> Links:
     ns = args.kube_namespace
     exporter, agent, kubecost = args.exporter_url, args.prometheus_url, args.kubecost_url
+    forwards: list[PortForward] = []
+
+    def forward(namespace: str, service: str, port: int) -> str:
+        fwd = stack.enter_context(port_forward(args, namespace, service, port))
+        forwards.append(fwd)
+        assert fwd.url is not None
+        return fwd.url
+
     if not exporter:
-        name, port = _service(args, "allocation-exporter")
-        exporter = stack.enter_context(port_forward(args, ns, name, port))
+        exporter = forward(ns, *_service(args, "allocation-exporter"))
     if not agent:
         try:
             name, port = _service(args, "agent")
         except VerifyError:
             agent = None  # kubecost/external mode: no agent in this release; pass --prometheus-url
         else:
-            agent = stack.enter_context(port_forward(args, ns, name, port))
+            agent = forward(ns, name, port)
     if not kubecost:
         found = _kubecost_service(args)
         if found:
             kc_ns, kc_svc, kc_port, kc_path = found
-            kubecost = stack.enter_context(port_forward(args, kc_ns, kc_svc, kc_port)) + kc_path
-    return Links(exporter, agent, args.thanos_url, kubecost)
+            kubecost = forward(kc_ns, kc_svc, kc_port) + kc_path
+    return Links(exporter, agent, args.thanos_url, kubecost, forwards)
 
 
 # ----------------------------------------------------------------------------------------- main
@@ -773,6 +873,7 @@ def run(args: argparse.Namespace) -> tuple[list[Check], Context]:
             )
         ctx = Context(args, links, args.cluster_name, args.tenant_id)
         checks = [RUNNERS[name](ctx) for name in CHECKS if name not in args.skip]
+        annotate_forward_failures(checks, links.forwards)
     return checks, ctx
 
 
