@@ -21,7 +21,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from kubecost_allocation_exporter import __version__
+from kubecost_allocation_exporter import __version__, fastpath
 from kubecost_allocation_exporter.config import Config
 
 log = logging.getLogger(__name__)
@@ -58,13 +58,28 @@ class FetchResult:
     body: bytes
     skipped: int  # null / non-object entries dropped from `data`
     unchanged: bool = False  # body identical to `same_as`: not parsed again, `sets` is empty
+    # the answer in the usual namespace shape, decoded into typed rows (then `sets` is empty)
+    typed: fastpath.Page | None = None
 
-    def parsed(self) -> FetchResult:
-        """This result with `sets` filled in (parses an `unchanged` body, known to be good)."""
+    @property
+    def rows(self) -> int:
+        """Rows that count for paging: every key but `__idle__` ones."""
+        if self.typed is not None:
+            return self.typed.counted
+        return sum(1 for s in self.sets for key in s if IDLE_KEY not in key)
+
+    def parsed(self, typed: bool = False) -> FetchResult:
+        """This result with its answer read (an `unchanged` body, known to be good): typed rows
+        when asked for and the answer has the usual shape, else `sets`."""
         if not self.unchanged:
             return self
-        sets, skipped = normalize_data(parse_response(200, self.body, "", self.endpoint.url))
-        return FetchResult(sets, self.endpoint, self.body, skipped)
+        return decode_body(200, self.body, "", self.endpoint, typed)
+
+    def general(self) -> FetchResult:
+        """This result with `sets` filled in by the general parser (for a typed one)."""
+        if self.typed is None and not self.unchanged:
+            return self
+        return decode_body(200, self.body, "", self.endpoint, False)
 
 
 def redact_url(url: str) -> str:
@@ -221,6 +236,20 @@ def parse_response(status: int, body: bytes, content_type: str, url: str) -> Any
     return doc["data"]
 
 
+def decode_body(
+    status: int, body: bytes, content_type: str, endpoint: Endpoint, typed: bool
+) -> FetchResult:
+    """An answer -> FetchResult. With `typed`, a 2xx answer in the usual namespace shape is
+    decoded into typed rows (fastpath); anything else goes through the general parser, which
+    checks status, `code` and `data` and raises ApiError."""
+    if typed and 200 <= status < 300:
+        page = fastpath.decode(body)
+        if page is not None:
+            return FetchResult([], endpoint, body, 0, typed=page)
+    sets, skipped = normalize_data(parse_response(status, body, content_type, endpoint.url))
+    return FetchResult(sets, endpoint, body, skipped)
+
+
 def _read_secret(path: str, what: str) -> str:
     try:
         with open(path, encoding="utf-8") as fh:
@@ -351,21 +380,26 @@ class AllocationClient:
         )
 
     def fetch_pages(
-        self, window: str, aggregate: str, limit: int, split_idle: bool = False
+        self,
+        window: str,
+        aggregate: str,
+        limit: int,
+        split_idle: bool = False,
+        typed: bool = False,
     ) -> Iterator[FetchResult]:
         """One query read in pages of `limit` rows (Kubecost 2.x `offset`/`limit`, rows by
         totalCost), each page parsed on its own so the whole answer is never in memory at once.
         Stops at a page with fewer than `limit` rows, or more (a server that ignores paging, e.g.
         OpenCost, answered everything at once). `__idle__` rows do not count. A server that
         honours `limit` but not `offset` repeats rows: the consumer must check (build_breakdown's
-        accumulator does)."""
+        accumulator does). `typed`: see `decode_body`."""
         offset = 0
         for _ in range(MAX_PAGES):
             params = query_params(window, aggregate, self._cfg.share_idle, split_idle)
             params["offset"] = str(offset)
             params["limit"] = str(limit)
-            result = self._fetch_params(params, None)
-            rows = sum(1 for s in result.sets for key in s if IDLE_KEY not in key)
+            result = self._fetch_params(params, None, typed)
+            rows = result.rows
             yield result
             endpoint = self._endpoint
             if rows != limit or (endpoint is not None and endpoint.flavour == "opencost"):
@@ -381,31 +415,32 @@ class AllocationClient:
         aggregate: str,
         split_idle: bool = False,
         same_as: bytes | None = None,
+        typed: bool = False,
     ) -> FetchResult:
         """One query. With `same_as` (a body that parsed fine before), an identical 2xx answer is
-        returned as `unchanged` without parsing it again."""
+        returned as `unchanged` without parsing it again. `typed`: see `decode_body`."""
         params = query_params(window, aggregate, self._cfg.share_idle, split_idle)
-        return self._fetch_params(params, same_as)
+        return self._fetch_params(params, same_as, typed)
 
-    def _fetch_params(self, params: dict[str, str], same_as: bytes | None) -> FetchResult:
+    def _fetch_params(
+        self, params: dict[str, str], same_as: bytes | None, typed: bool = False
+    ) -> FetchResult:
         with self._lock:
             if self._endpoint is not None:
                 self._announce(self._endpoint, detected=False)
-                return self._fetch_from(self._endpoint, params, same_as)
+                return self._fetch_from(self._endpoint, params, same_as, typed)
             return self._detect_and_fetch(params)
 
     def _fetch_from(
-        self, endpoint: Endpoint, params: Mapping[str, str], same_as: bytes | None
+        self, endpoint: Endpoint, params: Mapping[str, str], same_as: bytes | None, typed: bool
     ) -> FetchResult:
         resp = self._get(endpoint.url, params)
         body = resp.content
         if same_as is not None and 200 <= resp.status_code < 300 and body == same_as:
             return FetchResult([], endpoint, body, 0, unchanged=True)
-        data = parse_response(
-            resp.status_code, body, resp.headers.get("Content-Type", ""), endpoint.url
+        return decode_body(
+            resp.status_code, body, resp.headers.get("Content-Type", ""), endpoint, typed
         )
-        sets, skipped = normalize_data(data)
-        return FetchResult(sets, endpoint, body, skipped)
 
     def _detect_and_fetch(self, params: Mapping[str, str]) -> FetchResult:
         """`--api auto` on a bare URL: the first candidate that exists wins (404/405 or a non-JSON

@@ -8,9 +8,11 @@ documents each one.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
+from typing import cast
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -24,7 +26,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from kubecost_allocation_exporter import __version__
 from kubecost_allocation_exporter.config import Config
 from kubecost_allocation_exporter.kubecost import REASONS
-from kubecost_allocation_exporter.model import Coverage, Snapshot
+from kubecost_allocation_exporter.model import Costs, Coverage, Snapshot
 
 PREFIX = "cloudtuner_kubecost_"
 CURRENCY = "USD"
@@ -275,14 +277,18 @@ def render_costs(snapshot: Snapshot, cfg: Config) -> bytes:
     tenant = _escape_value(cfg.tenant_id)
     clusters = snapshot.clusters
     base_labels = [(f'cluster="{_escape_value(c.name)}",tenant_id="{tenant}"', c) for c in clusters]
-    ns_labels = [
-        (
-            f'cluster="{_escape_value(c.name)}",namespace="{_escape_value(ns)}",tenant_id="{tenant}"',
-            costs,
-        )
-        for c in clusters
-        for ns, costs in c.namespaces.items()
-    ]
+    # every namespace's label string up to the value (`...,tenant_id="t"} `), built with C-level
+    # maps; names are escaped one by one only when one of them needs it
+    labs: list[str] = []
+    ns_costs: list[Costs] = []
+    for c in clusters:
+        names: Iterable[str] = c.namespaces
+        joined = "".join(names)
+        if "\\" in joined or "\n" in joined or '"' in joined:
+            names = map(_escape_value, names)
+        first = f'cluster="{_escape_value(c.name)}",namespace="'
+        labs += map(operator.add, map(first.__add__, names), repeat(f'",tenant_id="{tenant}"}} '))
+        ns_costs += c.namespaces.values()
     helps = {s.name: s.help for s in _families_help(cfg)}
 
     def head(name: str) -> None:
@@ -310,28 +316,35 @@ def render_costs(snapshot: Snapshot, cfg: Config) -> bytes:
     fields = [f"{PREFIX}namespace_{p}_cost" for p, _ in NAMESPACE_COSTS] + [
         f"{PREFIX}namespace_{e}_efficiency" for e in EFFICIENCY_SOURCES
     ]
-    labs = [lab + "} " for lab, _ in ns_labels]
-    columns = list(zip(*(costs for _, costs in ns_labels), strict=True)) if ns_labels else []
+    # the fast path hands over its columns (all finite floats); else transpose the Costs rows
+    finite = all(c.columns is not None for c in clusters)
+    columns: list[Sequence[float | None]]
+    if finite and len(clusters) == 1 and clusters[0].columns is not None:
+        columns = list(clusters[0].columns)
+    elif finite:
+        columns = [
+            list(chain.from_iterable(c.columns[i] for c in clusters if c.columns is not None))
+            for i in range(len(fields))
+        ]
+    else:
+        columns = list(zip(*ns_costs, strict=True)) if ns_costs else []
     have_texts = all(c.texts is not None for c in clusters)
     for idx, name in enumerate(fields):  # Costs fields: 8 parts, then 3 efficiencies
         pre = name + "{"
         col = columns[idx] if columns else ()
-        if col and None not in col and sum(col) - sum(col) == 0.0 and max(col) < 1e6:
+        known = finite or (None not in col and sum(col) - sum(col) == 0.0)  # type: ignore[arg-type]
+        if col and known and max(cast(Sequence[float], col)) < 1e6:
             # every value known, finite and below 1e6 (repr): one join over C-level maps, with
             # the text the model kept from tidying when it has it
             texts: Iterable[str] = map(repr, col)
             if idx < len(NAMESPACE_COSTS) and have_texts:
                 texts = chain.from_iterable(c.texts[idx] for c in clusters if c.texts)
             head(name)
-            append(
-                "".join(
-                    chain.from_iterable(zip(repeat(pre), labs, texts, repeat("\n"), strict=False))
-                )
-            )
+            out += chain.from_iterable(zip(repeat(pre), labs, texts, repeat("\n"), strict=False))
             continue
         lines = [
-            f"{pre}{lab}}} {repr(v) if v < 1e6 else _go_float(v)}\n"
-            for lab, costs in ns_labels
+            f"{pre}{lab}{repr(v) if v < 1e6 else _go_float(v)}\n"
+            for lab, costs in zip(labs, ns_costs, strict=True)
             if (v := costs[idx]) is not None and v - v == 0.0
         ]
         if lines:
@@ -361,7 +374,7 @@ def render_costs(snapshot: Snapshot, cfg: Config) -> bytes:
         cluster_family(
             f"{PREFIX}window_{edge}_timestamp_seconds", [(lab, ts) for lab, _ in base_labels]
         )
-    return b"".join([part.encode("utf-8") for part in out])
+    return "".join(out).encode("utf-8")
 
 
 def health_families(health: Health, cfg: Config) -> list[Metric]:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import reduce
-from itertools import chain, repeat
+from itertools import chain, compress, repeat
 from typing import Any, NamedTuple
 
 IDLE = "__idle__"
@@ -400,6 +400,9 @@ class ClusterSnapshot:
     # The 8 cost parts of every namespace as exposition text, one column per part in `namespaces`
     # order (`repr` of each value, kept from tidying); None when not every namespace has it.
     texts: tuple[tuple[str, ...], ...] | None = field(default=None, compare=False, repr=False)
+    # The 11 Costs fields of every namespace as columns in `namespaces` order, when every value is
+    # a finite float (the fast path knows it); lets rendering skip transposing and checking.
+    columns: tuple[Sequence[float], ...] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -529,31 +532,50 @@ _NEGATIVE_ZERO = struct.pack("<d", -0.0)
 
 def _tidy_all(values: Sequence[float]) -> tuple[list[float], list[str]]:
     """`[tidy(v) for v in values]` with the formatting and parsing done in C loops, and the text of
-    each result: `%.12g` of a finite value is `repr(tidy(v))` once an integer gets its `.0` (12
-    significant digits identify a double, and below 1e6 both use the same notation). Each distinct
-    value is formatted once (costs repeat: most pv/lb/gpu/shared parts are 0.0), unless a -0.0 is
-    among them (it equals 0.0 as a dict key but is written `-0.0`)."""
+    each result, `repr(tidy(v))` (from the `%.12g` text: 12 significant digits identify a double,
+    and below 1e6 both use the same notation; see `_texts`). When values repeat (most pv/lb/gpu/
+    shared parts are 0.0) each distinct value is formatted once, unless a -0.0 is among them (it
+    equals 0.0 as a dict key but is written `-0.0`). Every path gives the same result per value;
+    the choice is only about speed."""
     if not values:
         return [], []
+    distinct = set(values)
+    if len(distinct) * 2 > len(values) or (0.0 in distinct and _has_negative_zero(values)):
+        formatted = list(map("%.12g".__mod__, values))
+        floats = list(map(float, formatted))
+        return floats, _texts(formatted, floats)
+    ordered = list(distinct)
+    formatted = list(map("%.12g".__mod__, ordered))
+    floats = list(map(float, formatted))
+    texts = _texts(formatted, floats)
+    if len(ordered) == 1:
+        return floats * len(values), texts * len(values)
+    as_float = dict(zip(ordered, floats, strict=True))
+    as_text = dict(zip(ordered, texts, strict=True))
+    return list(map(as_float.__getitem__, values)), list(map(as_text.__getitem__, values))
+
+
+def _has_negative_zero(values: Sequence[float]) -> bool:
     raw = array("d", values).tobytes()
     pos = raw.find(_NEGATIVE_ZERO)
     while pos != -1 and pos % 8:
         pos = raw.find(_NEGATIVE_ZERO, pos + 1)
-    if pos != -1:
-        lines = list(map("%.12g".__mod__, values))
-        texts = [t if "." in t or "e" in t else t + ".0" for t in lines]
-        return list(map(float, lines)), texts
-    distinct = list(set(values))
-    formatted = list(map("%.12g".__mod__, distinct))
-    as_float = dict(zip(distinct, map(float, formatted), strict=True))
-    as_text = dict(
-        zip(
-            distinct,
-            [t if "." in t or "e" in t else t + ".0" for t in formatted],
-            strict=True,
-        )
-    )
-    return list(map(as_float.__getitem__, values)), list(map(as_text.__getitem__, values))
+    return pos != -1
+
+
+def _texts(formatted: list[str], floats: list[float]) -> list[str]:
+    """`repr` of each tidied value from its `%.12g` text: an integer gets its `.0` (`1e+20`
+    needs none); a tiny value (exponent -3xx, where subnormals have fewer than 12 digits) makes
+    `repr` write them all."""
+    if "e-3" in "".join(formatted):  # texts end in a digit: a match never spans two of them
+        return list(map(repr, floats))
+    texts = formatted
+    for i in compress(range(len(floats)), map(float.is_integer, floats)):
+        if "e" not in texts[i]:
+            if texts is formatted:
+                texts = list(formatted)
+            texts[i] += ".0"
+    return texts
 
 
 class _NamespaceCosts(NamedTuple):
@@ -649,13 +671,14 @@ _EFF_FIELDS = operator.itemgetter(
 
 
 def _efficiencies_from_columns(
-    cols: Sequence[Sequence[Any]],
+    cols: Sequence[Sequence[Any]], all_floats: bool = False
 ) -> tuple[float, float, float | None] | None:
     """cluster_efficiencies' loop as C loops over columns (same sequential sums), for rows whose
-    fields are all floats; None when one is not, or NaN/Inf (which makes a sum non-finite:
-    inf*0 is nan), and then the general loop decides."""
+    fields are all floats (`all_floats`: the caller knows, e.g. typed rows); None when one is
+    not, or NaN/Inf (which makes a sum non-finite: inf*0 is nan), and then the general loop
+    decides."""
     m, u1, q1, u2, q2, c1, a1, c2, a2 = cols
-    if set(map(type, chain.from_iterable(cols))) != _ALL_FLOAT:
+    if not all_floats and set(map(type, chain.from_iterable(cols))) != _ALL_FLOAT:
         return None
     cu = reduce(operator.add, map(operator.mul, u1, m), 0.0)
     cq = reduce(operator.add, map(operator.mul, q1, m), 0.0)
@@ -862,6 +885,7 @@ def cap_series(snapshot: Snapshot, max_series: int) -> tuple[Snapshot, int]:
             c,
             namespaces={ns: v for ns, v in c.namespaces.items() if (c.name, ns) in keep},
             texts=None,
+            columns=None,
         )
         for c in snapshot.clusters
     )

@@ -12,10 +12,11 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from kubecost_allocation_exporter import fastpath
 from kubecost_allocation_exporter.config import Config
 from kubecost_allocation_exporter.kubecost import (
     REASONS,
@@ -93,11 +94,20 @@ def collect(
     totals: list[BreakdownTotals] = []
     bodies: list[bytes] = []
     unchanged: list[bool] = []
-    ns_sets: list[AllocationSet] = []
+    # The namespace query of a single cluster is asked for typed rows (fastpath): the usual
+    # answer then skips the general parser and model; any other answer takes the general path.
+    typed = not cfg.multi_cluster
+    ns_pages: list[FetchResult] = []
     for i, aggregate in enumerate(aggregates):
         same_as = previous.bodies[i] if cacheable and previous is not None else None
         if not paging:
-            res = client.fetch(window, aggregate, split_idle=cfg.multi_cluster, same_as=same_as)
+            res = client.fetch(
+                window,
+                aggregate,
+                split_idle=cfg.multi_cluster,
+                same_as=same_as,
+                typed=typed and i == 0,
+            )
             results.append(res)
             bodies.append(res.body)
             unchanged.append(res.unchanged)
@@ -105,10 +115,16 @@ def collect(
         acc = _totals(cfg, cfg.breakdowns[i - 1], window, now) if i else None
         seen: set[str] = set()
         prints = []
-        for page in client.fetch_pages(window, aggregate, cfg.page_size, cfg.multi_cluster):
+        for page in client.fetch_pages(
+            window, aggregate, cfg.page_size, cfg.multi_cluster, typed=typed and acc is None
+        ):
             prints.append((len(page.body), hash(page.body)))
             if acc is None:
-                ns_sets.extend(_new_rows(page.sets, seen, len(prints)))
+                # a server that ignores `offset` is caught at its second page, not its 10,000th
+                for aset in page.sets if page.typed is None else [page.typed.rows]:
+                    _check_repeats(aset, seen, len(prints))
+                    seen.update(aset)
+                ns_pages.append(page)
                 continue
             try:
                 acc.add(page.sets)
@@ -123,21 +139,10 @@ def collect(
             window, previous.snapshot, tuple(bodies), reused=True, dropped=previous.dropped
         )
     if not paging:
-        results = [r.parsed() for r in results]
-        first = results.pop(0)
-        if first.skipped:
-            log.debug("ignored %d null or non-object entries in 'data'", first.skipped)
-        ns_sets = first.sets
-        del first
-    snapshot = build_snapshot(
-        ns_sets,
-        requested_window=window,
-        now=now,
-        metric_mode=cfg.metric_mode,
-        cluster_name=cfg.cluster_name,
-        multi_cluster=cfg.multi_cluster,
-    )
-    del ns_sets  # the namespace answer is not needed any more
+        results = [r.parsed(typed and i == 0) for i, r in enumerate(results)]
+        ns_pages = [results.pop(0)]
+    snapshot = _namespace_snapshot(ns_pages, cfg, window, now)
+    del ns_pages  # the namespace answer is not needed any more
     if snapshot.allocations and snapshot.coverage.hours is None and cfg.metric_mode == "rate":
         log.warning("the answer has no usable window; cost rates cannot be computed")
     for breakdown, res in zip(cfg.breakdowns, results, strict=False):
@@ -161,22 +166,61 @@ def collect(
     return Collected(window, snapshot, tuple(bodies), dropped=dropped)
 
 
+def _namespace_snapshot(
+    pages: list[FetchResult], cfg: Config, window: str, now: datetime
+) -> Snapshot:
+    """The namespace query's pages -> snapshot: column-wise when every page came in the usual
+    shape (fastpath), else the general model over the pages' sets joined by `_new_rows`."""
+    typed = [p.typed for p in pages if p.typed is not None]
+    if pages and len(typed) == len(pages):
+        fast = fastpath.namespace_snapshot(
+            typed,
+            requested_window=window,
+            now=now,
+            metric_mode=cfg.metric_mode,
+            cluster_name=cfg.cluster_name,
+        )
+        if fast is not None:
+            return fast
+    ns_sets: list[AllocationSet] = []
+    seen: set[str] = set()
+    for n, page in enumerate(pages, 1):
+        full = page.general()
+        if full.skipped:
+            log.debug("ignored %d null or non-object entries in 'data'", full.skipped)
+        ns_sets.extend(_new_rows(full.sets, seen, n))
+    return build_snapshot(
+        ns_sets,
+        requested_window=window,
+        now=now,
+        metric_mode=cfg.metric_mode,
+        cluster_name=cfg.cluster_name,
+        multi_cluster=cfg.multi_cluster,
+    )
+
+
 def _new_rows(sets: list[AllocationSet], seen: set[str], page: int) -> Iterator[AllocationSet]:
     """A page's sets without rows an earlier page had: an `__idle__` row repeated in every page is
     kept once; any other repeated row means the server ignores `offset` (an error)."""
     for raw in sets:
         aset = raw
         if page > 1 and not seen.isdisjoint(raw):
-            for key in seen.intersection(raw):
-                if IDLE not in key:
-                    raise ApiError(
-                        "bad_response",
-                        f"row {key!r} came again in page {page}: the API ignores 'offset' "
-                        "(set --page-size 0)",
-                    )
+            _check_repeats(raw, seen, page)
             aset = {k: v for k, v in raw.items() if k not in seen}
         seen.update(aset)
         yield aset
+
+
+def _check_repeats(keys: Iterable[str], seen: set[str], page: int) -> None:
+    """Raise when a row of an earlier page (other than `__idle__`) comes again."""
+    if page > 1 and not seen.isdisjoint(keys):
+        for key in seen.intersection(keys):
+            if IDLE not in key:
+                raise ApiError(
+                    "bad_response",
+                    f"row {key!r} came again in page {page}: the API ignores 'offset' "
+                    "(set --page-size 0)",
+                )
 
 
 def _totals(cfg: Config, breakdown: str, window: str, now: datetime) -> BreakdownTotals:
