@@ -150,7 +150,7 @@ class Stub:
         self.lock = threading.Lock()
         self.requests = 0
 
-    def namespaces(self, n: int, vary: bool) -> bytes:
+    def namespaces(self, n: int, vary: bool, null: bool = False) -> bytes:
         if n not in self.ns_rows:
             self.ns_rows[n] = namespace_rows(n)
             self.ns_body[n] = envelope(self.ns_rows[n])
@@ -162,9 +162,13 @@ class Stub:
         rows = self.ns_rows[n]
         key, first = rows[0]
         changed = dict(first, networkReceiveBytes=float(c))  # a field the exporter does not export
+        if null:
+            changed["gpuCostAdjustment"] = None  # one null: the exporter's general path
         return orjson.dumps({"code": 200, "data": [{key: changed, **dict(rows[1:])}]})
 
-    def namespaces_page(self, n: int, vary: bool, offset: int, limit: int) -> bytes:
+    def namespaces_page(
+        self, n: int, vary: bool, offset: int, limit: int, null: bool = False
+    ) -> bytes:
         """A page of the namespace answer: rows by totalCost descending, the `__idle__` row in
         every page (the worst case for the client)."""
         if n not in self.ns_rows:
@@ -185,7 +189,10 @@ class Stub:
                 self.counter += 1
                 c = self.counter
             key, first = page[0]
-            page = [(key, dict(first, networkReceiveBytes=float(c))), *page[1:]]
+            changed = dict(first, networkReceiveBytes=float(c))
+            if null:
+                changed["gpuCostAdjustment"] = None  # one null: the exporter's general path
+            page = [(key, changed), *page[1:]]
         return envelope([*page, rows[-1]])
 
     def pods_page(self, offset: int, limit: int | None) -> bytes:
@@ -204,7 +211,8 @@ class Handler(BaseHTTPRequestHandler):
         head = parts.path.strip("/").split("/")[0]
         stub = self.server.stub
         stub.requests += 1
-        if head[:1] not in ("n", "v") or not head[1:].isdigit():
+        # /n<N>: fixed answer; /v<N>: changes every request; /z<N>: changes and has one null
+        if head[:1] not in ("n", "v", "z") or not head[1:].isdigit():
             self.send_error(404)
             return
         agg = q.get("aggregate", "namespace")
@@ -213,9 +221,11 @@ class Handler(BaseHTTPRequestHandler):
             body = stub.pods_page(int(q.get("offset") or 0), limit)
         elif q.get("limit"):
             offset, limit = int(q.get("offset") or 0), int(q["limit"])
-            body = stub.namespaces_page(int(head[1:]), head[0] == "v", offset, limit)
+            body = stub.namespaces_page(
+                int(head[1:]), head[0] != "n", offset, limit, null=head[0] == "z"
+            )
         else:
-            body = stub.namespaces(int(head[1:]), head[0] == "v")
+            body = stub.namespaces(int(head[1:]), head[0] != "n", null=head[0] == "z")
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
