@@ -58,7 +58,7 @@ audit: venv ## pip-audit of the venv (exporter runtime + dev deps); --strict: a 
 	$(VENV)/bin/pip-audit --strict --skip-editable --progress-spinner off
 
 .PHONY: soak
-soak: venv ## Long soak (not in `make test`): thousands of exporter refreshes with random API faults; SOAK_SECONDS=300
+soak: venv ## Long tests (not in `make test`): thousands of exporter refreshes with random API faults (SOAK_SECONDS=300); end-to-end latency at the chart's default intervals (~10 min)
 	$(PYTEST) -m soak -s $(PYTEST_ARGS)
 
 .PHONY: demo

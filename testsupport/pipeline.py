@@ -226,7 +226,7 @@ class Tenant:
 
     @property
     def refresh_seconds(self) -> float:
-        return parse_seconds(self.exporter_env.get("REFRESH_INTERVAL", "120s"))
+        return parse_seconds(self.exporter_env.get("REFRESH_INTERVAL", "90s"))
 
     @property
     def scrape_seconds(self) -> float:

@@ -104,7 +104,7 @@ def test_flags_win_over_env_and_env_over_defaults() -> None:
     cfg = load(["--cluster-name", "from-flag"], env)
     assert cfg.cluster_name == "from-flag"
     assert cfg.metric_mode == "total"
-    assert cfg.refresh_interval == 120
+    assert cfg.refresh_interval == 90
     assert (cfg.listen_host, cfg.listen_port) == ("0.0.0.0", 9103)
     assert cfg.share_idle == "weighted"
     assert cfg.window == ""

@@ -194,7 +194,7 @@ def test_help_says_where_numbers_come_from_and_that_they_are_cached() -> None:
     )
     assert "cpuCost + cpuCostAdjustment" in help_line
     assert "USD over the queried window" in help_line
-    assert "refreshed in the background every 120s" in help_line
+    assert "refreshed in the background every 90s" in help_line
 
 
 def test_rate_and_total_modes_differ_by_the_window_hours() -> None:

@@ -350,7 +350,7 @@ SETTINGS: tuple[Setting, ...] = (
         "refresh_interval",
         "--refresh-interval",
         "REFRESH_INTERVAL",
-        "120s",
+        "90s",
         _duration(1, 86400),
         "How often the background refresher queries the API",
         DURATION_ALLOWED,
