@@ -4,7 +4,9 @@ The command runs as a subprocess (the installed console script), with URLs of th
 Kubecost API failing (simulator fault), exporter unreachable, wrong tenant, a Kubecost that disagrees with the
 exporter (a second simulator at another scale), namespace sums that do not add up (a tampered copy of the exporter's
 /metrics served locally), and on a bench of its own: Thanos Receive stopped, then the exporter stopped. The kube
-context form runs with a fake `kubectl` (a test double that port-forwards nowhere: it prints the bench's ports).
+context form runs here with a fake `kubectl` (a test double that port-forwards nowhere: it prints the bench's ports);
+with the real kubectl (discovery on a real kube-apiserver, real `kubectl port-forward`s) it is covered by
+tests-e2e/controlplane/test_verify_kube.py.
 """
 
 from __future__ import annotations
