@@ -420,7 +420,7 @@ def bench_idle(stub: Stub, res: Results) -> None:
 def versions() -> str:
     from importlib.metadata import version
 
-    pkgs = ("kubecost-allocation-exporter", "orjson", "prometheus-client", "requests")
+    pkgs = ("kubecost-allocation-exporter", "msgspec", "orjson", "prometheus-client", "requests")
     return ", ".join(f"{p} {version(p)}" for p in pkgs)
 
 
