@@ -94,7 +94,12 @@ class SimulatorState:
     fault: Fault = field(default_factory=Fault)
     requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=500))
     request_count: int = 0
+    in_flight: int = 0  # API requests being answered (their log entry is written after the answer)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    settled: threading.Condition = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.settled = threading.Condition(self.lock)
 
     def take_fault(self) -> Fault:
         with self.lock:
@@ -191,6 +196,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/__sim__/requests":
             limit = int(dict(parse_qsl(url.query)).get("limit", "50"))
             with state.lock:
+                # a client that already has its answer must find its request here: wait (briefly)
+                # for the handler threads that answered to write their log entries
+                state.settled.wait_for(lambda: state.in_flight == 0, timeout=2.0)
                 items = list(state.requests)[-limit:]
             self._json(200, items)
         elif path in state.routes:
@@ -236,6 +244,7 @@ class _Handler(BaseHTTPRequestHandler):
         fault = state.take_fault()
         with state.lock:
             state.request_count += 1
+            state.in_flight += 1
             scale, nan_ns = state.scale, state.nan_namespaces
         status = 200
         try:
@@ -292,6 +301,8 @@ class _Handler(BaseHTTPRequestHandler):
                         "scale": scale,
                     }
                 )
+                state.in_flight -= 1
+                state.settled.notify_all()
 
 
 class SimulatorServer(ThreadingHTTPServer):

@@ -246,6 +246,16 @@ def test_request_log_records_what_clients_asked(sim: SimulatorServer) -> None:
     assert log[-1]["status"] == 200
 
 
+def test_request_log_has_every_answered_request_at_once(sim: SimulatorServer) -> None:
+    """The log entry is written after the answer is sent; a client reading the log right after its
+    answer must still find it (a race seen under load before the log waited for in-flight ones)."""
+    for i in range(50):
+        _get(sim, "/model/allocation", **BASE, aggregate="namespace", step=f"{i + 1}h")
+        _, _, body = _get(sim, "/__sim__/requests", limit="1")
+        (entry,) = json.loads(body)
+        assert entry["params"]["step"] == f"{i + 1}h"
+
+
 def test_windows_before_the_cluster_existed_are_empty(sim: SimulatorServer) -> None:
     (rows,) = _sets(sim, window="2020-01-01T00:00:00Z,2020-01-02T00:00:00Z")
     assert rows == {}
