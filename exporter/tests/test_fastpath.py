@@ -279,3 +279,11 @@ def test_render_escapes_namespace_names_like_prometheus_client(names: list[str])
     text = render_costs(snap, cfg)
     assert text == render(cost_families(snap, cfg))
     assert text.count(b"cloudtuner_kubecost_namespace_total_cost{") == len(names)
+
+
+def test_typed_row_reads_exactly_the_general_paths_fields_in_its_order() -> None:
+    import msgspec
+
+    fields = msgspec.structs.fields(fastpath.Row)
+    assert [f.encode_name for f in fields[:2]] == ["name", "window"]
+    assert tuple(f.encode_name for f in fields[2:]) == fastpath.FIELDS

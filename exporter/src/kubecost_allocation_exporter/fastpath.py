@@ -28,6 +28,7 @@ import msgspec
 from kubecost_allocation_exporter.model import (
     COST_PARTS,
     IDLE,
+    ONE_FIELD_NAMES,
     ClusterSnapshot,
     Costs,
     Snapshot,
@@ -40,31 +41,8 @@ from kubecost_allocation_exporter.model import (
     parse_time,
 )
 
-#: The numeric fields read from every row, in model._ONE_FIELDS order.
-FIELDS = (
-    "totalCost",
-    "cpuCost",
-    "cpuCostAdjustment",
-    "ramCost",
-    "ramCostAdjustment",
-    "pvCost",
-    "pvCostAdjustment",
-    "networkCost",
-    "networkCostAdjustment",
-    "loadBalancerCost",
-    "loadBalancerCostAdjustment",
-    "gpuCost",
-    "gpuCostAdjustment",
-    "sharedCost",
-    "cpuEfficiency",
-    "ramEfficiency",
-    "totalEfficiency",
-    "minutes",
-    "cpuCoreUsageAverage",
-    "cpuCoreRequestAverage",
-    "ramByteUsageAverage",
-    "ramByteRequestAverage",
-)
+#: The numeric fields read from every row, in the general path's order.
+FIELDS = ONE_FIELD_NAMES
 
 
 class Window(msgspec.Struct, gc=False, frozen=True):

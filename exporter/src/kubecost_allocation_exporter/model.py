@@ -441,7 +441,8 @@ def _scale(v: float | None, factor: float | None) -> float | None:
 _PART_FIELDS = tuple(COST_PARTS.values())
 
 
-_ONE_FIELDS = operator.itemgetter(
+#: The numeric fields of an allocation the exporter reads (cost parts, efficiencies, usage).
+ONE_FIELD_NAMES = (
     "totalCost",
     "cpuCost",
     "cpuCostAdjustment",
@@ -465,6 +466,7 @@ _ONE_FIELDS = operator.itemgetter(
     "ramByteUsageAverage",
     "ramByteRequestAverage",
 )
+_ONE_FIELDS = operator.itemgetter(*ONE_FIELD_NAMES)
 _ALL_FLOAT = frozenset({float})
 
 
