@@ -460,11 +460,8 @@ class AllocationClient:
                 continue
             self._endpoint = endpoint
             self._announce(endpoint, detected=True)
-            data = parse_response(
-                resp.status_code, body, resp.headers.get("Content-Type", ""), endpoint.url
-            )
-            sets, skipped = normalize_data(data)
-            return FetchResult(sets, endpoint, body, skipped)
+            ctype = resp.headers.get("Content-Type", "")
+            return decode_body(resp.status_code, body, ctype, endpoint, False)
         tried = ", ".join(redact_url(e.url) for e in self._candidates)
         assert last is not None
         raise ApiError("http_status", f"no Allocation API found (tried {tried}); last: {last}")
