@@ -45,8 +45,25 @@ test-e2e: tools ## Pipeline e2e: simulator -> exporter -> Prometheus agent -> Th
 test-controlplane: tools ## Control-plane e2e: kube-apiserver+etcd+kcm+scheduler+kwok, helm install/upgrade/test/uninstall
 	$(PYTEST) -m "controlplane and not soak and not realdep" $(PYTEST_ARGS)
 
+.PHONY: images
+images: tools ## Build every container image offline into our own Docker Engine (exporter, Prometheus, Thanos, OpenCost, kind node)
+	@scripts/images.sh
+
+.PHONY: kind-up
+kind-up: images ## Real kind cluster from the offline images, with Thanos Receive + Query; prints KUBECONFIG and the Thanos Query URL
+	@scripts/kind.sh up
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster and stop our Docker Engine (never another daemon)
+	@scripts/kind.sh down
+	@scripts/docker.sh down
+
+.PHONY: test-kind
+test-kind: images ## Kind layer: the chart's real pods, helm test/upgrade/uninstall, ct install, PSA restricted, NetworkPolicy, real OpenCost
+	$(PYTEST) -m "kind and not soak and not realdep" $(PYTEST_ARGS)
+
 .PHONY: test
-test: tools lint ## Everything: lint, then unit, chart, pipeline e2e and control-plane e2e in one pytest run
+test: tools lint images ## Everything: lint, then unit, chart, pipeline e2e, control-plane e2e and kind in one pytest run
 	$(PYTEST) $(PYTEST_ARGS)
 
 .PHONY: bench
@@ -74,5 +91,7 @@ clean: ## Remove local run state (not the tool cache)
 	rm -rf .run .pytest_cache .mypy_cache .ruff_cache
 
 .PHONY: clean-cache
-clean-cache: ## Remove the tool cache $(KCI_CACHE) (next `make tools` rebuilds everything)
+clean-cache: ## Remove the tool cache $(KCI_CACHE), images and kind cluster included (next `make tools` rebuilds everything)
+	@if [[ -x scripts/kind.sh && -S $(KCI_CACHE)/docker/docker.sock ]]; then scripts/kind.sh down || true; fi
+	@scripts/docker.sh down
 	rm -rf $(KCI_CACHE)

@@ -69,7 +69,8 @@ for g in json.load(sys.stdin).get("GoDebug") or []:
     go mod edit -require="k8s.io/kubernetes@$KUBERNETES_VERSION"
     sed -n 's|^[[:space:]]*\(k8s\.io/[^ ]*\) => \./staging/.*|\1|p' "$up" | sort -u \
       | sed "s|.*|-replace=&=&@$minor_ver|" | xargs go mod edit
-    for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    # kubelet, kubeadm and kube-proxy: the offline kind node (scripts/images/40-kind.sh)
+    for c in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kubeadm kube-proxy; do
       go mod edit -tool="k8s.io/kubernetes/cmd/$c"
     done
     go mod tidy)
