@@ -329,8 +329,19 @@ if [[ ${1:-} == --list ]]; then
   exit 0
 fi
 
+# Names given on the command line: each must be a tool of TOOLS (`helm-docs` is accepted for `helm_docs`);
+# anything else fails here with the valid names, rather than silently building nothing.
+want_tools=()
+valid_names=()
+for t in "${TOOLS[@]}"; do valid_names+=("${t%%|*}"); done
+for arg in "$@"; do
+  [[ $arg == helm-docs ]] && arg=helm_docs
+  printf '%s\n' "${valid_names[@]}" | grep -xF -- "$arg" >/dev/null \
+    || die "unknown tool '$arg'; valid names: ${valid_names[*]} (or none for all; --list shows versions)"
+  want_tools+=("$arg")
+done
+
 total_start=$SECONDS
-want_tools=("$@")
 for t in "${TOOLS[@]}"; do
   n=${t%%|*}
   if [[ ${#want_tools[@]} -gt 0 ]]; then

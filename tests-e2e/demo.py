@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """`make demo` / `make demo-up`: the whole pipeline on this machine, no cluster needed.
 
 Renders the chart (agent mode, the README quick-start values), then starts as local processes the Kubecost API
@@ -11,6 +12,7 @@ The process wiring is `testsupport.pipeline`, the same code the pipeline e2e tes
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import sys
@@ -21,6 +23,24 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests-e2e")]
+
+#: The cache `make tools` / `make venv` fill: run the demo with its venv's Python, its tools on PATH, however started
+#: (`make demo`, `tests-e2e/demo.py`, or `python tests-e2e/demo.py` with any Python on PATH).
+KCI_CACHE = Path(os.environ.get("KCI_CACHE") or Path.home() / ".cache" / "kubecost-integration")
+VENV = KCI_CACHE / "venv"
+
+
+def _use_cache_venv() -> None:
+    """Re-exec under `$KCI_CACHE/venv/bin/python` when started by another Python; put the venv's and the pinned
+    tools' bin directories first on PATH (the exporter CLI is in the venv, Prometheus/Thanos in `$KCI_CACHE/bin`)."""
+    venv_python = VENV / "bin" / "python"
+    os.environ["PATH"] = os.pathsep.join([str(VENV / "bin"), str(KCI_CACHE / "bin"), os.environ.get("PATH", "")])
+    if venv_python.exists() and Path(sys.prefix).resolve() != VENV.resolve():
+        os.execv(str(venv_python), [str(venv_python), str(Path(__file__).resolve()), *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    _use_cache_venv()
 
 from testsupport.pipeline import (  # noqa: E402 (after the sys.path set-up above)
     METRIC_PREFIX,

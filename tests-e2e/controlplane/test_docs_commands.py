@@ -629,9 +629,9 @@ def test_upgrading_general_procedure(guide_install: KwokCluster, checkout: Check
     cluster = guide_install
     chart_yaml = checkout.root / "charts/kubecost-integration/Chart.yaml"
     text = chart_yaml.read_text()
-    assert "\nversion: 0.1.0\n" in text, "update the version bump below"
+    assert "\nversion: 0.2.0\n" in text, "update the version bump below"
     assert '\nappVersion: "0.1.0"\n' in text, "update the version bump below"
-    chart_yaml.write_text(text.replace("\nversion: 0.1.0\n", "\nversion: 0.1.1\n").replace(
+    chart_yaml.write_text(text.replace("\nversion: 0.2.0\n", "\nversion: 0.2.1\n").replace(
         '\nappVersion: "0.1.0"\n', '\nappVersion: "0.1.1"\n'))  # fmt: skip
     (pvc_before,) = cluster.get_json("persistentvolumeclaims", "-n", NS)
     (exporter_before,) = component(cluster, "deployments", "allocation-exporter")
@@ -647,8 +647,8 @@ def test_upgrading_general_procedure(guide_install: KwokCluster, checkout: Check
         ).stdout
     )  # fmt: skip
     assert [(h["revision"], h["status"], h["chart"]) for h in history] == [
-        (1, "superseded", "kubecost-integration-0.1.0"),
-        (2, "deployed", "kubecost-integration-0.1.1"),
+        (1, "superseded", "kubecost-integration-0.2.0"),
+        (2, "deployed", "kubecost-integration-0.2.1"),
     ]
     (exporter,) = component(cluster, "deployments", "allocation-exporter")
     image = exporter["spec"]["template"]["spec"]["containers"][0]["image"]

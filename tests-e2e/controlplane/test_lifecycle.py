@@ -234,6 +234,14 @@ def test_helm_test_completes(
     phases = re.findall(r"^Phase:\s*(\S+)", result.stdout, re.MULTILINE)
     assert phases, result.stdout
     assert set(phases) == {"Succeeded"}, result.stdout
+    # Helm prints the pod's output itself (hook-output-log-policy), then deletes it: `helm uninstall` deletes no hook
+    # resources, so a test pod that outlived `helm test` would outlive the release too.
+    def test_pods_left() -> list[str]:
+        names = [p["metadata"]["name"] for p in kwok_cluster.get_json("pods", "-n", namespace)]
+        return [name for name in names if name.endswith("-test")]
+
+    test_pods = eventually(test_pods_left, lambda names: not names, 60)
+    assert not test_pods, f"the helm test pod outlived `helm test`: {test_pods}"
 
 
 @pytest.mark.parametrize("helm_name", ["helm", "helm4"])

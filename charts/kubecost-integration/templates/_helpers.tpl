@@ -116,6 +116,11 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 {{- end -}}
 
+{{/* An int-or-string value (PDB maxUnavailable): a number as a number, a percentage as a quoted string. */}}
+{{- define "kubecost-integration.intOrString" -}}
+{{- if kindIs "string" . -}}{{ . | quote }}{{- else -}}{{ . | int64 }}{{- end -}}
+{{- end -}}
+
 {{/* DNS name of the exporter Service, as scraped by the agent and checked by the helm test. */}}
 {{- define "kubecost-integration.exporter.address" -}}
 {{- include "kubecost-integration.exporter.addressFor" (dict "Release" .Release "chartName" .Chart.Name "nameOverride" .Values.nameOverride "fullnameOverride" .Values.fullnameOverride "port" .Values.allocationExporter.port) -}}
@@ -167,6 +172,54 @@ else "<release>-cost-analyzer"; 63 characters. Port: the frontend Service port (
 {{- end -}}
 {{- end -}}
 
+{{/* A Kubernetes quantity ("1Gi", "500M", "1.5Gi") in bytes, printed as a whole number; "" when it is not one. */}}
+{{- define "kubecost-integration.quantityBytes" -}}
+{{- $q := toString . -}}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $q -}}
+{{- $unit := trimPrefix $number $q -}}
+{{- $units := dict "" 1.0 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "E" 1e18 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 "Ei" 1152921504606846976.0 -}}
+{{- if and $number (hasKey $units $unit) -}}
+{{- printf "%.0f" (mulf (float64 $number) (index $units $unit)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The volume that holds the agent's WAL: the PVC (persistence.enabled) or the emptyDir's sizeLimit. */}}
+{{- define "kubecost-integration.agent.walLimitName" -}}
+{{- $agent := .Values.prometheus.agent -}}
+{{- if $agent.persistence.enabled -}}
+{{- printf "prometheus.agent.persistence.size (%s)" (toString $agent.persistence.size) -}}
+{{- else -}}
+{{- printf "prometheus.agent.walSizeLimit (%s)" (toString $agent.walSizeLimit) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kubecost-integration.agent.walLimitBytes" -}}
+{{- $agent := .Values.prometheus.agent -}}
+{{- include "kubecost-integration.quantityBytes" (ternary $agent.persistence.size $agent.walSizeLimit (eq (toString $agent.persistence.enabled) "true")) -}}
+{{- end -}}
+
 {{/* Mount point of the remote-write credentials and TLS files (agent pod and, in kubecost mode, Kubecost's Prometheus). */}}
 {{- define "kubecost-integration.rw.authDir" -}}/etc/prometheus/remote-write/auth{{- end -}}
 {{- define "kubecost-integration.rw.tlsDir" -}}/etc/prometheus/remote-write/tls{{- end -}}
+
+{{/*
+A value documented as a string that may also be given as a number (`--set allocationExporter.config.tenantId=12345`,
+`dataLag: 120` in a values file), as a string. YAML and JSON numbers reach templates as float64, which `toString`
+would print as 1.2345e+07: an integral number renders as its digits, any other value through toString.
+*/}}
+{{- define "kubecost-integration.str" -}}
+{{- if and (kindIs "float64" .) (eq (floor .) .) -}}
+{{- printf "%.0f" . -}}
+{{- else -}}
+{{- toString . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* allocationExporter.config.tenantId / clusterName as strings (numbers accepted); the argument is the root context. */}}
+{{- define "kubecost-integration.tenantId" -}}
+{{- include "kubecost-integration.str" .Values.allocationExporter.config.tenantId -}}
+{{- end -}}
+
+{{- define "kubecost-integration.clusterName" -}}
+{{- include "kubecost-integration.str" .Values.allocationExporter.config.clusterName -}}
+{{- end -}}

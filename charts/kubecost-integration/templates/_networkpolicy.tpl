@@ -124,7 +124,7 @@ networkPolicy.egress.thanos.to/ports win) and each remoteWrite.extraRemoteWrite 
 {{- with $np.to }}{{ $_ := set $platform "to" . }}{{ end -}}
 {{- with $np.ports }}{{ $_ := set $platform "ports" . }}{{ end -}}
 {{- $rules = append $rules $platform -}}
-{{- range .Values.remoteWrite.extraRemoteWrite -}}
+{{- range include "kubecost-integration.rw.extraEntries" . | fromYamlArray -}}
 {{- $url := .proxy_url | default .url -}}
 {{- $rules = append $rules (include "kubecost-integration.np.remoteWriteRule" (dict "url" $url "root" $) | fromYaml) -}}
 {{- end -}}

@@ -4,13 +4,47 @@ prometheus.yml, the subchart values printed for `kubecost` mode, and the snippet
 Only fields that Prometheus 2.42 and 3.x both accept are used (`username_file` only when asked for).
 */}}
 
-{{/* Regex of metric names that may leave the cluster. */}}
-{{- define "kubecost-integration.rw.keepRegex" -}}
-{{- $names := list "cloudtuner_kubecost_.*" -}}
-{{- range .Values.remoteWrite.extraMetricsAllowList -}}
-{{- $names = append $names . -}}
+{{/* Job names of the exporter's scrape: the job the agent and Kubecost's Prometheus use, and in `external` mode the
+job a ServiceMonitor gives it (the exporter Service's name). */}}
+{{- define "kubecost-integration.rw.exporterJobs" -}}
+{{- $jobs := list "kubecost-allocation-exporter" -}}
+{{- if eq .Values.prometheus.mode "external" -}}
+{{- $jobs = append $jobs (include "kubecost-integration.exporter.fullname" .) -}}
 {{- end -}}
-{{- join "|" $names -}}
+{{- toJson $jobs -}}
+{{- end -}}
+
+{{/* Regex over `__name__;job` of the series that may leave the cluster: cloudtuner_kubecost_* only from the exporter's
+own scrape job (any other target of the same Prometheus could expose series with that prefix), and the names of
+remoteWrite.extraMetricsAllowList from any job. */}}
+{{- define "kubecost-integration.rw.keepRegex" -}}
+{{- $jobs := list -}}
+{{- range include "kubecost-integration.rw.exporterJobs" . | fromJsonArray -}}
+{{- $jobs = append $jobs (regexQuoteMeta .) -}}
+{{- end -}}
+{{- $keep := printf "cloudtuner_kubecost_.*;(%s)" (join "|" $jobs) -}}
+{{- with .Values.remoteWrite.extraMetricsAllowList -}}
+{{- $keep = printf "%s|(%s);.*" $keep (join "|" .) -}}
+{{- end -}}
+{{- $keep -}}
+{{- end -}}
+
+{{/* remoteWrite.extraRemoteWrite as rendered: each entry as given, with its url and proxy_url through tpl. Nothing else
+goes through tpl: any other string of an entry is data, never a template. */}}
+{{- define "kubecost-integration.rw.extraEntries" -}}
+{{- $out := list -}}
+{{- range .Values.remoteWrite.extraRemoteWrite -}}
+{{- $entry := deepCopy . -}}
+{{- range $key := list "url" "proxy_url" -}}
+{{- if hasKey $entry $key -}}
+{{- $_ := set $entry $key (tpl (toString (index $entry $key)) $) -}}
+{{- end -}}
+{{- end -}}
+{{- $out = append $out $entry -}}
+{{- end -}}
+{{- if $out -}}
+{{- toYaml $out -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The tenant header and extra headers; the tenant header always comes from allocationExporter.config.tenantId. */}}
@@ -19,7 +53,7 @@ Only fields that Prometheus 2.42 and 3.x both accept are used (`username_file` o
 {{- range $k, $v := .Values.remoteWrite.headers -}}
 {{- $_ := set $headers $k (toString $v) -}}
 {{- end -}}
-{{- $_ := set $headers .Values.remoteWrite.tenantHeader (toString .Values.allocationExporter.config.tenantId) -}}
+{{- $_ := set $headers .Values.remoteWrite.tenantHeader (include "kubecost-integration.tenantId" .) -}}
 {{- toYaml $headers -}}
 {{- end -}}
 
@@ -48,7 +82,7 @@ Only fields that Prometheus 2.42 and 3.x both accept are used (`username_file` o
     password_file: {{ printf "%s/%s" $authDir $auth.passwordKey | quote }}
   {{- end }}
   tls_config:
-    insecure_skip_verify: {{ $tls.insecureSkipVerify }}
+    insecure_skip_verify: {{ eq (toString $tls.insecureSkipVerify) "true" }}
     {{- with $tls.serverName }}
     server_name: {{ . | quote }}
     {{- end }}
@@ -64,7 +98,7 @@ Only fields that Prometheus 2.42 and 3.x both accept are used (`username_file` o
     {{- toYaml . | nindent 4 }}
   {{- end }}
   write_relabel_configs:
-    - source_labels: [__name__]
+    - source_labels: [__name__, job]
       regex: {{ include "kubecost-integration.rw.keepRegex" . | quote }}
       action: keep
 {{- end -}}
@@ -85,36 +119,36 @@ Only fields that Prometheus 2.42 and 3.x both accept are used (`username_file` o
 {{- if include "kubecost-integration.rw.needsAuthSecret" . }}
 - name: remote-write-auth
   secret:
-    secretName: {{ $auth.existingSecret }}
+    secretName: {{ $auth.existingSecret | quote }}
     defaultMode: 0440
     items:
       {{- if eq $auth.type "bearer" }}
-      - key: {{ $auth.tokenKey }}
-        path: {{ $auth.tokenKey }}
+      - key: {{ $auth.tokenKey | quote }}
+        path: {{ $auth.tokenKey | quote }}
       {{- else }}
       {{- with $auth.usernameKey }}
-      - key: {{ . }}
-        path: {{ . }}
+      - key: {{ . | quote }}
+        path: {{ . | quote }}
       {{- end }}
-      - key: {{ $auth.passwordKey }}
-        path: {{ $auth.passwordKey }}
+      - key: {{ $auth.passwordKey | quote }}
+        path: {{ $auth.passwordKey | quote }}
       {{- end }}
 {{- end }}
 {{- if include "kubecost-integration.rw.needsTlsSecret" . }}
 - name: remote-write-tls
   secret:
-    secretName: {{ $tls.existingSecret }}
+    secretName: {{ $tls.existingSecret | quote }}
     defaultMode: 0440
     items:
       {{- with $tls.caKey }}
-      - key: {{ . }}
-        path: {{ . }}
+      - key: {{ . | quote }}
+        path: {{ . | quote }}
       {{- end }}
       {{- if and $tls.certKey $tls.keyKey }}
-      - key: {{ $tls.certKey }}
-        path: {{ $tls.certKey }}
-      - key: {{ $tls.keyKey }}
-        path: {{ $tls.keyKey }}
+      - key: {{ $tls.certKey | quote }}
+        path: {{ $tls.certKey | quote }}
+      - key: {{ $tls.keyKey | quote }}
+        path: {{ $tls.keyKey | quote }}
       {{- end }}
 {{- end }}
 {{- end -}}

@@ -87,12 +87,12 @@ def each_promtool(request: pytest.FixtureRequest) -> str:
 def test_promtool_check_rules_on_the_standalone_file(each_promtool: str) -> None:
     proc = run_promtool("check", "rules", str(RULES), binary=each_promtool)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 13 rules found" in proc.stdout
+    assert "SUCCESS: 14 rules found" in proc.stdout
 
 
 def test_every_alert_has_a_firing_and_a_not_firing_unit_test() -> None:
     alerts = alert_names(rules_file()["groups"])
-    assert len(alerts) == len(set(alerts)) == 13
+    assert len(alerts) == len(set(alerts)) == 14
     firing: set[str] = set()
     silent: set[str] = set()
     cases = [c for f in UNIT_TESTS for c in yaml.safe_load(f.read_text())["tests"]]
@@ -148,7 +148,8 @@ def test_rendered_prometheusrule_is_the_rules_file(helm: str, tmp_path: Path) ->
     assert proc.returncode == 0, proc.stdout + proc.stderr
     exprs = "\n".join(r["expr"] for g in groups for r in g["rules"])
     assert 'up{job=~"kubecost-allocation-exporter|my-kubecost-kubecost-integration-exporter"}' in exprs
-    assert exprs.count('remote_name="cloudtuner-thanos"') == 4
+    assert exprs.count('remote_name="cloudtuner-thanos"') == 5
+    assert "> 0.8 * 1073741824" in exprs  # the default WAL volume, 1Gi
 
 
 def test_rendered_rules_follow_the_values(helm: str) -> None:
@@ -188,3 +189,18 @@ def test_rendered_prometheusrule_metadata(helm: str) -> None:
 def test_schema_rejects_an_unknown_group(helm: str) -> None:
     err = render_error(with_quickstart({"prometheusRule": {"enabled": True, "groups": ["costs"]}}), helm=helm)
     assert "costs" in err or "prometheusRule" in err, err
+
+
+@pytest.mark.parametrize(
+    ("agent", "threshold"),
+    [
+        ({"walSizeLimit": "512Mi"}, "> 0.8 * 536870912"),
+        ({"walSizeLimit": "1.5Gi"}, "> 0.8 * 1610612736"),
+        ({"walSizeLimit": "2G"}, "> 0.8 * 2000000000"),
+        ({"persistence": {"enabled": True, "size": "4Gi"}}, "> 0.8 * 4294967296"),
+    ],
+)
+def test_the_wal_alert_is_sized_from_the_agents_wal_volume(helm: str, agent: dict[str, Any], threshold: str) -> None:
+    groups = rendered_groups({"prometheusRule": {"enabled": True}, "prometheus": {"agent": agent}}, helm=helm)
+    [rule] = [r for g in groups for r in g["rules"] if r["alert"] == "KubecostAgentWALNearSizeLimit"]
+    assert threshold in rule["expr"], rule["expr"]

@@ -27,6 +27,7 @@ from testsupport.render import (
     kubecost_prometheus_config,
     objects,
     render,
+    render_error,
     with_quickstart,
 )
 
@@ -135,7 +136,7 @@ def assert_platform_remote_write(rw: dict[str, Any]) -> None:
     assert rw["url"] == "https://thanos-receive.cloudtuner.ai/api/v1/receive"
     assert rw["headers"] == {"THANOS-TENANT": TENANT}
     assert rw["write_relabel_configs"] == [
-        {"source_labels": ["__name__"], "regex": "cloudtuner_kubecost_.*", "action": "keep"}
+        {"source_labels": ["__name__", "job"], "regex": "cloudtuner_kubecost_.*;(kubecost-allocation-exporter)", "action": "keep"}
     ]
     assert rw["tls_config"]["insecure_skip_verify"] is False
 
@@ -255,11 +256,35 @@ def test_allow_list_extends_the_keep_regex(helm: str) -> None:
     )
     keep = cfg["remote_write"][0]["write_relabel_configs"]
     assert keep == [
-        {"source_labels": ["__name__"], "regex": "cloudtuner_kubecost_.*|up|prometheus_remote_storage_.*", "action": "keep"}
+        {
+            "source_labels": ["__name__", "job"],
+            "regex": "cloudtuner_kubecost_.*;(kubecost-allocation-exporter)|(up|prometheus_remote_storage_.*);.*",
+            "action": "keep",
+        }
     ]
-    regex = re.compile(f"^(?:{keep[0]['regex']})$")  # Prometheus anchors relabel regexes
-    assert regex.match("cloudtuner_kubecost_cluster_total_cost") and regex.match("up")
-    assert not regex.match("kubecost_cluster_management_cost") and not regex.match("container_cpu_usage_seconds_total")
+    regex = re.compile(f"^(?:{keep[0]['regex']})$")  # Prometheus anchors relabel regexes; ";" joins the labels
+    assert regex.match("cloudtuner_kubecost_cluster_total_cost;kubecost-allocation-exporter")
+    assert regex.match("up;node-exporter") and regex.match("prometheus_remote_storage_samples_total;agent")
+    assert not regex.match("kubecost_cluster_management_cost;kubecost-allocation-exporter")
+    assert not regex.match("container_cpu_usage_seconds_total;kubelet")
+
+
+@pytest.mark.parametrize("mode", ["agent", "kubecost"])
+def test_cost_series_leave_the_cluster_only_from_the_exporters_job(helm: str, mode: str) -> None:
+    """Any other target of the same Prometheus (Kubecost's own jobs, prometheus.agent.extraScrapeConfigs) could expose
+    series named cloudtuner_kubecost_*: only the exporter's job may send them. (External mode: test_static's
+    test_external_mode_notes_snippets_match_the_agent_remote_write.)"""
+    values = with_quickstart({"prometheus": {"mode": mode}})
+    if mode == "kubecost":
+        values = kubecost_mode(values, helm=helm)
+    docs = render(values, helm=helm)
+    config = agent_config(docs) if mode == "agent" else kubecost_prometheus_config(docs)
+    [keep] = config["remote_write"][0]["write_relabel_configs"]
+    assert keep["source_labels"] == ["__name__", "job"] and keep["action"] == "keep"
+    regex = re.compile(f"^(?:{keep['regex']})$")
+    assert regex.match("cloudtuner_kubecost_cluster_total_cost;kubecost-allocation-exporter")
+    for job in ("kubecost", "kubecost-networking", "evil", "my-kubecost-kubecost-integration-exporter", ""):
+        assert not regex.match(f"cloudtuner_kubecost_cluster_total_cost;{job}"), job
 
 
 def test_remote_write_url_goes_through_tpl(helm: str) -> None:
@@ -328,6 +353,65 @@ def test_queue_config_and_extra_remote_write(helm: str) -> None:
     assert first["queue_config"]["max_shards"] == 3 and first["queue_config"]["capacity"] == 100
     assert first["queue_config"]["max_samples_per_send"] == 500  # defaults kept (maps merge)
     assert second == {"name": "mirror", "url": "https://mirror.example/api/v1/receive"}
+
+
+def test_only_urls_of_extra_remote_write_go_through_tpl(helm: str) -> None:
+    """A template in any other string of an entry is data: before, the whole block went through tpl, so a value could
+    rewrite the agent's config."""
+    entry = {
+        "name": "{{ .Release.Name }}-mirror",
+        "url": "https://{{ .Release.Namespace }}.mirror.example/api/v1/receive",
+        "headers": {"X-Note": '{{ printf "evaluated" }}'},
+    }
+    cfg = agent_config(render(with_quickstart({"remoteWrite": {"extraRemoteWrite": [entry]}}), namespace="ns1", helm=helm))
+    assert cfg["remote_write"][1] == {
+        "name": "{{ .Release.Name }}-mirror",
+        "url": "https://ns1.mirror.example/api/v1/receive",
+        "headers": {"X-Note": '{{ printf "evaluated" }}'},
+    }
+
+
+def test_a_tenant_header_in_extra_remote_write_needs_the_escape_hatch(helm: str) -> None:
+    backup = {"name": "own-thanos", "url": "https://thanos.backup.example/api/v1/receive", "headers": {"THANOS-TENANT": "backup"}}
+    values = with_quickstart({"remoteWrite": {"extraRemoteWrite": [backup]}})
+    assert "rule: tenant header" in render_error(values, helm=helm)
+    allowed = with_quickstart({"remoteWrite": {"extraRemoteWrite": [backup], "allowTenantHeaderOverride": True}})
+    platform, extra = agent_config(render(allowed, helm=helm))["remote_write"]
+    assert extra["headers"] == {"THANOS-TENANT": "backup"}
+    assert platform["headers"] == {"THANOS-TENANT": "acme"}  # the platform queue keeps the chart's tenant
+    # never the platform queue's own tenant header, hatch or not
+    own = with_quickstart({"remoteWrite": {"headers": {"THANOS-TENANT": "other"}, "allowTenantHeaderOverride": True}})
+    assert "would override the tenant header" in render_error(own, helm=helm)
+
+
+def test_ordinary_extra_headers_pass_the_header_rules(helm: str) -> None:
+    headers = {"X-Source": "kci cluster\t1", "X-Request-Id": "a-b.c_d~e!"}
+    cfg = agent_config(render(with_quickstart({"remoteWrite": {"headers": headers}}), helm=helm))
+    assert cfg["remote_write"][0]["headers"] == {**headers, "THANOS-TENANT": "acme"}
+
+
+def test_the_wal_is_bounded_by_retention_and_extra_secrets_are_read_only(helm: str) -> None:
+    values = with_quickstart({
+        "prometheus": {
+            "agent": {
+                "walRetention": "12h",
+                "extraSecretMounts": [{"name": "backup-rw", "secretName": "backup-remote-write", "mountPath": "/etc/prometheus/secrets/backup-rw"}],
+            }
+        },
+        "remoteWrite": {
+            "extraRemoteWrite": [
+                {"name": "backup", "url": "https://backup.example/api/v1/receive",
+                 "basic_auth": {"username": "kci", "password_file": "/etc/prometheus/secrets/backup-rw/password"}}
+            ]
+        },
+    })
+    pod = by_component(render(values, helm=helm), "Deployment", "agent")["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert "--storage.agent.retention.max-time=12h" in container["args"]
+    assert {"name": "extra-secret-backup-rw", "mountPath": "/etc/prometheus/secrets/backup-rw", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "extra-secret-backup-rw", "secret": {"secretName": "backup-remote-write", "defaultMode": 0o440}} in pod["volumes"]
+    default = by_component(render(QUICKSTART_VALUES, helm=helm), "Deployment", "agent")["spec"]["template"]["spec"]
+    assert "--storage.agent.retention.max-time=4h" in default["containers"][0]["args"]
 
 
 def test_the_agent_overwrites_any_scraped_tenant_id_with_the_charts(helm: str) -> None:
@@ -427,6 +511,15 @@ def test_helm_test_pod_checks_scrape_success_with_this_release_labels(helm: str)
     svc = by_component(docs, "Service", "allocation-exporter")["metadata"]["name"]
     assert env["METRICS_URL"] == f"http://{svc}.my-ns.svc:9103/metrics"
     assert env["CLUSTER_NAME"] == "prod-eu-1" and env["TENANT_ID"] == "acme"
+
+
+def test_helm_test_pod_prints_its_output_and_is_deleted_passed_or_failed(helm: str) -> None:
+    """`helm test` (no `--logs`) shows the pod's output; the pod never outlives the run, so `helm uninstall` (which
+    deletes no hook resources) leaves nothing. `--logs` is not used: Helm reads the logs after that deletion."""
+    annotations = by_component(render(QUICKSTART_VALUES, helm=helm), "Pod", "test")["metadata"]["annotations"]
+    policies = set(annotations["helm.sh/hook-delete-policy"].split(","))
+    assert policies == {"before-hook-creation", "hook-succeeded", "hook-failed"}, policies
+    assert set(annotations["helm.sh/hook-output-log-policy"].split(",")) == {"hook-succeeded", "hook-failed"}
 
 
 def test_helm_test_script_accepts_only_this_releases_success(tmp_path: Path) -> None:

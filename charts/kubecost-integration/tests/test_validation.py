@@ -87,6 +87,44 @@ BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("kubecost-mode-without-prometheus", {"prometheus": {"mode": "kubecost"}, "cost-analyzer": {"global": {"prometheus": {"enabled": False}}}}, ["cost-analyzer.global.prometheus.enabled=true"]),
     ("kubecost-mode-with-amp", {"prometheus": {"mode": "kubecost"}, "cost-analyzer": {"global": {"amp": {"enabled": True}}}}, ["cost-analyzer.global.amp.enabled=false"]),
     ("kubecost-mode-unwired", {"prometheus": {"mode": "kubecost"}}, ["cost-analyzer:", "remoteWrite:", "extraScrapeConfigs: |", "THANOS-TENANT: acme"]),
+    # YAML injection through values that reach a manifest (schema grammar; test_injection.py covers every value)
+    ("priority-class-injection", {"allocationExporter": {"priorityClassName": "x\n      hostNetwork: true"}}, ["/allocationExporter/priorityClassName", "pattern"]),
+    ("agent-priority-class-injection", {"prometheus": {"agent": {"priorityClassName": "x\n  hostPID: true"}}}, ["/prometheus/agent/priorityClassName", "pattern"]),
+    # (helm's validator reports a bad map key at an unrelated location, so only the key is checked)
+    ("label-key", {"commonLabels": {"team name": "x"}}, ["invalid propertyName 'team name'"]),
+    ("label-value-newline", {"allocationExporter": {"podLabels": {"team": "a\nb"}}}, ["/allocationExporter/podLabels/team", "pattern"]),
+    ("annotation-key", {"allocationExporter": {"podAnnotations": {"bad key": "x"}}}, ["invalid propertyName 'bad key'"]),
+    ("image-tag", {"allocationExporter": {"image": {"tag": "1.0\nx: y"}}}, ["/allocationExporter/image/tag"]),
+    ("storage-class", {"prometheus": {"agent": {"persistence": {"storageClassName": "Fast SSD"}}}}, ["storageClassName"]),
+    ("basic-username-colon", {"remoteWrite": {"auth": {"type": "basic", "existingSecret": "s", "username": "a:b"}}}, ["/remoteWrite/auth/username"]),
+    # remote_write headers: each refusal names its rule
+    ("reserved-content-type", {"remoteWrite": {"headers": {"Content-Type": "text/plain"}}}, ["remoteWrite.headers.Content-Type", "rule: reserved header"]),
+    ("reserved-content-length", {"remoteWrite": {"headers": {"Content-Length": "1"}}}, ["remoteWrite.headers.Content-Length", "rule: reserved header"]),
+    ("reserved-accept-encoding", {"remoteWrite": {"headers": {"accept-encoding": "gzip"}}}, ["remoteWrite.headers.accept-encoding", "rule: reserved header"]),
+    ("reserved-amz-date", {"remoteWrite": {"headers": {"X-Amz-Date": "x"}}}, ["remoteWrite.headers.X-Amz-Date", "rule: reserved header"]),
+    ("header-value-crlf", {"remoteWrite": {"headers": {"X-Source": "kci\r\nX-Injected: 1"}}}, ["remoteWrite.headers.X-Source", "rule: header value"]),
+    ("header-value-lf", {"remoteWrite": {"headers": {"X-Source": "kci\nX-Injected: 1"}}}, ["remoteWrite.headers.X-Source", "rule: header value"]),
+    ("header-name", {"remoteWrite": {"headers": {"X Source": "kci"}}}, ["remoteWrite.headers", "X Source", "rule: header name"]),
+    ("tenant-header-reserved", {"remoteWrite": {"tenantHeader": "Content-Type"}}, ["remoteWrite.tenantHeader", "rule: reserved remote_write header"]),
+    ("renamed-tenant-header-plus-thanos-tenant", {"remoteWrite": {"tenantHeader": "X-Scope-OrgID", "headers": {"THANOS-TENANT": "other"}}}, ["remoteWrite.headers.THANOS-TENANT", "rule: tenant header", "remoteWrite.allowTenantHeaderOverride"]),
+    ("extra-rw-tenant-header", {"remoteWrite": {"extraRemoteWrite": [{"url": "https://thanos-receive.cloudtuner.ai/api/v1/receive", "name": "x", "headers": {"thanos-tenant": "victim"}}]}}, ["remoteWrite.extraRemoteWrite[0].headers.thanos-tenant", "rule: tenant header"]),
+    ("extra-rw-scope-orgid", {"remoteWrite": {"extraRemoteWrite": [{"url": "https://m.example/api/v1/push", "name": "x", "headers": {"X-Scope-OrgID": "victim"}}]}}, ["remoteWrite.extraRemoteWrite[0].headers.X-Scope-OrgID", "rule: tenant header"]),
+    ("extra-rw-reserved", {"remoteWrite": {"extraRemoteWrite": [{"url": "https://b.example/x", "name": "x", "headers": {"Content-Encoding": "gzip"}}]}}, ["remoteWrite.extraRemoteWrite[0].headers.Content-Encoding", "rule: reserved header"]),
+    ("extra-rw-crlf", {"remoteWrite": {"extraRemoteWrite": [{"url": "https://b.example/x", "name": "x", "headers": {"X-A": "a\rb"}}]}}, ["remoteWrite.extraRemoteWrite[0].headers.X-A", "rule: header value"]),
+    ("extra-rw-authorization", {"remoteWrite": {"extraRemoteWrite": [{"url": "https://b.example/x", "name": "x", "headers": {"Authorization": "Bearer t"}}]}}, ["remoteWrite.extraRemoteWrite[0].headers.Authorization", "credentials only from Secrets"]),
+    # credentials only from Secrets
+    ("extra-rw-inline-password", {"remoteWrite": {"extraRemoteWrite": [{"url": "https://b.example/x", "name": "x", "basic_auth": {"username": "u", "password": "hunter2"}}]}}, ["remoteWrite.extraRemoteWrite[0] sets password inline", "credentials only from Secrets", "extraSecretMounts", "password_file"]),
+    ("extra-rw-inline-credentials", {"remoteWrite": {"extraRemoteWrite": [{"url": "https://b.example/x", "name": "x", "authorization": {"credentials": "t"}}]}}, ["sets credentials inline", "credentials_file"]),
+    ("extra-rw-inline-oauth2", {"remoteWrite": {"extraRemoteWrite": [{"url": "https://b.example/x", "name": "x", "oauth2": {"client_id": "i", "client_secret": "s", "token_url": "https://t"}}]}}, ["sets client_secret inline"]),
+    ("extra-rw-url-userinfo", {"remoteWrite": {"extraRemoteWrite": [{"url": "https://u:p@b.example/x", "name": "x"}]}}, ["remoteWrite.extraRemoteWrite[0].url has user:password@", "credentials only from Secrets"]),
+    ("rw-url-userinfo", {"remoteWrite": {"url": "https://u:p@thanos.example/api/v1/receive"}}, ["remoteWrite.url has user:password@", "remoteWrite.auth"]),
+    ("kubecost-url-userinfo", {"allocationExporter": {"config": {"kubecostUrl": "http://admin:hunter2@kubecost.kubecost.svc:9090"}}}, ["allocationExporter.config.kubecostUrl has user:password@", "allocationExporter.kubecostAuth"]),
+    ("kubecost-url-token", {"allocationExporter": {"config": {"kubecostUrl": "http://kubecost.kubecost.svc:9090/model/allocation?token=abc"}}}, ["allocationExporter.config.kubecostUrl has a credential in its query (token=...)", "allocationExporter.kubecostAuth"]),
+    # WAL and extra secret mounts
+    ("wal-retention-in-extra-args", {"prometheus": {"agent": {"extraArgs": ["--storage.agent.retention.max-time=48h"]}}}, ["prometheus.agent.walRetention"]),
+    ("wal-retention-format", {"prometheus": {"agent": {"walRetention": "4 hours"}}}, ["/prometheus/agent/walRetention"]),
+    ("extra-secret-over-wal", {"prometheus": {"agent": {"extraSecretMounts": [{"name": "x", "secretName": "s", "mountPath": "/prometheus"}]}}}, ["extraSecretMounts[x].mountPath", "WAL"]),
+    ("extra-secret-twice", {"prometheus": {"agent": {"extraSecretMounts": [{"name": "x", "secretName": "s", "mountPath": "/a"}, {"name": "x", "secretName": "t", "mountPath": "/b"}]}}}, ["used twice"]),
 ]
 
 
@@ -183,3 +221,47 @@ def test_kubecost_mode_values_work_under_any_release_name_and_namespace(helm: st
         svc = by_component(docs, "Service", "allocation-exporter")["metadata"]["name"]
         jobs = {j["job_name"]: j for j in kubecost_prometheus_config(docs)["scrape_configs"]}
         assert jobs["kubecost-allocation-exporter"]["static_configs"] == [{"targets": [f"{svc}.{namespace}.svc:9103"]}]
+
+
+# Numbers where the chart documents strings: `--set` gives Helm an int64, a values file a float64 (which Go prints as
+# 1.2e+07). Both render as the digits given, in every place the value reaches.
+NUMERIC_IDENTITY = {"tenantId": 12345678, "clusterName": 20261206, "dataLag": 120, "refreshInterval": 90, "stalenessLimit": 900}
+
+
+@pytest.mark.parametrize("given_as", ["set", "values-file"])
+def test_numeric_identity_and_durations_render_as_strings(helm: str, given_as: str) -> None:
+    from testsupport.render import agent_config, by_component, exporter_env
+
+    if given_as == "set":
+        set_args = [f"allocationExporter.config.{k}={v}" for k, v in NUMERIC_IDENTITY.items()]
+        docs = render(None, helm=helm, set_args=set_args)
+    else:
+        docs = render(with_quickstart({"allocationExporter": {"config": NUMERIC_IDENTITY}}), helm=helm)
+    env = exporter_env(docs)
+    assert (env["TENANT_ID"], env["CLUSTER_NAME"]) == ("12345678", "20261206"), env
+    assert (env["DATA_LAG"], env["REFRESH_INTERVAL"], env["STALENESS_LIMIT"]) == ("120", "90", "900"), env
+    config = agent_config(docs)
+    assert config["global"]["external_labels"] == {"cluster": "20261206", "tenant_id": "12345678"}
+    assert config["remote_write"][0]["headers"]["THANOS-TENANT"] == "12345678"
+    test_env = {e["name"]: e["value"] for e in by_component(docs, "Pod", "test")["spec"]["containers"][0]["env"]}
+    assert (test_env["TENANT_ID"], test_env["CLUSTER_NAME"]) == ("12345678", "20261206")
+
+
+def test_numeric_cluster_name_is_kubecosts_cluster_id_as_a_string(helm: str) -> None:
+    values = with_quickstart({"allocationExporter": {"config": {"tenantId": 12345678, "clusterName": 20261206}}})
+    wired = kubecost_mode(values, helm=helm)
+    assert wired["cost-analyzer"]["prometheus"]["server"]["global"]["external_labels"]["cluster_id"] == "20261206"
+    assert render(wired, helm=helm)
+
+
+@pytest.mark.parametrize("missing", ["tenantId", "clusterName"])
+def test_a_missing_required_value_names_the_value_to_set(helm: str, missing: str) -> None:
+    message = render_error(with_quickstart({"allocationExporter": {"config": {missing: ""}}}), helm=helm)
+    assert f"--set allocationExporter.config.{missing}=" in message, message
+    assert "minLength" not in message, message
+
+
+def test_no_values_at_all_says_how_to_set_both(helm: str) -> None:
+    message = render_error(None, helm=helm)
+    for value in ("tenantId", "clusterName"):
+        assert f"--set allocationExporter.config.{value}=" in message, message

@@ -5,8 +5,8 @@ static_configs to the exporter Service's DNS name: no Kubernetes service discove
 {{- with index . 0 -}}
 - job_name: kubecost-allocation-exporter
   honor_labels: true
-  scrape_interval: {{ .Values.prometheus.scrapeInterval }}
-  scrape_timeout: {{ .Values.prometheus.scrapeTimeout }}
+  scrape_interval: {{ .Values.prometheus.scrapeInterval | quote }}
+  scrape_timeout: {{ .Values.prometheus.scrapeTimeout | quote }}
   metrics_path: /metrics
   scheme: http
   static_configs:
@@ -21,16 +21,16 @@ static_configs to the exporter Service's DNS name: no Kubernetes service discove
 {{- range $k, $v := .Values.prometheus.externalLabels -}}
 {{- $_ := set $labels $k (toString $v) -}}
 {{- end -}}
-{{- $_ := set $labels "cluster" (toString .Values.allocationExporter.config.clusterName) -}}
-{{- $_ := set $labels "tenant_id" (toString .Values.allocationExporter.config.tenantId) -}}
+{{- $_ := set $labels "cluster" (include "kubecost-integration.clusterName" .) -}}
+{{- $_ := set $labels "tenant_id" (include "kubecost-integration.tenantId" .) -}}
 {{- toYaml $labels -}}
 {{- end -}}
 
 {{/* prometheus.yml of the agent. Loads in Prometheus 3.x (--agent) and 2.42 (--enable-feature=agent). */}}
 {{- define "kubecost-integration.agent.config" -}}
 global:
-  scrape_interval: {{ .Values.prometheus.scrapeInterval }}
-  scrape_timeout: {{ .Values.prometheus.scrapeTimeout }}
+  scrape_interval: {{ .Values.prometheus.scrapeInterval | quote }}
+  scrape_timeout: {{ .Values.prometheus.scrapeTimeout | quote }}
   external_labels:
     {{- include "kubecost-integration.externalLabels" . | nindent 4 }}
 scrape_configs:
@@ -40,13 +40,13 @@ scrape_configs:
     metric_relabel_configs:
       - action: replace
         target_label: tenant_id
-        replacement: {{ .Values.allocationExporter.config.tenantId | quote }}
+        replacement: {{ include "kubecost-integration.tenantId" . | quote }}
   {{- with .Values.prometheus.agent.extraScrapeConfigs }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
 remote_write:
   {{- include "kubecost-integration.rw.entry" . | nindent 2 }}
-  {{- with .Values.remoteWrite.extraRemoteWrite }}
-  {{- tpl (toYaml .) $ | nindent 2 }}
+  {{- with include "kubecost-integration.rw.extraEntries" . }}
+  {{- . | nindent 2 }}
   {{- end }}
 {{- end -}}

@@ -26,14 +26,14 @@ metadata:
     {{- toYaml . | nindent 4 }}
     {{- end }}
 spec:
-  serviceAccountName: {{ include "kubecost-integration.agent.serviceAccountName" . }}
+  serviceAccountName: {{ include "kubecost-integration.agent.serviceAccountName" . | quote }}
   automountServiceAccountToken: false
   {{- with .Values.imagePullSecrets }}
   imagePullSecrets:
     {{- toYaml . | nindent 4 }}
   {{- end }}
   {{- with $agent.priorityClassName }}
-  priorityClassName: {{ . }}
+  priorityClassName: {{ . | quote }}
   {{- end }}
   terminationGracePeriodSeconds: 60
   securityContext:
@@ -41,13 +41,16 @@ spec:
   containers:
     - name: prometheus
       image: {{ include "kubecost-integration.agent.image" . | quote }}
-      imagePullPolicy: {{ $agent.image.pullPolicy }}
+      imagePullPolicy: {{ $agent.image.pullPolicy | quote }}
       args:
         - {{ include "kubecost-integration.agent.flag" . }}
         - --config.file=/etc/prometheus/prometheus.yml
         - --storage.agent.path=/prometheus
+        # Samples older than this are dropped at the next WAL truncation (every 2h) even when unsent: it bounds
+        # the WAL during a long Thanos outage, so the volume (walSizeLimit / persistence.size) cannot fill.
+        - {{ printf "--storage.agent.retention.max-time=%s" $agent.walRetention | quote }}
         - --web.listen-address=:9090
-        - --log.level={{ $agent.logLevel }}
+        - {{ printf "--log.level=%s" $agent.logLevel | quote }}
         {{- with $agent.extraArgs }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -83,6 +86,11 @@ spec:
         {{- with include "kubecost-integration.rw.volumeMounts" . }}
         {{- . | trim | nindent 8 }}
         {{- end }}
+        {{- range $agent.extraSecretMounts }}
+        - name: {{ printf "extra-secret-%s" .name | quote }}
+          mountPath: {{ .mountPath | quote }}
+          readOnly: true
+        {{- end }}
   volumes:
     - name: config
       configMap:
@@ -98,6 +106,12 @@ spec:
     {{- end }}
     {{- with include "kubecost-integration.rw.volumes" . }}
     {{- . | trim | nindent 4 }}
+    {{- end }}
+    {{- range $agent.extraSecretMounts }}
+    - name: {{ printf "extra-secret-%s" .name | quote }}
+      secret:
+        secretName: {{ .secretName | quote }}
+        defaultMode: 0440
     {{- end }}
   {{- with $agent.nodeSelector }}
   nodeSelector:

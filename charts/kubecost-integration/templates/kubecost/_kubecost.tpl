@@ -59,14 +59,14 @@ Kubecost service names stay template expressions here.
 {{- if include "kubecost-integration.rw.needsAuthSecret" . }}
 - name: remote-write-auth
   mountPath: {{ include "kubecost-integration.rw.authDir" . }}
-  secretName: {{ .Values.remoteWrite.auth.existingSecret }}
+  secretName: {{ .Values.remoteWrite.auth.existingSecret | quote }}
   readOnly: true
   subPath: ""
 {{- end }}
 {{- if include "kubecost-integration.rw.needsTlsSecret" . }}
 - name: remote-write-tls
   mountPath: {{ include "kubecost-integration.rw.tlsDir" . }}
-  secretName: {{ .Values.remoteWrite.tls.existingSecret }}
+  secretName: {{ .Values.remoteWrite.tls.existingSecret | quote }}
   readOnly: true
   subPath: ""
 {{- end }}
@@ -77,7 +77,7 @@ Kubecost service names stay template expressions here.
 cost-analyzer:
   enabled: true
   kubecostProductConfigs:
-    clusterName: {{ .Values.allocationExporter.config.clusterName | quote }}
+    clusterName: {{ include "kubecost-integration.clusterName" . | quote }}
   prometheus:
     configmapReload:
       prometheus:
@@ -85,7 +85,7 @@ cost-analyzer:
     server:
       global:
         external_labels:
-          cluster_id: {{ .Values.allocationExporter.config.clusterName | quote }}
+          cluster_id: {{ include "kubecost-integration.clusterName" . | quote }}
       {{- with include "kubecost-integration.kubecost.secretMounts" . }}
       extraSecretMounts:
         {{- . | nindent 8 }}
