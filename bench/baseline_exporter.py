@@ -1,6 +1,6 @@
 """Baseline for the /metrics benchmark: what community exporters do, i.e. prometheus-client
-rendering the same metric families on every scrape (`start_http_server`, default registry
-machinery, families built from the snapshot inside `collect()`).
+rendering the metric families on every scrape (`start_http_server`, default registry machinery,
+families built from the snapshot inside `collect()`).
 
     python bench/baseline_exporter.py <allocation URL> <port file>
 """
@@ -10,50 +10,50 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 from kubecost_allocation_exporter.config import load
 from kubecost_allocation_exporter.kubecost import AllocationClient
-from kubecost_allocation_exporter.metrics import Health, cost_families, health_families
-from kubecost_allocation_exporter.model import build_snapshot
+from kubecost_allocation_exporter.metrics import COST_SOURCES, EFFICIENCY_SOURCES, PREFIX, cost_help
+from kubecost_allocation_exporter.refresher import collect
+from kubecost_allocation_exporter.snapshot import Snapshot
 from prometheus_client import start_http_server
-from prometheus_client.core import Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 WINDOW = "2026-11-26T16:00:00Z,2026-11-26T17:00:00Z"
 
 
+def families(snap: Snapshot, helps: dict[str, str], tenant: str) -> Iterator[Metric]:
+    """Every cost family as prometheus_client objects, built from the snapshot."""
+    for i, (part, _) in enumerate(COST_SOURCES):
+        name = f"{PREFIX}cluster_{part}_cost"
+        g = GaugeMetricFamily(name, helps[name], labels=("cluster", "tenant_id"))
+        for c in snap.clusters:
+            if c.costs[i] is not None:
+                g.add_metric([c.name, tenant], c.costs[i])
+        yield g
+    names = [f"{PREFIX}namespace_{p}_cost" for p, _ in COST_SOURCES]
+    names += [f"{PREFIX}namespace_{e}_efficiency" for e in EFFICIENCY_SOURCES]
+    for i, name in enumerate(names):
+        g = GaugeMetricFamily(name, helps[name], labels=("cluster", "tenant_id", "namespace"))
+        for c in snap.clusters:
+            for ns, costs in c.namespaces.items():
+                if costs[i] is not None:
+                    g.add_metric([c.name, tenant, ns], costs[i])
+        yield g
+
+
 def main() -> int:
     url, port_file = sys.argv[1], sys.argv[2]
-    cfg = load(
-        [
-            "--kubecost-url",
-            url,
-            "--cluster-name",
-            "bench",
-            "--tenant-id",
-            "t",
-            "--window",
-            WINDOW,
-        ],
-        {},
-    )
-    res = AllocationClient(cfg).fetch(WINDOW, "namespace")
-    snapshot = build_snapshot(
-        res.sets,
-        requested_window=WINDOW,
-        now=datetime.now(UTC),
-        metric_mode=cfg.metric_mode,
-        cluster_name=cfg.cluster_name,
-        multi_cluster=False,
-    )
-    health = Health(True, 0.1, {}, time.time(), "kubecost")
+    args = ["--kubecost-url", url, "--cluster-name", "bench", "--tenant-id", "t"]
+    cfg = load([*args, "--window", WINDOW, "--page-size", "0"], {})
+    snapshot = collect(AllocationClient(cfg), cfg, time.time()).snapshot
+    helps = cost_help(cfg)
 
     class OnScrape(Collector):
         def collect(self) -> Iterator[Metric]:
-            yield from health_families(health, cfg)
-            yield from cost_families(snapshot, cfg)
+            yield from families(snapshot, helps, cfg.tenant_id)
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(OnScrape())

@@ -19,7 +19,10 @@ from testsupport.pipeline import E2E_DIR
 from testsupport.procs import Ports, Proc, ProcessGroup, http_get, http_json, require_tool
 
 PREFIX = "cloudtuner_kubecost_"
-REASONS = ("timeout", "connection", "http_status", "not_json", "api_error", "bad_response", "auth")
+REASONS = (
+    *("timeout", "connection", "http_status", "not_json", "api_error", "bad_response", "auth"),
+    *("too_large", "window_mismatch"),
+)
 
 #: Short intervals: a refresh a second, no jitter, costs stale after 3 s, every query bounded to ~1 s.
 FAST_ENV: dict[str, str] = {

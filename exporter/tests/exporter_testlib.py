@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -111,13 +114,38 @@ def _handler(fake: FakeKubecost) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made by `openssl` (valid one day)."""
+    openssl = shutil.which("openssl")
+    assert openssl, "openssl not found (Debian package openssl): needed to make a test certificate"
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
 @contextmanager
-def serve_fake() -> Iterator[FakeKubecost]:
-    """A real HTTP server on 127.0.0.1 (ephemeral port) answering like the Allocation API."""
+def serve_fake(tls: tuple[Path, Path] | None = None) -> Iterator[FakeKubecost]:
+    """A real HTTP server on 127.0.0.1 (ephemeral port) answering like the Allocation API; HTTPS
+    with `tls` = (certificate, key)."""
     fake = FakeKubecost()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
     server.daemon_threads = True
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    scheme = "http"
+    if tls is not None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*tls)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    fake.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:

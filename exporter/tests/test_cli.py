@@ -301,6 +301,8 @@ def test_python_dash_m_entry_point(kubecost: FakeKubecost) -> None:
             kubecost.url,
             "--metric-mode",
             "total",
+            "--window",
+            HOUR,
         ],
         capture_output=True,
         text=True,

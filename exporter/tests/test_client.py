@@ -13,8 +13,8 @@ from kubecost_allocation_exporter.kubecost import (
     AllocationClient,
     ApiError,
     candidate_endpoints,
-    redact_url,
 )
+from kubecost_allocation_exporter.redact import redact_url
 
 pytestmark = pytest.mark.unit
 
@@ -286,4 +286,4 @@ def test_credentials_in_the_url_are_never_shown(kubecost: FakeKubecost) -> None:
     kubecost.set_fixture("/model/allocation", "code500_http200.json")
     err = fetch_error(AllocationClient(cfg(url, "--api", "kubecost")))
     assert "hunter2" not in str(err)
-    assert redact_url("https://u:p@h:1/x?y=1") == "https://h:1/x?y=1"
+    assert redact_url("https://u:p@h:1/x?y=1") == "https://h:1/x?y=<redacted>"

@@ -15,11 +15,13 @@ pytestmark = pytest.mark.unit
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
-def test_configuration_doc_lists_every_flag_env_var_and_default() -> None:
+def test_configuration_doc_lists_every_setting_as_the_code_declares_it() -> None:
+    """Flag, env var, default, the allowed values (the converter's own text, the same as in the
+    error message) and the help text."""
     text = (DOCS / "configuration.md").read_text()
     for s in SETTINGS:
         default = f"`{s.default}`" if s.default else "(empty)"
-        row = f"| `{s.flag}` | `{s.env}` | {default} |"
+        row = f"| `{s.flag}` | `{s.env}` | {default} | {s.allowed} | {s.help} |"
         assert row in text, f"docs/configuration.md has no row {row!r}"
 
 

@@ -1,14 +1,20 @@
-"""Client faults on a real socket: oversized answers (declared or chunked), short bodies, resets.
+"""Client faults on a real socket: oversized answers (declared or chunked), short bodies, resets,
+error pages, a dripping answer; and that a failed refresh keeps nothing of the answer it read.
 
 The process-level behaviour (health series, staleness, recovery) is proven against the simulator in
-tests-e2e/reliability/test_upstream_faults.py; these pin the client's reasons and messages.
+tests-e2e/reliability/test_upstream_faults.py and under the chart's memory limit in
+tests-e2e/reliability/test_memory_bounds.py; these pin the client's reasons, messages and memory.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import socket
 import struct
 import threading
+import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,8 +23,9 @@ from typing import Any
 import pytest
 from exporter_testlib import fixture_bytes
 
-from kubecost_allocation_exporter.config import load
+from kubecost_allocation_exporter.config import Config, load
 from kubecost_allocation_exporter.kubecost import AllocationClient, ApiError
+from kubecost_allocation_exporter.refresher import Refresher
 
 pytestmark = pytest.mark.unit
 
@@ -49,8 +56,12 @@ def server(behaviour: Behaviour) -> Iterator[str]:
         srv.server_close()
 
 
-def client(url: str, max_bytes: int = 64 * 1024) -> AllocationClient:
-    cfg = load(
+def client(url: str, max_bytes: int = 64 * 1024, *extra: str) -> AllocationClient:
+    return AllocationClient(config(url, max_bytes, *extra))
+
+
+def config(url: str, max_bytes: int = 64 * 1024, *extra: str) -> Config:
+    return load(
         [
             *(
                 "--cluster-name",
@@ -63,10 +74,10 @@ def client(url: str, max_bytes: int = 64 * 1024) -> AllocationClient:
                 "kubecost",
             ),
             *("--retries", "0", "--max-response-bytes", str(max_bytes), "--request-timeout", "2"),
+            *("--window", WINDOW, *extra),
         ],
         {},
     )
-    return AllocationClient(cfg)
 
 
 def chunked(body: bytes) -> Behaviour:
@@ -105,7 +116,7 @@ def test_an_answer_over_the_cap_is_refused(send: Callable[[bytes], Behaviour]) -
         c = client(url)
         with pytest.raises(ApiError) as err:
             c.fetch(WINDOW, "namespace")
-    assert err.value.reason == "bad_response"
+    assert err.value.reason == "too_large"
     assert "larger than --max-response-bytes (65536 bytes)" in str(err.value)
 
 
@@ -114,8 +125,7 @@ def test_an_answer_under_the_cap_is_read_whole(send: Callable[[bytes], Behaviour
     body = padded(60 * 1024)
     with server(send(body)) as url:
         result = client(url).fetch(WINDOW, "namespace")
-    assert result.body == body
-    assert result.sets
+    assert result.rows == 6
     assert "default" in result.sets[0]
 
 
@@ -146,3 +156,107 @@ def test_a_connection_reset_is_a_connection_error() -> None:
     with server(reset) as url, pytest.raises(ApiError) as err:
         client(url).fetch(WINDOW, "namespace")
     assert err.value.reason == "connection"
+
+
+def page(status: int, body: bytes, ctype: str = "text/html") -> Behaviour:
+    def send(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(status)
+        h.send_header("Content-Type", ctype)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            h.wfile.write(body)  # the client may read what it needs and close
+
+    return send
+
+
+HTML = b"<html><body>" + b"<p>upstream error</p>\n" * 400_000 + b"</body></html>"  # 8.8 MB
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "says"),
+    [(502, "http_status", "HTTP 502 from"), (200, "not_json", "is not JSON (HTTP 200, text/html)")],
+)
+def test_an_error_page_is_read_only_as_far_as_its_message(
+    status: int, reason: str, says: str
+) -> None:
+    """A large HTML error page (an ingress, a login page) is not read whole: the message needs
+    its first bytes, and reading 50 MB on every refresh would hold them in memory each time."""
+    with server(page(status, HTML)) as url:
+        c = client(url, 64 * 1024 * 1024)
+        tracemalloc.start()
+        try:
+            with pytest.raises(ApiError) as err:
+                c.fetch(WINDOW, "namespace")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert err.value.reason == reason
+    assert says in str(err.value)
+    assert "upstream error" in str(err.value)
+    assert len(str(err.value)) < 400
+    assert peak < 4 * 2**20, (
+        f"{peak / 2**20:.1f} MiB allocated for an {len(HTML) / 2**20:.1f} MiB page"
+    )
+
+
+def test_a_failed_refresh_keeps_no_reference_to_the_answer() -> None:
+    """The error a refresh stores (served by /readyz, counted in the health series) holds no
+    traceback, so the frames that read the answer, and the answer, are freed at once, not at
+    the next full garbage collection (the cyclic GC is off here to prove it)."""
+    body = GOOD.rstrip().rstrip(b"}") + b',"padding":"' + b"x" * 20_000_000 + b'"}'
+    body = body.replace(b'"code": 200', b'"code": 503', 1).replace(b'"code":200', b'"code":503', 1)
+    assert b'"code": 503' in body or b'"code":503' in body
+    with server(declared(body)) as url:
+        cfg = config(url, 64 * 1024 * 1024)
+        refresher = Refresher(cfg, AllocationClient(cfg))
+        enabled = gc.isenabled()
+        gc.disable()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            error = refresher.refresh_once(log_failure=False)
+            after, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+            if enabled:
+                gc.enable()
+    assert error is not None
+    assert error.reason == "api_error"
+    assert peak - before > len(body)  # the answer was read whole ...
+    assert after - before < 2 * 2**20, (
+        f"{(after - before) / 2**20:.1f} MiB still held"
+    )  # ... and freed
+    assert refresher.last_error is error
+    assert error.__traceback__ is None
+    assert error.__context__ is None
+    assert error.__cause__ is None
+
+
+def test_a_dripping_answer_fails_the_refresh_at_its_deadline() -> None:
+    """Each byte arrives well within the read timeout, so no read ever times out; the refresh's
+    own deadline (--refresh-timeout) ends it with reason timeout."""
+
+    def drip(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(GOOD)))
+        h.end_headers()
+        try:
+            for i in range(len(GOOD)):
+                h.wfile.write(GOOD[i : i + 1])
+                h.wfile.flush()
+                time.sleep(0.05)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    with server(drip) as url:
+        cfg = config(url, 64 * 1024 * 1024, "--refresh-timeout", "1s", "--request-timeout", "3s")
+        refresher = Refresher(cfg, AllocationClient(cfg))
+        started = time.monotonic()
+        error = refresher.refresh_once(log_failure=False)
+        took = time.monotonic() - started
+    assert error is not None
+    assert error.reason == "timeout"
+    assert "not finished within --refresh-timeout (1s)" in str(error)
+    assert 1.0 <= took < 2.0

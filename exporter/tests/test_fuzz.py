@@ -1,7 +1,7 @@
 """The response parser fuzzed with hypothesis: any bytes, any JSON, any allocation-shaped document.
 
-The whole parse path a refresh runs (`parse_response` -> `normalize_data` -> `build_snapshot`
--> `render_costs`) may only ever raise `ApiError`; anything else would be a crash the refresher
+The whole parse path a refresh runs (`decode` -> `NamespaceRows` -> `build` -> `render_costs`) may
+only ever raise `ApiError`; anything else would be a crash the refresher
 has to paper over. Memory: parsing stays within a small multiple of the input size (tracemalloc
 peak), so an answer cannot blow up in the parser.
 """
@@ -18,14 +18,16 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from kubecost_allocation_exporter.config import load
-from kubecost_allocation_exporter.kubecost import ApiError, normalize_data, parse_response
+from kubecost_allocation_exporter.decode import ApiError, decode
 from kubecost_allocation_exporter.metrics import render_costs
-from kubecost_allocation_exporter.model import build_snapshot
+from kubecost_allocation_exporter.snapshot import NamespaceRows, build
+from kubecost_allocation_exporter.windows import coverage, requested_window
 
 pytestmark = pytest.mark.unit
 
 URL = "http://kubecost:9090/model/allocation"
-NOW = datetime(2026, 11, 26, 18, tzinfo=UTC)
+NOW = datetime(2026, 11, 26, 18, tzinfo=UTC).timestamp()
+HOUR = "2026-11-26T16:00:00Z,2026-11-26T17:00:00Z"
 CFG = load(["--cluster-name", "c", "--tenant-id", "t"], {})
 FIELDS = [
     "name",
@@ -118,16 +120,13 @@ documents = st.one_of(
 
 def full_parse(status: int, body: bytes) -> bytes:
     """Everything a refresh does with one answer; returns the rendered cost part."""
-    sets_, _ = normalize_data(parse_response(status, body, "application/json", URL))
+    pages = list(decode(status, body, "application/json", URL, 250_000))
     for mode in ("rate", "total"):
-        snap = build_snapshot(
-            sets_,
-            requested_window="2026-11-26T16:00:00Z,2026-11-26T17:00:00Z",
-            now=NOW,
-            metric_mode=mode,
-            cluster_name="c",
-            multi_cluster=False,
-        )
+        rows = NamespaceRows("c", False)
+        for page in pages:
+            rows.add(page)
+        cov = coverage(rows.windows, requested_window(HOUR, NOW), NOW)
+        snap, _ = build(rows, cov, mode, 150_000)
         out = render_costs(snap, CFG)
         assert b"NaN" not in out, out[:500]
         assert b"Inf" not in out, out[:500]

@@ -14,17 +14,19 @@ from typing import Any
 
 import pytest
 from bench.kubecost_stub import Handler, Server, Stub
+from pipeline import oracle
 
 from kubecost_allocation_exporter.config import load
+from kubecost_allocation_exporter.costs import tidy, tidy_all
 from kubecost_allocation_exporter.kubecost import AllocationClient, ApiError
-from kubecost_allocation_exporter.metrics import cost_families, render, render_costs
-from kubecost_allocation_exporter.model import _tidy_all, cap_series, tidy
+from kubecost_allocation_exporter.metrics import render_costs
 from kubecost_allocation_exporter.refresher import Refresher, collect
+from kubecost_allocation_exporter.snapshot import cap_breakdowns
 
 pytestmark = pytest.mark.unit
 
 WINDOW = "2026-11-26T16:00:00Z,2026-11-26T17:00:00Z"
-NOW = datetime(2026, 11, 26, 18, 0, tzinfo=UTC)
+NOW = datetime(2026, 11, 26, 18, 0, tzinfo=UTC).timestamp()
 NS_LINE = re.compile(r"^cloudtuner_kubecost_namespace_\w+\{", re.M)
 COST_LINE = re.compile(
     r"^cloudtuner_kubecost_(?:cluster|namespace|breakdown|exported|window)\w*\{", re.M
@@ -55,7 +57,7 @@ def test_max_series_caps_10000_namespaces_and_counts_what_was_dropped() -> None:
         url = base + "/n10000/model/allocation"
         cfg = cfg_for(url, "--max-series", "50000")
         client = AllocationClient(cfg)
-        refresher = Refresher(cfg, client, wall_clock=NOW.timestamp)
+        refresher = Refresher(cfg, client, wall_clock=lambda: NOW)
         assert refresher.refresh_once() is None
         text = refresher.exposition().decode()
         assert refresher.refresh_once() is None  # the same answer again: snapshot reused
@@ -74,6 +76,7 @@ def test_max_series_caps_10000_namespaces_and_counts_what_was_dropped() -> None:
     assert float(DROPPED.search(text2).group(1)) == 2 * dropped  # type: ignore[union-attr]
     # every cluster series kept; the namespaces kept are the most expensive ones, each whole
     assert "cloudtuner_kubecost_cluster_total_cost{" in text
+    assert "cloudtuner_kubecost_window_coverage_ratio{" in text
     kept = set(
         re.findall(
             r'^cloudtuner_kubecost_namespace_total_cost\{[^}]*namespace="([^"]+)"', text, re.M
@@ -89,16 +92,14 @@ def test_max_series_caps_10000_namespaces_and_counts_what_was_dropped() -> None:
     assert refresher.snapshot.clusters[0].costs == full.clusters[0].costs
 
 
-def test_no_cap_at_the_default_and_fast_render_equals_the_registry_at_10000_namespaces() -> None:
+def test_no_cap_at_the_default_and_the_writer_equals_the_registry_at_10000_namespaces() -> None:
     with stub_server() as (base, _):
         cfg = cfg_for(base + "/n10000/model/allocation")
-        snap = collect(AllocationClient(cfg), cfg, NOW).snapshot
-    capped, dropped = cap_series(snap, cfg.max_series)
-    assert dropped == 0
-    assert capped is snap
+        collected = collect(AllocationClient(cfg), cfg, NOW)
+    snap = collected.snapshot
+    assert collected.dropped == 0
     assert len(snap.clusters[0].namespaces) == 10000
-    assert snap.clusters[0].texts is not None  # the bulk path was taken
-    assert render_costs(snap, cfg) == render(cost_families(snap, cfg))
+    assert render_costs(snap, cfg) == oracle(snap, cfg)
 
 
 def test_cap_drops_breakdown_rows_after_namespaces() -> None:
@@ -109,7 +110,7 @@ def test_cap_drops_breakdown_rows_after_namespaces() -> None:
         snap = collect(AllocationClient(cfg), cfg, NOW).snapshot
     assert len(snap.breakdowns) == 51
     cluster_and_ns = len(COST_LINE.findall(render_costs(snap, cfg).decode())) - 51
-    capped, dropped = cap_series(snap, cluster_and_ns + 10)
+    capped, dropped = cap_breakdowns(snap, snap.breakdowns, cluster_and_ns + 10)
     assert dropped == 41
     assert capped.breakdowns == snap.breakdowns[:10]
     assert capped.clusters[0].namespaces == snap.clusters[0].namespaces
@@ -186,6 +187,6 @@ def test_bulk_tidy_equals_tidy_and_repr_for_odd_values() -> None:
     values = [0.0, -0.0, 5.0, -3.0, 1e-05, -2.5e-07, 0.1 + 0.2, 123456.7890123456, 999999.9999999]
     values += [rnd.uniform(-1, 1) * 10 ** rnd.randint(-8, 5) for _ in range(2000)]
     for sample in (values, [v for v in values if v != 0.0], [0.0, 0.0, 1.5, 1.5]):
-        floats, texts = _tidy_all(sample)
+        floats, texts = tidy_all(sample)
         assert floats == [tidy(v) for v in sample]
         assert texts == [repr(tidy(v)) for v in sample]

@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
-from datetime import UTC, datetime
 
 import pytest
-from exporter_testlib import GOLDEN, fixture_json
+from exporter_testlib import GOLDEN, FakeKubecost, fixture_json
+from pipeline import HOUR, NOW, breakdown, oracle, snapshot, with_breakdowns
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubecost_allocation_exporter.config import Config, load
-from kubecost_allocation_exporter.kubecost import REASONS, normalize_data
-from kubecost_allocation_exporter.metrics import (
-    Health,
-    cost_families,
-    health_families,
-    render,
-    render_costs,
-)
-from kubecost_allocation_exporter.model import build_breakdown, build_snapshot
+from kubecost_allocation_exporter.decode import REASONS
+from kubecost_allocation_exporter.kubecost import AllocationClient
+from kubecost_allocation_exporter.metrics import Health, render_costs, render_health
+from kubecost_allocation_exporter.refresher import Refresher
 
 pytestmark = pytest.mark.unit
-
-HOUR = "2026-11-26T16:00:00Z,2026-11-26T17:00:00Z"
-NOW = datetime(2026, 11, 26, 18, 20, tzinfo=UTC)
 HEALTH = Health(
     success=True,
     duration_seconds=0.25,
@@ -56,6 +47,7 @@ CONTRACT = {
     "cloudtuner_kubecost_exported_namespaces": ("cluster", "tenant_id"),
     "cloudtuner_kubecost_window_start_timestamp_seconds": ("cluster", "tenant_id"),
     "cloudtuner_kubecost_window_end_timestamp_seconds": ("cluster", "tenant_id"),
+    "cloudtuner_kubecost_window_coverage_ratio": ("cluster", "tenant_id"),
 }
 INFO_LABELS = {
     "cluster",
@@ -74,65 +66,76 @@ def config(*extra: str) -> Config:
     return load(["--cluster-name", "prod-eu-1", "--tenant-id", "acme", *extra], {})
 
 
-def exposition(name: str, cfg: Config, breakdown: str | None = None) -> str:
-    sets, _ = normalize_data(fixture_json(name)["data"])
-    snap = build_snapshot(
-        sets,
-        requested_window=HOUR,
-        now=NOW,
-        metric_mode=cfg.metric_mode,
-        cluster_name=cfg.cluster_name,
-        multi_cluster=cfg.multi_cluster,
+def exposition(name: str, cfg: Config, bd: str | None = None, window: str = HOUR) -> str:
+    snap = snapshot(
+        name, window=window, mode=cfg.metric_mode, cluster=cfg.cluster_name, multi=cfg.multi_cluster
     )
-    if breakdown:
-        bsets, _ = normalize_data(fixture_json(breakdown)["data"])
-        rows = build_breakdown(
-            bsets,
+    if bd:
+        rows = breakdown(
+            bd,
             breakdown=cfg.breakdowns[0],
-            requested_window=HOUR,
-            now=NOW,
-            metric_mode=cfg.metric_mode,
-            cluster_name=cfg.cluster_name,
-            multi_cluster=cfg.multi_cluster,
             top_n=cfg.breakdown_top_n,
+            window=window,
+            mode=cfg.metric_mode,
+            cluster=cfg.cluster_name,
+            multi=cfg.multi_cluster,
         )
-        snap = replace(snap, breakdowns=rows)
-    text = render(health_families(HEALTH, cfg)) + render_costs(snap, cfg)
-    assert render_costs(snap, cfg) == render(cost_families(snap, cfg))
-    return text.decode()
+        snap = with_breakdowns(snap, rows)
+    costs = render_costs(snap, cfg)
+    assert costs == oracle(snap, cfg)
+    return (render_health(HEALTH, cfg) + costs).decode()
 
 
+DAY = "2026-11-25T17:00:00Z,2026-11-26T17:00:00Z"
 GOLDEN_CASES = [
-    ("kubecost2_namespace.json", (), None),
-    ("kubecost2_namespace.json", ("--metric-mode", "total"), None),
-    ("kubecost2_namespace_shareidle.json", (), None),
-    ("nulls.json", (), None),
-    ("negative_idle.json", (), None),
-    ("unmounted_unaggregated.json", (), None),
-    ("several_sets.json", (), None),
-    ("opencost_sample.json", ("--metric-mode", "total", "--api", "opencost"), None),
-    ("multi_cluster.json", ("--multi-cluster",), None),
-    ("missing_extra_fields.json", (), None),
-    ("empty_set.json", (), None),
+    ("kubecost2_namespace.json", (), None, HOUR),
+    ("kubecost2_namespace.json", ("--metric-mode", "total"), None, HOUR),
+    ("kubecost2_namespace_shareidle.json", (), None, HOUR),
+    ("nulls.json", (), None, HOUR),
+    ("negative_idle.json", (), None, HOUR),
+    ("unmounted_unaggregated.json", (), None, HOUR),
+    ("several_sets.json", (), None, HOUR),
+    ("opencost_sample.json", ("--metric-mode", "total", "--api", "opencost"), None, HOUR),
+    ("multi_cluster.json", ("--multi-cluster",), None, HOUR),
+    ("missing_extra_fields.json", (), None, HOUR),
+    ("empty_set.json", (), None, HOUR),
     (
         "controller_namespaces.json",
         ("--breakdowns", "controller", "--breakdown-top-n", "3"),
         "controller_breakdown.json",
+        HOUR,
     ),
-    ("label_keys.json", ("--breakdowns", "label:app"), "pre1100_label_keys.json"),
+    ("label_keys.json", ("--breakdowns", "label:app"), "pre1100_label_keys.json", HOUR),
+    # window phenomena, real shapes (docs/metrics.md "Windows")
+    ("per_row_windows.json", ("--window", DAY), None, DAY),
+    (
+        "step_empty_sets.json",
+        ("--window", "2026-11-26T11:00:00Z,2026-11-26T17:00:00Z"),
+        None,
+        "2026-11-26T11:00:00Z,2026-11-26T17:00:00Z",
+    ),
+    ("partial_window.json", (), None, HOUR),
+    (
+        "zero_request_old_engine.json",
+        ("--window", "2026-11-24T00:00:00Z,2026-11-26T00:00:00Z", "--metric-mode", "total"),
+        None,
+        "2026-11-24T00:00:00Z,2026-11-26T00:00:00Z",
+    ),
 ]
 
 
 def _golden_name(name: str, args: tuple[str, ...]) -> str:
+    # the window is in the fixture's name already
+    args = tuple(a for i, a in enumerate(args) if "--window" not in (a, args[i - 1] if i else ""))
     suffix = "-".join(a.lstrip("-").replace(":", "_") for a in args)
     return name.removesuffix(".json") + (f".{suffix}" if suffix else "") + ".prom"
 
 
-@pytest.mark.parametrize(("name", "args", "breakdown"), GOLDEN_CASES)
+@pytest.mark.parametrize(("name", "args", "bd", "window"), GOLDEN_CASES)
 def test_exposition_matches_golden_file(
-    name: str, args: tuple[str, ...], breakdown: str | None, update_golden: bool
+    name: str, args: tuple[str, ...], bd: str | None, window: str, update_golden: bool
 ) -> None:
-    text = exposition(name, config(*args), breakdown)
+    text = exposition(name, config(*args), bd, window)
     path = GOLDEN / _golden_name(name, args)
     if update_golden:
         path.parent.mkdir(exist_ok=True)
@@ -141,11 +144,11 @@ def test_exposition_matches_golden_file(
     assert text == path.read_text(), f"{path} differs; if intended, rerun with --update-golden"
 
 
-@pytest.mark.parametrize(("name", "args", "breakdown"), GOLDEN_CASES)
+@pytest.mark.parametrize(("name", "args", "bd", "window"), GOLDEN_CASES)
 def test_names_and_labels_follow_the_contract(
-    name: str, args: tuple[str, ...], breakdown: str | None
+    name: str, args: tuple[str, ...], bd: str | None, window: str
 ) -> None:
-    text = exposition(name, config(*args), breakdown)
+    text = exposition(name, config(*args), bd, window)
     for fam in text_string_to_metric_families(text):
         for sample in fam.samples:
             assert math.isfinite(sample.value), sample
@@ -176,7 +179,7 @@ def test_every_contract_series_is_present_for_a_full_answer() -> None:
 
 
 def test_error_counter_has_every_reason_preinitialised() -> None:
-    text = render(health_families(HEALTH, config())).decode()
+    text = render_health(HEALTH, config()).decode()
     reasons = {
         s.labels["reason"]
         for f in text_string_to_metric_families(text)
@@ -215,16 +218,9 @@ def test_fast_renderer_matches_the_registry_for_odd_label_values() -> None:
     w = {"start": "2026-11-26T16:00:00Z", "end": "2026-11-26T17:00:00Z"}
     odd = {'we"ird': 1.0, "back\\slash": 2.0, "new\nline": 3.0, "ünïcode": 4.5e-07, "big": 1.5e9}
     sets = [{k: {"totalCost": v, "window": w} for k, v in odd.items()}]
-    snap = build_snapshot(
-        sets,
-        requested_window=HOUR,
-        now=NOW,
-        metric_mode="total",
-        cluster_name=cfg.cluster_name,
-        multi_cluster=False,
-    )
+    snap = snapshot(sets, cluster=cfg.cluster_name)
     fast = render_costs(snap, cfg)
-    assert fast == render(cost_families(snap, cfg))
+    assert fast == oracle(snap, cfg)
     parsed = {
         s.labels["namespace"]: s.value
         for f in text_string_to_metric_families(fast.decode())
@@ -240,14 +236,7 @@ def test_overflowing_sums_and_ratios_are_omitted_not_inf() -> None:
     big = {"totalCost": 1.7e308, "cpuCost": 1.7e308, "cpuCostAdjustment": 1.7e308, "window": w}
     ratio = {"totalCost": 1.0, "cpuEfficiency": 1e308, "window": w}
     sets = [{"a": big, "b": dict(big), "c": ratio}, {"c": {**ratio, "cpuEfficiency": 1e308}}]
-    snap = build_snapshot(
-        sets,
-        requested_window=HOUR,
-        now=NOW,
-        metric_mode="total",
-        cluster_name=cfg.cluster_name,
-        multi_cluster=False,
-    )
+    snap = snapshot(sets, cluster=cfg.cluster_name)
     text = render_costs(snap, cfg).decode()
     assert "Inf" not in text
     assert "NaN" not in text
@@ -262,15 +251,7 @@ def test_answer_without_an_idle_row_exports_zero_idle_so_the_identity_has_both_s
     `sum(namespace_total_cost) + cluster_idle_cost` is never an empty PromQL result."""
     doc = fixture_json("kubecost2_namespace.json")
     data = [{k: v for k, v in s.items() if "__idle__" not in k} for s in doc["data"]]
-    sets, _ = normalize_data(data)
-    snap = build_snapshot(
-        sets,
-        requested_window=HOUR,
-        now=NOW,
-        metric_mode="rate",
-        cluster_name="prod-eu-1",
-        multi_cluster=False,
-    )
+    snap = snapshot(data, mode="rate", cluster="prod-eu-1")
     cfg = config()
     families = {f.name: f for f in text_string_to_metric_families(render_costs(snap, cfg).decode())}
     idle = families["cloudtuner_kubecost_cluster_idle_cost"].samples
@@ -279,3 +260,37 @@ def test_answer_without_an_idle_row_exports_zero_idle_so_the_identity_has_both_s
     ns_sum = sum(s.value for s in families["cloudtuner_kubecost_namespace_total_cost"].samples)
     (total,) = families["cloudtuner_kubecost_cluster_total_cost"].samples
     assert math.isclose(ns_sum + idle[0].value, total.value, rel_tol=1e-9)
+
+
+def test_an_answer_for_another_time_is_refused_and_the_last_good_costs_stay(
+    kubecost: FakeKubecost, update_golden: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The last complete hour was asked; the answer is the same hour a day earlier (e.g. from a
+    caching proxy). Before: published as current with scrape_success 1. Now the refresh fails
+    with reason window_mismatch, one log line names both windows, and the previous snapshot is
+    served until the staleness limit (golden: the exposition after the refusal)."""
+    mono = [1000.0]
+    cfg = config("--kubecost-url", kubecost.url, "--api", "kubecost", "--window", HOUR)
+    refresher = Refresher(
+        cfg, AllocationClient(cfg), wall_clock=lambda: NOW, monotonic=lambda: mono[0]
+    )
+    kubecost.set_fixture("/model/allocation", "kubecost2_namespace.json")
+    assert refresher.refresh_once() is None
+    kubecost.set_fixture("/model/allocation", "other_window.json")
+    mono[0] += 60
+    error = refresher.refresh_once()
+    assert error is not None
+    assert error.reason == "window_mismatch"
+    [line] = [r.getMessage() for r in caplog.records if "refresh failed" in r.getMessage()]
+    assert "2026-11-25T16:00:00Z..2026-11-25T17:00:00Z" in line
+    assert "2026-11-26T16:00:00Z..2026-11-26T17:00:00Z was asked" in line
+    text = refresher.exposition().decode()
+    path = GOLDEN / "other_window.refused.prom"
+    if update_golden:
+        path.write_text(text)
+    assert text == path.read_text(), f"{path} differs; if intended, rerun with --update-golden"
+    assert 'scrape_success{cluster="prod-eu-1",tenant_id="acme"} 0.0' in text
+    assert 'reason="window_mismatch",tenant_id="acme"} 1.0' in text
+    assert "window_start_timestamp_seconds" in text  # the previous (right) hour's numbers
+    start = "cloudtuner_kubecost_window_start_timestamp_seconds{"
+    assert f'{start}cluster="prod-eu-1",tenant_id="acme"}} 1.7957088e+09' in text  # 16:00

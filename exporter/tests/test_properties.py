@@ -9,16 +9,18 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pipeline import breakdown, oracle
+from pipeline import snapshot as build
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubecost_allocation_exporter.config import load
-from kubecost_allocation_exporter.metrics import cost_families, render, render_costs
-from kubecost_allocation_exporter.model import OTHER, build_breakdown, build_snapshot
+from kubecost_allocation_exporter.keys import OTHER
+from kubecost_allocation_exporter.metrics import render_costs
 
 pytestmark = pytest.mark.unit
 
 T0 = datetime(2026, 11, 26, 0, tzinfo=UTC)
-NOW = datetime(2026, 11, 27, 0, tzinfo=UTC)
+NOW = datetime(2026, 11, 27, 0, tzinfo=UTC).timestamp()
 NAMES = ["default", "kube-system", "web", "__unallocated__", "__unmounted__", "team-a"]
 money = st.floats(min_value=-5, max_value=50, allow_nan=False).map(lambda x: round(x, 5))
 maybe_money = st.one_of(st.none(), money)
@@ -76,14 +78,7 @@ def answer(draw: st.DrawFn) -> list[dict[str, dict[str, Any]]]:
 
 
 def snapshot(sets: list[dict[str, dict[str, Any]]], mode: str) -> Any:
-    return build_snapshot(
-        sets,
-        requested_window="2026-11-26T00:00:00Z,2026-11-26T01:00:00Z",
-        now=NOW,
-        metric_mode=mode,
-        cluster_name="c1",
-        multi_cluster=False,
-    )
+    return build(sets, window="2026-11-26T00:00:00Z,2026-11-26T01:00:00Z", now=NOW, mode=mode)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -148,7 +143,7 @@ def test_exposition_never_has_nan_idle_namespaces_or_mixed_label_sets(
     cfg = load(["--cluster-name", "c1", "--tenant-id", "t1", "--metric-mode", mode], {})
     snap = snapshot(sets, mode)
     fast = render_costs(snap, cfg)
-    assert fast == render(cost_families(snap, cfg))
+    assert fast == oracle(snap, cfg)
     text = fast.decode()
     assert "NaN" not in text
     assert "Inf" not in text
@@ -175,16 +170,7 @@ def test_breakdown_cap_keeps_top_n_plus_one_other_and_the_sum(
     w = {"start": "2026-11-26T00:00:00Z", "end": "2026-11-26T01:00:00Z"}
     aset = {f"{ns}/{v}": {"totalCost": t, "window": w} for (ns, v), t in totals.items()}
     aset["__idle__"] = {"totalCost": 99.0, "window": w}
-    rows = build_breakdown(
-        [aset],
-        breakdown="controller",
-        requested_window="",
-        now=NOW,
-        metric_mode="total",
-        cluster_name="c1",
-        multi_cluster=False,
-        top_n=top_n,
-    )
+    rows = breakdown([aset], breakdown="controller", top_n=top_n, window="", now=NOW)
     assert len(rows) <= top_n + 1
     assert sum(1 for r in rows if r.value == OTHER) == (1 if len(totals) > top_n else 0)
     assert math.isclose(sum(r.total for r in rows), sum(totals.values()), abs_tol=1e-6)

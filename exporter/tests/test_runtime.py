@@ -192,6 +192,7 @@ def test_daemon_serves_refreshes_in_background_and_stops_cleanly_on_sigterm(
         KUBECOST_URL=kubecost.url,
         CLUSTER_NAME="c1",
         TENANT_ID="t1",
+        WINDOW=HOUR,
         REFRESH_INTERVAL="1s",
         STALENESS_LIMIT="10s",
         LISTEN_ADDRESS=f"127.0.0.1:{port}",

@@ -9,18 +9,13 @@ private CA is trusted) makes the same server acceptable, which proves the refusa
 from __future__ import annotations
 
 import os
-import shutil
-import ssl
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
-from exporter_testlib import fixture_bytes
+from exporter_testlib import self_signed_cert, serve_fake
 
 from kubecost_allocation_exporter.config import SETTINGS
 
@@ -29,43 +24,10 @@ pytestmark = pytest.mark.unit
 
 @pytest.fixture
 def https_kubecost(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    openssl = shutil.which("openssl")
-    assert openssl, "openssl not found (Debian package openssl): needed to make a test certificate"
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
-            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
-            *("-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    body = fixture_bytes("kubecost2_namespace.json")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}", cert
-    finally:
-        server.shutdown()
-        server.server_close()
+    cert, key = self_signed_cert(tmp_path)
+    with serve_fake(tls=(cert, key)) as fake:
+        fake.set_fixture("/model/allocation", "kubecost2_namespace.json")
+        yield fake.url, cert
 
 
 def run_once(url: str, extra_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -77,7 +39,9 @@ def run_once(url: str, extra_env: dict[str, str]) -> subprocess.CompletedProcess
         [
             *(sys.executable, "-m", "kubecost_allocation_exporter", "--once"),
             *("--cluster-name", "c", "--tenant-id", "t", "--kubecost-url", url),
-            *("--api", "kubecost", "--retries", "0", "--window", "today"),
+            *("--api", "kubecost", "--retries", "0"),
+            # the fixture's hour: an answer for another time than the one asked is refused
+            *("--window", "2026-11-26T16:00:00Z,2026-11-26T17:00:00Z"),
         ],
         env=env,
         capture_output=True,

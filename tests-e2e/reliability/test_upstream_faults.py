@@ -37,7 +37,7 @@ FAULTS: list[tuple[str, dict[str, Any], str]] = [
     ("slow-beyond-timeout", {"mode": "delay", "seconds": 3.0}, "timeout"),
     ("truncated-body", {"mode": "truncated"}, "connection"),
     ("connection-reset", {"mode": "reset"}, "connection"),
-    ("huge-response", {"mode": "huge", "size": 32 * 1024 * 1024}, "bad_response"),
+    ("huge-response", {"mode": "huge", "size": 32 * 1024 * 1024}, "too_large"),
 ]
 RESULTS: dict[str, dict[str, Any]] = {}
 
@@ -165,5 +165,5 @@ def test_process_survived_every_fault_and_serves_health(stack: SimAndExporter) -
     assert stack.exporter.alive()
     sc = stack.scrape()
     assert sc.success == 1
-    for reason in ("http_status", "not_json", "api_error", "timeout", "connection", "bad_response"):
+    for reason in ("http_status", "not_json", "api_error", "timeout", "connection", "too_large"):
         assert sc.errors[reason] >= 1, f"no {reason} error was ever counted: {sc.errors}"

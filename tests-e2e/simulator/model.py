@@ -12,6 +12,9 @@ Pure functions, no I/O. Follows `/work/shared/research/kubecost_api.md`:
   into cpuCost/ramCost (+ `cpuCostIdle`/`ramCostIdle`); idle rows carry no adjustments (§2.5, §2.6);
 * Kubecost reconciliation adjustments (`reconcile`, none on `/compute` and OpenCost); `totalCost` includes them;
 * efficiencies with the zero-request rule; properties intersected on aggregation (§2.4, §2.7);
+* window quirks of real engines, switched on per run (`Quirks`): older Kubecost/OpenCost giving every allocation
+  its own window, idle known for only the last hours of a set, an answer for another time (a stale cache), an
+  engine that answers in steps whatever `accumulate` says, and empty sets `{}` for steps without data;
 * serialization: OpenCost's field order, top-level numbers rounded to 5 decimals, NaN/Inf -> `null`,
   integral numbers printed without a fraction, nested `pvs`/`lbAllocations` unrounded, `pvs`/`lbAllocations`
   `null` when empty, map keys sorted (Go's encoder) (§2.3, §2.8).
@@ -372,22 +375,30 @@ def _container_properties(c: Container) -> dict[str, Any]:
 
 
 def idle_alloc(
-    cluster: SyntheticCluster, allocs: Iterable[Alloc], w: Window, now: datetime, scale: float
+    cluster: SyntheticCluster,
+    allocs: Iterable[Alloc],
+    w: Window,
+    now: datetime,
+    scale: float,
+    last_hours: float | None = None,
 ) -> Alloc | None:
-    """Node capacity cost minus what the containers were allocated, per resource; no adjustments (§2.5)."""
-    start, end = max(w.start, cluster.created), min(w.end, now)
+    """Node capacity cost minus what the containers were allocated, per resource; no adjustments (§2.5).
+    `last_hours`: asset data (hence idle) known only for the last hours of the set, as in older engines."""
+    full_start, end = max(w.start, cluster.created), min(w.end, now)
+    start = max(full_start, end - timedelta(hours=last_hours)) if last_hours else full_start
     if end <= start:
         return None
     h = (end - start).total_seconds() / 3600.0
+    part = h / ((end - full_start).total_seconds() / 3600.0)  # allocations accrue linearly in time
     p = cluster.prices
     cap_cores = sum(n.cpu_cores for n in cluster.nodes)
     cap_bytes = sum(n.ram_gib for n in cluster.nodes) * GIB
     allocs = list(allocs)
     idle = Alloc(name=IDLE, properties={"cluster": cluster.name}, window=w, start=start, end=end)
-    idle.cpu_core_hours = cap_cores * h - sum(a.cpu_core_hours for a in allocs)
-    idle.cpu_cost = cap_cores * h * p.cpu_core_hour * scale - sum(a.cpu_cost for a in allocs)
-    idle.ram_byte_hours = cap_bytes * h - sum(a.ram_byte_hours for a in allocs)
-    idle.ram_cost = cap_bytes / GIB * h * p.ram_gib_hour * scale - sum(a.ram_cost for a in allocs)
+    idle.cpu_core_hours = cap_cores * h - part * sum(a.cpu_core_hours for a in allocs)
+    idle.cpu_cost = cap_cores * h * p.cpu_core_hour * scale - part * sum(a.cpu_cost for a in allocs)
+    idle.ram_byte_hours = cap_bytes * h - part * sum(a.ram_byte_hours for a in allocs)
+    idle.ram_cost = cap_bytes / GIB * h * p.ram_gib_hour * scale - part * sum(a.ram_cost for a in allocs)
     return idle
 
 
@@ -539,11 +550,34 @@ def _step(params: Mapping[str, str], flavour: Flavour, w: Window) -> timedelta |
 
 
 @dataclass(frozen=True)
+class Quirks:
+    """Window behaviour of real engines other than current Kubecost (all off by default)."""
+
+    own_windows: bool = False  # every allocation's `window` is its own start/end (older Kubecost/OpenCost)
+    idle_hours: float | None = None  # idle known only for the last N hours of a set
+    shift_hours: float = 0.0  # the answer is for the asked window moved N hours back (a stale cache)
+    step_hours: float | None = None  # sets of N hours whatever `accumulate` says (an engine ignoring it)
+    empty_steps: tuple[int, ...] = ()  # these sets (0-based) are empty `{}`: steps without data
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any]) -> Quirks:
+        idle, step = body.get("idle_hours"), body.get("step_hours")
+        return cls(
+            own_windows=bool(body.get("own_windows", False)),
+            idle_hours=None if idle is None else float(idle),
+            shift_hours=float(body.get("shift_hours", 0.0)),
+            step_hours=None if step is None else float(step),
+            empty_steps=tuple(int(i) for i in body.get("empty_steps", ())),
+        )
+
+
+@dataclass(frozen=True)
 class QueryResult:
     sets: list[dict[str, Alloc]]
+    own_windows: bool = False
 
     def json_data(self) -> list[dict[str, Any]]:
-        return [{k: to_json(s[k]) for k in sorted(s)} for s in self.sets]
+        return [{k: to_json(s[k], self.own_windows) for k in sorted(s)} for s in self.sets]
 
 
 def allocation_query(
@@ -553,6 +587,7 @@ def allocation_query(
     now: datetime,
     scale: float = 1.0,
     nan_namespaces: frozenset[str] = frozenset(),
+    quirks: Quirks = Quirks(),
 ) -> QueryResult:
     """Answer one `/allocation` request. Raises `ApiError` for what the real API refuses."""
     raw_window = params.get("window")
@@ -566,6 +601,9 @@ def allocation_query(
         if flavour is Flavour.OPENCOST:
             raise ApiError(400, f"Invalid window: {err}", plain=True) from err
         raise ApiError(400, f"Error: invalid window: {err}") from err
+    if quirks.shift_hours:
+        shift = timedelta(hours=quirks.shift_hours)
+        window = Window(window.start - shift, window.end - shift)
     tokens = parse_aggregate(params.get("aggregate"), flavour)
     idle_on = (
         _go_bool(params.get("includeIdle"), False)
@@ -578,20 +616,25 @@ def allocation_query(
     reconcile = flavour is Flavour.KUBECOST and _go_bool(params.get("reconcile"), True)
     containers = cluster.containers()
     sets: list[dict[str, Alloc]] = []
-    for w in split_window(window, _step(params, flavour, window)):
+    step = timedelta(hours=quirks.step_hours) if quirks.step_hours else _step(params, flavour, window)
+    for index, w in enumerate(split_window(window, step)):
+        if index in quirks.empty_steps:
+            sets.append({})
+            continue
         pairs = [
             (c, a)
             for c in containers
             if (a := container_alloc(c, cluster, w, now, scale, reconcile, nan_namespaces)) is not None
         ]
-        idle = idle_alloc(cluster, [a for _, a in pairs], w, now, scale) if pairs else None
+        allocs = [a for _, a in pairs]
+        idle = idle_alloc(cluster, allocs, w, now, scale, quirks.idle_hours) if pairs else None
         if idle is not None and share:
             share_idle([a for _, a in pairs], idle)
         agg = aggregate(pairs, tokens)
         if idle is not None and idle_on and not share:
             agg[IDLE] = idle
         sets.append(agg)
-    return QueryResult(sets)
+    return QueryResult(sets, quirks.own_windows)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -605,7 +648,7 @@ def _num(x: float) -> float | None:
     return round(x * 100000) / 100000.0
 
 
-def to_json(a: Alloc) -> dict[str, Any]:
+def to_json(a: Alloc, own_window: bool = False) -> dict[str, Any]:
     hours = a.minutes / 60.0
 
     def per_hour(v: float) -> float:
@@ -615,7 +658,7 @@ def to_json(a: Alloc) -> dict[str, Any]:
     return {
         "name": a.name,
         "properties": a.properties,
-        "window": a.window.json(),
+        "window": Window(a.start, a.end).json() if own_window else a.window.json(),
         "start": _ts(a.start),
         "end": _ts(a.end),
         "minutes": _num(a.minutes),

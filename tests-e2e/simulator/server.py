@@ -14,7 +14,9 @@ Control routes (JSON in, JSON out; never affected by faults):
                             "size": 67108864,      # huge mode: bytes of the (valid JSON) answer
                             "shape": "[]"|"[{}]"|"[null]",   # empty mode: what `data` holds
                             "count": N}            # optional: only the next N API requests, then back to none
-    POST /__sim__/config   {"scale": 2.0, "nan_namespaces": ["default"]}   # cost multiplier; NaN RAM usage quirk
+    POST /__sim__/config   {"scale": 2.0, "nan_namespaces": ["default"],   # cost multiplier; NaN RAM usage quirk
+                            "quirks": {"own_windows": true, "idle_hours": 3,  # window quirks (model.Quirks)
+                                       "shift_hours": 24, "step_hours": 1, "empty_steps": [0, 2]}}
     GET  /__sim__/state    current fault, scale, request count
     GET  /__sim__/requests?limit=N   the last API requests (time, path, params, status), newest last
     POST /__sim__/reset    no fault, scale 1, no NaN namespaces, empty request log
@@ -35,7 +37,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from simulator.cluster import SyntheticCluster, default_cluster
-from simulator.model import ApiError, Flavour, allocation_query, envelope, utcnow
+from simulator.model import ApiError, Flavour, Quirks, allocation_query, envelope, utcnow
 
 FAULT_MODES = ("none", "http500", "http4xx", "code500", "nonjson", "delay", "empty", "truncated", "reset", "huge")
 # truncated: the real answer's headers (Content-Length of the whole body), half the body, then the connection closes.
@@ -91,6 +93,7 @@ class SimulatorState:
     routes: set[str]
     scale: float = 1.0
     nan_namespaces: frozenset[str] = frozenset()
+    quirks: Quirks = field(default_factory=Quirks)
     fault: Fault = field(default_factory=Fault)
     requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=500))
     request_count: int = 0
@@ -118,6 +121,7 @@ class SimulatorState:
                 "routes": sorted(self.routes),
                 "scale": self.scale,
                 "nan_namespaces": sorted(self.nan_namespaces),
+                "quirks": vars(self.quirks).copy(),
                 "fault": vars(self.fault).copy(),
                 "request_count": self.request_count,
             }
@@ -226,9 +230,12 @@ class _Handler(BaseHTTPRequestHandler):
                         state.scale = scale
                     if "nan_namespaces" in body:
                         state.nan_namespaces = frozenset(str(n) for n in body["nan_namespaces"])
+                    if "quirks" in body:
+                        state.quirks = Quirks.parse(body["quirks"])
             elif path == "/__sim__/reset":
                 with state.lock:
                     state.fault, state.scale, state.nan_namespaces = Fault(), 1.0, frozenset()
+                    state.quirks = Quirks()
                     state.requests.clear()
             else:
                 self._send(404, b"404 page not found\n", "text/plain; charset=utf-8")
@@ -245,7 +252,7 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             state.request_count += 1
             state.in_flight += 1
-            scale, nan_ns = state.scale, state.nan_namespaces
+            scale, nan_ns, quirks = state.scale, state.nan_namespaces, state.quirks
         status = 200
         try:
             if fault.mode == "delay":
@@ -260,7 +267,7 @@ class _Handler(BaseHTTPRequestHandler):
                 status = 0
                 self._reset()
             elif fault.mode in ("truncated", "huge"):
-                result = allocation_query(state.cluster, params, flavour, utcnow(), scale, nan_ns)
+                result = allocation_query(state.cluster, params, flavour, utcnow(), scale, nan_ns, quirks)
                 body = envelope(result.json_data())
                 if fault.mode == "truncated":
                     status = 206  # logged as "partial": the client saw a 200 with half the body
@@ -279,7 +286,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif fault.mode == "empty":
                 self._send(200, envelope(EMPTY_SHAPES[fault.shape]))
             else:
-                result = allocation_query(state.cluster, params, flavour, utcnow(), scale, nan_ns)
+                result = allocation_query(state.cluster, params, flavour, utcnow(), scale, nan_ns, quirks)
                 self._send(200, envelope(result.json_data()))
         except ApiError as err:
             status = err.status

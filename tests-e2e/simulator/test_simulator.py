@@ -260,3 +260,46 @@ def test_windows_before_the_cluster_existed_are_empty(sim: SimulatorServer) -> N
     (rows,) = _sets(sim, window="2020-01-01T00:00:00Z,2020-01-02T00:00:00Z")
     assert rows == {}
     assert timedelta(hours=1) == parse_window(HOUR, datetime.now(UTC)).end - parse_window(HOUR, datetime.now(UTC)).start
+
+
+DAY = "2026-11-25T00:00:00Z,2026-11-26T00:00:00Z"
+
+
+def test_older_engines_give_every_allocation_its_own_window(sim: SimulatorServer) -> None:
+    """`own_windows` + `idle_hours`: each row's `window` is its own running time, and idle is known for the
+    last hours only (older Kubecost/OpenCost); Go's sorted keys put `__idle__` first."""
+    (plain,) = _sets(sim, window=DAY, aggregate="namespace")
+    _post(sim, "/__sim__/config", {"quirks": {"own_windows": True, "idle_hours": 3}})
+    (rows,) = _sets(sim, window=DAY, aggregate="namespace")
+    assert next(iter(rows)) == "__idle__"
+    assert rows["__idle__"]["window"] == {"start": "2026-11-25T21:00:00Z", "end": "2026-11-26T00:00:00Z"}
+    assert rows["__idle__"]["minutes"] == 180
+    assert rows["default"]["window"] == plain["default"]["window"]  # the whole day: it ran all of it
+    # idle for 3 of the 24 hours: an eighth of the day's idle
+    assert rows["__idle__"]["totalCost"] == pytest.approx(plain["__idle__"]["totalCost"] / 8, rel=1e-3)
+    assert rows["default"]["totalCost"] == plain["default"]["totalCost"]
+
+
+def test_a_stale_cache_answers_for_another_time(sim: SimulatorServer) -> None:
+    _post(sim, "/__sim__/config", {"quirks": {"shift_hours": 24}})
+    (rows,) = _sets(sim, window=DAY, aggregate="namespace")
+    assert rows["default"]["window"] == {"start": "2026-11-24T00:00:00Z", "end": "2026-11-25T00:00:00Z"}
+
+
+def test_an_engine_that_ignores_accumulate_answers_in_steps_with_empty_sets(sim: SimulatorServer) -> None:
+    _post(sim, "/__sim__/config", {"quirks": {"step_hours": 1, "empty_steps": [0, 5]}})
+    sets = _sets(sim, window="2026-11-25T10:00:00Z,2026-11-25T16:00:00Z", aggregate="namespace")
+    assert len(sets) == 6
+    assert [bool(s) for s in sets] == [False, True, True, True, True, False]
+    assert sets[1]["default"]["window"] == {"start": "2026-11-25T11:00:00Z", "end": "2026-11-25T12:00:00Z"}
+    _post(sim, "/__sim__/reset", {})
+    assert len(_sets(sim, window="2026-11-25T10:00:00Z,2026-11-25T16:00:00Z", aggregate="namespace")) == 1
+
+
+def test_bad_quirks_are_refused(sim: SimulatorServer) -> None:
+    req = urllib.request.Request(
+        f"{sim.url}/__sim__/config", json.dumps({"quirks": {"idle_hours": "many"}}).encode(), method="POST"
+    )
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=10)
+    assert err.value.code == 400

@@ -16,8 +16,9 @@ from types import FrameType
 
 from kubecost_allocation_exporter import __version__
 from kubecost_allocation_exporter.config import PROG, Config, ConfigError, load
-from kubecost_allocation_exporter.kubecost import AllocationClient, redact_url
+from kubecost_allocation_exporter.kubecost import AllocationClient
 from kubecost_allocation_exporter.logging_setup import configure
+from kubecost_allocation_exporter.redact import redact_text, redact_url
 from kubecost_allocation_exporter.refresher import Refresher
 from kubecost_allocation_exporter.server import ExporterServer
 
@@ -36,8 +37,8 @@ def run_once(cfg: Config) -> int:
         client.close()
     if error is not None:
         if debug:
-            traceback.print_exception(error, file=sys.stderr)
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+            sys.stderr.write(redact_text("".join(traceback.format_exception(error))))
+        print(f"{PROG}: error: {redact_text(str(error))}", file=sys.stderr)
         return 1
     for part in refresher.exposition_parts():  # no joined copy of a 10 MB exposition
         sys.stdout.buffer.write(part)

@@ -1,5 +1,6 @@
 """Logging to stderr as text or JSON lines. Messages never carry credentials: the client never
-logs headers, and URLs are logged through `kubecost.redact_url`."""
+logs headers, URLs are logged through `redact.redact_url`, and every line (message, extra fields,
+traceback) goes through `redact.redact_text` last, for text that comes from libraries."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 from typing import IO, Any
+
+from kubecost_allocation_exporter.redact import redact_text
 
 # Attributes every LogRecord has; anything else was passed via `extra=` and is printed.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -33,7 +36,7 @@ class TextFormatter(logging.Formatter):
         line = f"{_ts(record)} {record.levelname.lower():7s} {record.name}: {record.getMessage()}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return redact_text(line)
 
 
 class JsonFormatter(logging.Formatter):
@@ -42,12 +45,15 @@ class JsonFormatter(logging.Formatter):
             "ts": _ts(record),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact_text(record.getMessage()),
         }
         for k, v in _extras(record).items():
-            doc[k] = v if isinstance(v, str | int | float | bool) or v is None else str(v)
+            if isinstance(v, int | float | bool) or v is None:
+                doc[k] = v
+            else:
+                doc[k] = redact_text(str(v))
         if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
+            doc["exc"] = redact_text(self.formatException(record.exc_info))
         return json.dumps(doc, ensure_ascii=False)
 
 

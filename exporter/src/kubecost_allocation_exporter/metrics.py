@@ -1,40 +1,29 @@
-"""Snapshot -> metric families -> exposition bytes (own CollectorRegistry, no global state).
+"""Snapshot and health -> exposition text (format 0.0.4): the one exposition writer.
 
-Rendering happens once per refresh: the cost part and the health part are rendered to bytes
-separately, so `/metrics` only concatenates bytes (and drops the cost part once it is stale).
-The metric names and labels here are a contract with the platform (issue 2); docs/metrics.md
-documents each one.
+Rendering happens once per refresh: the cost part and the health part are written to bytes
+separately, so `/metrics` only concatenates bytes (and drops the cost part once it is stale). The
+text is byte for byte what prometheus_client's `generate_latest` writes for the same families on a
+private registry (a test compares them), written without Metric or Sample objects: one pass per
+family over pre-escaped label strings and one join (110,000 samples at 10,000 namespaces). The
+metric names and labels are a contract with the platform; docs/metrics.md documents each one.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from itertools import chain, repeat
-from typing import cast
-
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    InfoMetricFamily,
-    Metric,
-)
-from prometheus_client.exposition import generate_latest
-from prometheus_client.registry import Collector, CollectorRegistry
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import chain, compress, repeat
 
 from kubecost_allocation_exporter import __version__
 from kubecost_allocation_exporter.config import Config
-from kubecost_allocation_exporter.kubecost import REASONS
-from kubecost_allocation_exporter.model import Costs, Coverage, Snapshot
+from kubecost_allocation_exporter.decode import REASONS
+from kubecost_allocation_exporter.snapshot import Snapshot
 
 PREFIX = "cloudtuner_kubecost_"
 CURRENCY = "USD"
-BASE = ("cluster", "tenant_id")
-NS = ("cluster", "tenant_id", "namespace")
-
-# (part, metric name suffix, source description) in exposition order.
-CLUSTER_COSTS: tuple[tuple[str, str], ...] = (
+# (part, source) in exposition order; the same for cluster and namespace series.
+COST_SOURCES: tuple[tuple[str, str], ...] = (
     ("total", "totalCost"),
     ("cpu", "cpuCost + cpuCostAdjustment"),
     ("ram", "ramCost + ramCostAdjustment"),
@@ -44,24 +33,21 @@ CLUSTER_COSTS: tuple[tuple[str, str], ...] = (
     ("gpu", "gpuCost + gpuCostAdjustment"),
     ("shared", "sharedCost"),
 )
-NAMESPACE_COSTS = CLUSTER_COSTS
 EFFICIENCY_SOURCES = {
     "cpu": "cpuEfficiency (cpuCoreUsageAverage / cpuCoreRequestAverage)",
     "ram": "ramEfficiency (ramByteUsageAverage / ramByteRequestAverage)",
     "total": "totalEfficiency (cost-weighted CPU and RAM efficiency)",
 }
-
-# Every family name, for docs and tests.
+WINDOW_SERIES = ("start_timestamp_seconds", "end_timestamp_seconds", "coverage_ratio")
 COST_METRIC_NAMES: tuple[str, ...] = (
-    *(f"{PREFIX}cluster_{p}_cost" for p, _ in CLUSTER_COSTS),
+    *(f"{PREFIX}cluster_{p}_cost" for p, _ in COST_SOURCES),
     f"{PREFIX}cluster_idle_cost",
     *(f"{PREFIX}cluster_{e}_efficiency" for e in EFFICIENCY_SOURCES),
-    *(f"{PREFIX}namespace_{p}_cost" for p, _ in NAMESPACE_COSTS),
+    *(f"{PREFIX}namespace_{p}_cost" for p, _ in COST_SOURCES),
     *(f"{PREFIX}namespace_{e}_efficiency" for e in EFFICIENCY_SOURCES),
     f"{PREFIX}breakdown_total_cost",
     f"{PREFIX}exported_namespaces",
-    f"{PREFIX}window_start_timestamp_seconds",
-    f"{PREFIX}window_end_timestamp_seconds",
+    *(f"{PREFIX}window_{s}" for s in WINDOW_SERIES),
 )
 HEALTH_METRIC_NAMES: tuple[str, ...] = (
     f"{PREFIX}scrape_success",
@@ -75,180 +61,17 @@ HEALTH_METRIC_NAMES: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Health:
-    """Health of the last refresh (what the health series show)."""
+    """State of the last refresh (what the health series show)."""
 
     success: bool | None  # None: no refresh finished yet
     duration_seconds: float | None
-    errors: dict[str, int]  # reason -> count since start
-    last_success_timestamp: float | None  # unix seconds
-    api_flavour: str  # "kubecost", "opencost" or "unknown" before auto-detection
+    errors: dict[str, int] = field(default_factory=dict)  # reason -> count since start
+    last_success_timestamp: float | None = None  # unix seconds
+    api_flavour: str = "unknown"  # "kubecost", "opencost" or "unknown" before auto-detection
     dropped_series: int = 0  # cost series left out by --max-series since start
 
 
-class _Families(Collector):
-    def __init__(self, families: Sequence[Metric]) -> None:
-        self._families = families
-
-    def collect(self) -> Iterator[Metric]:
-        yield from self._families
-
-
-def render(families: Iterable[Metric]) -> bytes:
-    """Exposition text (format 0.0.4) of the families through a private CollectorRegistry."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(list(families)))
-    return generate_latest(registry)
-
-
-def _unit(cfg: Config) -> str:
-    if cfg.metric_mode == "rate":
-        return "USD per hour (cost over the queried window divided by its elapsed hours)"
-    return "USD over the queried window"
-
-
-def _cached(cfg: Config) -> str:
-    share = "true" if cfg.share_idle == "weighted" else "false"
-    return (
-        f"Kubecost Allocation API, accumulate=true, shareIdle={share}; cached, refreshed in the "
-        f"background every {cfg.refresh_interval:g}s."
-    )
-
-
-@dataclass(frozen=True)
-class Series:
-    """One gauge family before rendering: name, HELP, label names and samples."""
-
-    name: str
-    help: str
-    labels: tuple[str, ...]
-    samples: list[tuple[tuple[str, ...], float]]
-
-
-def cost_series(snapshot: Snapshot, cfg: Config) -> list[Series]:
-    """The cost part; families with no sample are left out of the exposition."""
-    return [s for s in _all_series(snapshot, cfg) if s.samples]
-
-
-def _families_help(cfg: Config) -> list[Series]:
-    """Every cost family with its HELP text (no samples)."""
-    empty = Snapshot((), (), Coverage(None, None, None), cfg.metric_mode, 0)
-    return _all_series(empty, cfg)
-
-
-def _all_series(snapshot: Snapshot, cfg: Config) -> list[Series]:
-    unit, cached = _unit(cfg), _cached(cfg)
-    tenant = cfg.tenant_id
-    out: list[Series] = []
-
-    def add(name: str, help_: str, labels: tuple[str, ...]) -> list[tuple[tuple[str, ...], float]]:
-        samples: list[tuple[tuple[str, ...], float]] = []
-        out.append(Series(name, help_, labels, samples))
-        return samples
-
-    for part, source in CLUSTER_COSTS:
-        samples = add(
-            f"{PREFIX}cluster_{part}_cost",
-            f"Cluster {part} cost: sum of {source} over all allocations incl. __idle__, {unit}. "
-            + cached,
-            BASE,
-        )
-        for c in snapshot.clusters:
-            v = c.costs.part(part)
-            if v is not None:
-                samples.append(((c.name, tenant), v))
-    samples = add(
-        f"{PREFIX}cluster_idle_cost",
-        f"Cluster idle cost: totalCost of the __idle__ allocations (part of cluster_total_cost, "
-        f"never a namespace; 0 when shareIdle spread idle over the namespaces), {unit}. " + cached,
-        BASE,
-    )
-    for c in snapshot.clusters:
-        if c.idle is not None:
-            samples.append(((c.name, tenant), c.idle))
-    for eff, source in EFFICIENCY_SOURCES.items():
-        samples = add(
-            f"{PREFIX}cluster_{eff}_efficiency",
-            f"Cluster {eff} efficiency ratio (may exceed 1, not a percentage): {source} over all "
-            f"non-idle allocations, combined as Kubecost aggregates them. " + cached,
-            BASE,
-        )
-        for c in snapshot.clusters:
-            v = c.costs.part(f"{eff}_efficiency")
-            if v is not None:
-                samples.append(((c.name, tenant), v))
-
-    ns_keys = {(c.name, ns): (c.name, tenant, ns) for c in snapshot.clusters for ns in c.namespaces}
-    for part, source in NAMESPACE_COSTS:
-        samples = add(
-            f"{PREFIX}namespace_{part}_cost",
-            f"Namespace {part} cost: {source} of the namespace allocation, {unit}. " + cached,
-            NS,
-        )
-        for c in snapshot.clusters:
-            for ns, costs in c.namespaces.items():
-                v = getattr(costs, part)
-                if v is not None:
-                    samples.append((ns_keys[(c.name, ns)], v))
-    for eff, source in EFFICIENCY_SOURCES.items():
-        samples = add(
-            f"{PREFIX}namespace_{eff}_efficiency",
-            f"Namespace {eff} efficiency ratio (may exceed 1, not a percentage): {source}. "
-            + cached,
-            NS,
-        )
-        attr = f"{eff}_efficiency"
-        for c in snapshot.clusters:
-            for ns, costs in c.namespaces.items():
-                v = getattr(costs, attr)
-                if v is not None:
-                    samples.append((ns_keys[(c.name, ns)], v))
-
-    samples = add(
-        f"{PREFIX}breakdown_total_cost",
-        f"totalCost per extra breakdown (--breakdowns): the top N values by cost per cluster and "
-        f"one __other__ series with the rest; idle excluded, {unit}. " + cached,
-        ("cluster", "tenant_id", "breakdown", "namespace", "value"),
-    )
-    for row in snapshot.breakdowns:
-        samples.append(((row.cluster, tenant, row.breakdown, row.namespace, row.value), row.total))
-
-    samples = add(
-        f"{PREFIX}exported_namespaces",
-        "Number of namespaces exported for the cluster in the current snapshot.",
-        BASE,
-    )
-    for c in snapshot.clusters:
-        samples.append(((c.name, tenant), float(len(c.namespaces))))
-    cov = snapshot.coverage
-    for edge, when in (("start", cov.start), ("end", cov.end)):
-        samples = add(
-            f"{PREFIX}window_{edge}_timestamp_seconds",
-            f"{edge.capitalize()} of the time the current numbers cover (union of the returned "
-            "windows, end clamped to the query time), unix seconds.",
-            BASE,
-        )
-        if when is not None:
-            for c in snapshot.clusters:
-                samples.append(((c.name, tenant), when.timestamp()))
-    # Last line of defence: a sum or ratio that overflowed is unknown, never +Inf/NaN.
-    for series in out:
-        if any(v - v != 0.0 for _, v in series.samples):
-            series.samples[:] = [(k, v) for k, v in series.samples if v - v == 0.0]
-    return out
-
-
-def cost_families(snapshot: Snapshot, cfg: Config) -> list[Metric]:
-    """The cost part as prometheus_client families (for a CollectorRegistry)."""
-    fams: list[Metric] = []
-    for series in cost_series(snapshot, cfg):
-        g = GaugeMetricFamily(series.name, series.help, labels=series.labels)
-        for values, v in series.samples:
-            g.add_metric(list(values), v)
-        fams.append(g)
-    return fams
-
-
-def _escape_value(v: str) -> str:
+def _escape(v: str) -> str:
     if "\\" in v or "\n" in v or '"' in v:
         return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
     return v
@@ -268,184 +91,222 @@ def _fmt(v: float) -> str:
     return repr(v) if v < 1e6 else _go_float(v)
 
 
+class _Text:
+    """The exposition as bytes, one piece per family (so a 10 MB exposition is never also held as
+    one str); each family is written only when it has samples."""
+
+    def __init__(self) -> None:
+        self.out: list[bytes] = []
+
+    def family(self, name: str, doc: str, lines: Sequence[str], kind: str = "gauge") -> None:
+        if lines:
+            doc = doc.replace("\\", r"\\").replace("\n", r"\n")
+            self.out.append(f"# HELP {name} {doc}\n# TYPE {name} {kind}\n".encode())
+            self.out.append("".join(lines).encode())
+
+    def samples(
+        self, name: str, doc: str, pairs: Iterable[tuple[str, float | None]], kind: str = "gauge"
+    ) -> None:
+        """One sample per (label string, value); unknown and non-finite values are left out."""
+        lines = [
+            f"{name}{{{lab}}} {_fmt(v)}\n" for lab, v in pairs if v is not None and v - v == 0.0
+        ]
+        self.family(name, doc, lines, kind)
+
+    def bytes(self) -> bytes:
+        return b"".join(self.out)
+
+
+def _unit(cfg: Config) -> str:
+    if cfg.metric_mode == "rate":
+        return "USD per hour (cost over the queried window divided by its elapsed hours)"
+    return "USD over the queried window"
+
+
+def _cached(cfg: Config) -> str:
+    share = "true" if cfg.share_idle == "weighted" else "false"
+    return (
+        f"Kubecost Allocation API, accumulate=true, shareIdle={share}; cached, refreshed in the "
+        f"background every {cfg.refresh_interval:g}s."
+    )
+
+
+def cost_help(cfg: Config) -> dict[str, str]:
+    """The HELP text of every cost family."""
+    unit, cached = _unit(cfg), _cached(cfg)
+    eff = "efficiency ratio (may exceed 1, not a percentage)"
+    helps = {
+        f"{PREFIX}cluster_{p}_cost": f"Cluster {p} cost: sum of {src} over all allocations incl. "
+        f"__idle__, {unit}. {cached}"
+        for p, src in COST_SOURCES
+    }
+    helps[f"{PREFIX}cluster_idle_cost"] = (
+        "Cluster idle cost: totalCost of the __idle__ allocations (part of cluster_total_cost, "
+        f"never a namespace; 0 when shareIdle spread idle over the namespaces), {unit}. {cached}"
+    )
+    for e, src in EFFICIENCY_SOURCES.items():
+        helps[f"{PREFIX}cluster_{e}_efficiency"] = (
+            f"Cluster {e} {eff}: {src} over all non-idle allocations, combined as Kubecost "
+            f"aggregates them. {cached}"
+        )
+    for p, src in COST_SOURCES:
+        helps[f"{PREFIX}namespace_{p}_cost"] = (
+            f"Namespace {p} cost: {src} of the namespace allocation, {unit}. {cached}"
+        )
+    for e, src in EFFICIENCY_SOURCES.items():
+        helps[f"{PREFIX}namespace_{e}_efficiency"] = f"Namespace {e} {eff}: {src}. {cached}"
+    helps[f"{PREFIX}breakdown_total_cost"] = (
+        "totalCost per extra breakdown (--breakdowns): the top N values by cost per cluster and "
+        f"one __other__ series with the rest; idle excluded, {unit}. {cached}"
+    )
+    helps[f"{PREFIX}exported_namespaces"] = (
+        "Number of namespaces exported for the cluster in the current snapshot."
+    )
+    for edge in ("start", "end"):
+        helps[f"{PREFIX}window_{edge}_timestamp_seconds"] = (
+            f"{edge.capitalize()} of the time the current numbers cover (union of the returned "
+            "windows, end clamped to the query time), unix seconds."
+        )
+    helps[f"{PREFIX}window_coverage_ratio"] = (
+        "Share of the requested window the current numbers cover: covered / requested minutes "
+        "(1 = all of it; less when Kubecost has data for part of it). In rate mode costs are "
+        "divided by the covered hours."
+    )
+    return helps
+
+
 def render_costs(snapshot: Snapshot, cfg: Config) -> bytes:
-    """The cost part rendered directly: byte for byte what `render(cost_families(...))` gives
-    (a test checks it). One pass per family over pre-escaped label strings and a single join: no
-    Sample objects, no per-sample tuples (110k samples at 10k namespaces)."""
-    out: list[str] = []
-    append = out.append
-    tenant = _escape_value(cfg.tenant_id)
+    """The cost part of the exposition."""
+    w = _Text()
+    helps = cost_help(cfg)
+    tenant = _escape(cfg.tenant_id)
     clusters = snapshot.clusters
-    base_labels = [(f'cluster="{_escape_value(c.name)}",tenant_id="{tenant}"', c) for c in clusters]
+    base = [(f'cluster="{_escape(c.name)}",tenant_id="{tenant}"', c) for c in clusters]
+    for i, (part, _) in enumerate(COST_SOURCES):
+        name = f"{PREFIX}cluster_{part}_cost"
+        w.samples(name, helps[name], ((lab, c.costs[i]) for lab, c in base))
+    name = f"{PREFIX}cluster_idle_cost"
+    w.samples(name, helps[name], ((lab, c.idle) for lab, c in base))
+    for i, e in enumerate(EFFICIENCY_SOURCES):
+        name = f"{PREFIX}cluster_{e}_efficiency"
+        w.samples(name, helps[name], ((lab, c.costs[8 + i]) for lab, c in base))
     # every namespace's label string up to the value (`...,tenant_id="t"} `), built with C-level
     # maps; names are escaped one by one only when one of them needs it
     labs: list[str] = []
-    ns_costs: list[Costs] = []
     for c in clusters:
-        names: Iterable[str] = c.namespaces
-        joined = "".join(names)
+        names: Iterable[str] = c.names
+        joined = "".join(c.names)
         if "\\" in joined or "\n" in joined or '"' in joined:
-            names = map(_escape_value, names)
-        first = f'cluster="{_escape_value(c.name)}",namespace="'
+            names = map(_escape, names)
+        first = f'cluster="{_escape(c.name)}",namespace="'
         labs += map(operator.add, map(first.__add__, names), repeat(f'",tenant_id="{tenant}"}} '))
-        ns_costs += c.namespaces.values()
-    helps = {s.name: s.help for s in _families_help(cfg)}
-
-    def head(name: str) -> None:
-        doc = helps[name].replace("\\", r"\\").replace("\n", r"\n")
-        append(f"# HELP {name} {doc}\n# TYPE {name} gauge\n")
-
-    def cluster_family(name: str, values: list[tuple[str, float | None]]) -> None:
-        lines = [
-            f"{name}{{{lab}}} {_fmt(v)}\n" for lab, v in values if v is not None and v - v == 0.0
-        ]
-        if lines:
-            head(name)
-            append("".join(lines))
-
-    for part, _ in CLUSTER_COSTS:
-        cluster_family(
-            f"{PREFIX}cluster_{part}_cost", [(lab, c.costs.part(part)) for lab, c in base_labels]
-        )
-    cluster_family(f"{PREFIX}cluster_idle_cost", [(lab, c.idle) for lab, c in base_labels])
-    for eff in EFFICIENCY_SOURCES:
-        cluster_family(
-            f"{PREFIX}cluster_{eff}_efficiency",
-            [(lab, c.costs.part(f"{eff}_efficiency")) for lab, c in base_labels],
-        )
-    fields = [f"{PREFIX}namespace_{p}_cost" for p, _ in NAMESPACE_COSTS] + [
-        f"{PREFIX}namespace_{e}_efficiency" for e in EFFICIENCY_SOURCES
-    ]
-    # the fast path hands over its columns (all finite floats); else transpose the Costs rows
-    finite = all(c.columns is not None for c in clusters)
-    columns: list[Sequence[float | None]]
-    if finite and len(clusters) == 1 and clusters[0].columns is not None:
-        columns = list(clusters[0].columns)
-    elif finite:
-        columns = [
-            list(chain.from_iterable(c.columns[i] for c in clusters if c.columns is not None))
-            for i in range(len(fields))
-        ]
-    else:
-        columns = list(zip(*ns_costs, strict=True)) if ns_costs else []
-    have_texts = all(c.texts is not None for c in clusters)
-    for idx, name in enumerate(fields):  # Costs fields: 8 parts, then 3 efficiencies
+    fields = [f"{PREFIX}namespace_{p}_cost" for p, _ in COST_SOURCES]
+    fields += [f"{PREFIX}namespace_{e}_efficiency" for e in EFFICIENCY_SOURCES]
+    for idx, name in enumerate(fields):
         pre = name + "{"
-        col = columns[idx] if columns else ()
-        known = finite or (None not in col and sum(col) - sum(col) == 0.0)  # type: ignore[arg-type]
-        if col and known and max(cast(Sequence[float], col)) < 1e6:
-            # every value known, finite and below 1e6 (repr): one join over C-level maps, with
-            # the text the model kept from tidying when it has it
-            texts: Iterable[str] = map(repr, col)
-            if idx < len(NAMESPACE_COSTS) and have_texts:
-                texts = chain.from_iterable(c.texts[idx] for c in clusters if c.texts)
-            head(name)
-            out += chain.from_iterable(zip(repeat(pre), labs, texts, repeat("\n"), strict=False))
-            continue
-        lines = [
-            f"{pre}{lab}{repr(v) if v < 1e6 else _go_float(v)}\n"
-            for lab, costs in zip(labs, ns_costs, strict=True)
-            if (v := costs[idx]) is not None and v - v == 0.0
-        ]
-        if lines:
-            head(name)
-            append("".join(lines))
-    name = f"{PREFIX}breakdown_total_cost"
-    lines = []
-    for row in snapshot.breakdowns:
-        v = row.total
-        if v - v == 0.0:
-            lab = (
-                f'breakdown="{_escape_value(row.breakdown)}",cluster="{_escape_value(row.cluster)}",'
-                f'namespace="{_escape_value(row.namespace)}",tenant_id="{tenant}",'
-                f'value="{_escape_value(row.value)}"'
-            )
-            lines.append(f"{name}{{{lab}}} {_fmt(v)}\n")
-    if lines:
-        head(name)
-        append("".join(lines))
-    cluster_family(
-        f"{PREFIX}exported_namespaces",
-        [(lab, float(len(c.namespaces))) for lab, c in base_labels],
-    )
-    cov = snapshot.coverage
-    for edge, when in (("start", cov.start), ("end", cov.end)):
-        ts = when.timestamp() if when is not None else None
-        cluster_family(
-            f"{PREFIX}window_{edge}_timestamp_seconds", [(lab, ts) for lab, _ in base_labels]
+        col: Sequence[float] = (
+            [v for c in clusters for v in c.columns[idx]]
+            if len(clusters) != 1
+            else clusters[0].columns[idx]
         )
-    return "".join(out).encode("utf-8")
-
-
-def health_families(health: Health, cfg: Config) -> list[Metric]:
-    labels = [cfg.cluster_name, cfg.tenant_id]
-    fams: list[Metric] = []
-
-    def single(family: GaugeMetricFamily | CounterMetricFamily, value: float | None) -> None:
-        """One family with one sample for (cluster, tenant_id); no sample when unknown."""
-        if value is not None:
-            family.add_metric(labels, value)
-        fams.append(family)
-
-    success = None if health.success is None else (1.0 if health.success else 0.0)
-    single(
-        GaugeMetricFamily(
-            f"{PREFIX}scrape_success",
-            "1 if the last query of the Kubecost Allocation API (background refresh) "
-            "succeeded, else 0.",
-            labels=BASE,
+        texts: Iterable[str] = map(repr, col)  # what the text of a value below 1e6 is
+        if idx < 8:  # the cost parts: the text kept from tidying
+            texts = chain.from_iterable(c.texts[idx] for c in clusters)
+        names_, known = labs, True
+        total = sum(col)
+        if total - total != 0.0:  # unknown values are left out (NaN, or a sum that overflowed)
+            keep = list(map((0.0).__eq__, map(operator.sub, col, col)))
+            names_, col, texts = (
+                list(compress(labs, keep)),
+                list(compress(col, keep)),
+                compress(texts, keep),
+            )
+            known = bool(col)
+        if known and col and max(col) < 1e6:
+            # one join over C-level maps (no Python work per sample)
+            pieces = chain.from_iterable(zip(repeat(pre), names_, texts, repeat("\n")))
+            w.family(name, helps[name], ["".join(pieces)])
+        else:
+            lines = [f"{pre}{lab}{_fmt(v)}\n" for lab, v in zip(names_, col, strict=True)]
+            w.family(name, helps[name], lines)
+    name = f"{PREFIX}breakdown_total_cost"
+    w.samples(
+        name,
+        helps[name],
+        (
+            (
+                f'breakdown="{_escape(r.breakdown)}",cluster="{_escape(r.cluster)}",'
+                f'namespace="{_escape(r.namespace)}",tenant_id="{tenant}",'
+                f'value="{_escape(r.value)}"',
+                r.total,
+            )
+            for r in snapshot.breakdowns
         ),
-        success,
     )
-    single(
-        GaugeMetricFamily(
-            f"{PREFIX}scrape_duration_seconds",
-            "Duration of the last background refresh (API queries, parsing, rendering), seconds.",
-            labels=BASE,
-        ),
-        health.duration_seconds,
+    name = f"{PREFIX}exported_namespaces"
+    w.samples(name, helps[name], ((lab, float(len(c.names))) for lab, c in base))
+    cov = snapshot.coverage
+    for series, value in zip(WINDOW_SERIES, (cov.start, cov.end, cov.ratio), strict=True):
+        name = f"{PREFIX}window_{series}"
+        w.samples(name, helps[name], ((lab, value) for lab, _ in base))
+    return w.bytes()
+
+
+def render_health(health: Health, cfg: Config) -> bytes:
+    """The health part of the exposition (always served, also when the costs are stale)."""
+    w = _Text()
+    lab = f'cluster="{_escape(cfg.cluster_name)}",tenant_id="{_escape(cfg.tenant_id)}"'
+    success = None if health.success is None else float(health.success)
+    w.samples(
+        f"{PREFIX}scrape_success",
+        "1 if the last query of the Kubecost Allocation API (background refresh) succeeded, "
+        "else 0.",
+        [(lab, success)],
     )
-    c = CounterMetricFamily(
-        f"{PREFIX}scrape_errors",
+    w.samples(
+        f"{PREFIX}scrape_duration_seconds",
+        "Duration of the last background refresh (API queries, parsing, rendering), seconds.",
+        [(lab, health.duration_seconds)],
+    )
+    cluster, tenant = _escape(cfg.cluster_name), _escape(cfg.tenant_id)
+    w.samples(
+        f"{PREFIX}scrape_errors_total",
         "Failed background refreshes since start, by reason (" + ", ".join(REASONS) + ").",
-        labels=(*BASE, "reason"),
-    )
-    for reason in REASONS:
-        c.add_metric([*labels, reason], float(health.errors.get(reason, 0)))
-    fams.append(c)
-    single(
-        CounterMetricFamily(
-            f"{PREFIX}dropped_series",
-            "Cost series left out by the cardinality guard (--max-series) since start, summed over "
-            "refreshes (the cheapest namespaces first; cluster series are always kept).",
-            labels=BASE,
+        (
+            (
+                f'cluster="{cluster}",reason="{r}",tenant_id="{tenant}"',
+                float(health.errors.get(r, 0)),
+            )
+            for r in REASONS
         ),
-        float(health.dropped_series),
+        "counter",
     )
-    single(
-        GaugeMetricFamily(
-            f"{PREFIX}last_success_timestamp_seconds",
-            "Unix time of the last successful refresh (absent until the first one).",
-            labels=BASE,
-        ),
-        health.last_success_timestamp,
+    w.samples(
+        f"{PREFIX}dropped_series_total",
+        "Cost series left out by the cardinality guard (--max-series) since start, summed over "
+        "refreshes (the cheapest namespaces first; cluster series are always kept).",
+        [(lab, float(health.dropped_series))],
+        "counter",
     )
-    info = InfoMetricFamily(
-        f"{PREFIX}exporter",
+    w.samples(
+        f"{PREFIX}last_success_timestamp_seconds",
+        "Unix time of the last successful refresh (absent until the first one).",
+        [(lab, health.last_success_timestamp)],
+    )
+    info = {
+        "api": health.api_flavour,
+        "cluster": cfg.cluster_name,
+        "currency": CURRENCY,
+        "metric_mode": cfg.metric_mode,
+        "multi_cluster": "true" if cfg.multi_cluster else "false",
+        "share_idle": cfg.share_idle,
+        "tenant_id": cfg.tenant_id,
+        "version": __version__,
+        "window": cfg.window_label,
+    }
+    w.samples(
+        f"{PREFIX}exporter_info",
         "Exporter build and settings: version, API flavour, metric mode, window, currency.",
-        labels=BASE,
+        [(",".join(f'{k}="{_escape(v)}"' for k, v in info.items()), 1.0)],
     )
-    info.add_metric(
-        labels,
-        {
-            "version": __version__,
-            "api": health.api_flavour,
-            "metric_mode": cfg.metric_mode,
-            "window": cfg.window_label,
-            "currency": CURRENCY,
-            "share_idle": cfg.share_idle,
-            "multi_cluster": "true" if cfg.multi_cluster else "false",
-        },
-    )
-    fams.append(info)
-    return [f for f in fams if f.samples]
+    return w.bytes()

@@ -14,31 +14,23 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 
-from kubecost_allocation_exporter import fastpath
+from kubecost_allocation_exporter import memory
+from kubecost_allocation_exporter.breakdown import BreakdownTotals
 from kubecost_allocation_exporter.config import Config
-from kubecost_allocation_exporter.kubecost import (
-    REASONS,
-    AllocationClient,
-    AllocationSet,
-    ApiError,
-    FetchResult,
-    one_line,
-)
-from kubecost_allocation_exporter.metrics import Health, health_families, render, render_costs
-from kubecost_allocation_exporter.model import (
-    IDLE,
-    BreakdownRow,
-    BreakdownTotals,
+from kubecost_allocation_exporter.decode import REASONS, ApiError, one_line
+from kubecost_allocation_exporter.kubecost import AllocationClient, Budget
+from kubecost_allocation_exporter.metrics import Health, render_costs, render_health
+from kubecost_allocation_exporter.snapshot import (
+    NamespaceRows,
     Snapshot,
-    build_snapshot,
-    cap_series,
-    explicit_window,
-    window_param,
+    build,
+    cap_breakdowns,
+    factor,
 )
+from kubecost_allocation_exporter.windows import coverage, mismatch, requested_window, window_param
 
 log = logging.getLogger(__name__)
 #: Niceness added to the refresher thread so /metrics answers first when the CPU is busy.
@@ -56,109 +48,71 @@ class Exposition:
 
 @dataclass(frozen=True)
 class Collected:
-    """One refresh's result: the snapshot, the raw answers it came from, and whether they were
-    byte-identical to the previous refresh's (then `snapshot` is the previous one, reused)."""
+    """One refresh's result: the snapshot and a fingerprint of every answer it came from; when
+    they equal the previous refresh's (a closed window), `snapshot` is the previous one."""
 
     window: str
     snapshot: Snapshot
-    bodies: tuple[bytes, ...]
+    prints: tuple[tuple[int, ...], ...]
     reused: bool = False
     dropped: int = 0  # series left out by the cardinality guard (--max-series)
 
 
-def _closed(window: str, now: datetime) -> bool:
-    """A window whose numbers cannot change with `now` (an explicit pair that ended)."""
-    pair = explicit_window(window)
-    return pair is not None and pair[1] <= now
-
-
 def collect(
-    client: AllocationClient, cfg: Config, now: datetime, previous: Collected | None = None
+    client: AllocationClient,
+    cfg: Config,
+    now: float,
+    previous: Collected | None = None,
+    budget: Budget | None = None,
 ) -> Collected:
     """All queries of one refresh -> one snapshot. Raises ApiError.
 
-    With the default window the same hour is queried ~30 times; when every answer is
-    byte-identical to the previous refresh's, the previous snapshot is reused (no parsing,
-    no model work, no rendering)."""
+    Each page is decoded into compact rows and released before the next is asked for. With the
+    default window the same closed hour is queried ~40 times; when every answer is identical to
+    the previous refresh's, the previous snapshot is reused (no snapshot work, no rendering)."""
+    budget = budget or Budget(cfg)
     window = window_param(cfg.window, now, cfg.data_lag)
+    requested = requested_window(window, now)
     base = "cluster,namespace" if cfg.multi_cluster else "namespace"
-    aggregates = [base] + [f"{base},{b}" for b in cfg.breakdowns]
-    cacheable = (
-        previous is not None
-        and previous.window == window
-        and len(previous.bodies) == len(aggregates)
-        and _closed(window, now)
-    )
-    # Kubecost 2.x pages (offset/limit by totalCost): each page is parsed on its own, so the
-    # whole answer (and the parser's transient copy of it) is never in memory at once. OpenCost
-    # ignores paging; it is not asked.
-    endpoint = client.endpoint
-    paging = cfg.page_size > 0 and (endpoint is None or endpoint.flavour != "opencost")
-    results: list[FetchResult] = []
-    totals: list[BreakdownTotals] = []
-    bodies: list[bytes] = []
-    unchanged: list[bool] = []
-    # The namespace query of a single cluster is asked for typed rows (fastpath): the usual
-    # answer then skips the general parser and model; any other answer takes the general path.
-    typed = not cfg.multi_cluster
-    ns_pages: list[FetchResult] = []
-    for i, aggregate in enumerate(aggregates):
-        same_as = previous.bodies[i] if cacheable and previous is not None else None
-        if not paging:
-            res = client.fetch(
-                window,
-                aggregate,
-                split_idle=cfg.multi_cluster,
-                same_as=same_as,
-                typed=typed and i == 0,
+    ns_rows = NamespaceRows(cfg.cluster_name, cfg.multi_cluster)
+    totals = [BreakdownTotals(b, cfg.cluster_name, cfg.multi_cluster) for b in cfg.breakdowns]
+    closed = requested is not None and requested[1] <= now
+    prints: list[tuple[int, ...]] = []
+    targets: list[NamespaceRows | BreakdownTotals] = [ns_rows, *totals]
+    for i, target in enumerate(targets):
+        aggregate = base if i == 0 else f"{base},{cfg.breakdowns[i - 1]}"
+        fingerprints: list[int] | None = [] if closed else None
+        for page in client.query(window, aggregate, budget, cfg.multi_cluster, fingerprints):
+            target.add(page)
+        prints.append(tuple(fingerprints or ()))
+        why = mismatch(target.windows, requested, now)
+        if why is not None:
+            raise ApiError(
+                "window_mismatch", f"answer to aggregate={aggregate} is for another time: {why}"
             )
-            results.append(res)
-            bodies.append(res.body)
-            unchanged.append(res.unchanged)
-            continue
-        acc = _totals(cfg, cfg.breakdowns[i - 1], window, now) if i else None
-        seen: set[str] = set()
-        prints = []
-        for page in client.fetch_pages(
-            window, aggregate, cfg.page_size, cfg.multi_cluster, typed=typed and acc is None
-        ):
-            prints.append((len(page.body), hash(page.body)))
-            if acc is None:
-                # a server that ignores `offset` is caught at its second page, not its 10,000th
-                for aset in page.sets if page.typed is None else [page.typed.rows]:
-                    _check_repeats(aset, seen, len(prints))
-                    seen.update(aset)
-                ns_pages.append(page)
-                continue
-            try:
-                acc.add(page.sets)
-            except ValueError as exc:
-                raise ApiError("bad_response", str(exc)) from None
-        if acc is not None:
-            totals.append(acc)
-        bodies.append(b"pages:" + repr(prints).encode())
-        unchanged.append(same_as is not None and bodies[-1] == same_as)
-    if previous is not None and cacheable and all(unchanged):
-        return Collected(
-            window, previous.snapshot, tuple(bodies), reused=True, dropped=previous.dropped
-        )
-    if not paging:
-        results = [r.parsed(typed and i == 0) for i, r in enumerate(results)]
-        ns_pages = [results.pop(0)]
-    snapshot = _namespace_snapshot(ns_pages, cfg, window, now)
-    del ns_pages  # the namespace answer is not needed any more
-    if snapshot.allocations and snapshot.coverage.hours is None and cfg.metric_mode == "rate":
+    del target, targets  # `ns_rows` is then the only reference to the rows
+    if (
+        closed
+        and previous is not None
+        and previous.window == window
+        and previous.prints == tuple(prints)
+    ):
+        return replace(previous, reused=True)
+    cov = coverage(ns_rows.windows, requested, now)
+    if ns_rows.rows and cov.hours is None and cfg.metric_mode == "rate":
         log.warning("the answer has no usable window; cost rates cannot be computed")
-    for breakdown, res in zip(cfg.breakdowns, results, strict=False):
-        acc = _totals(cfg, breakdown, window, now)
-        acc.add(res.sets)
-        totals.append(acc)
-    rows: list[BreakdownRow] = []
-    for acc in totals:
-        rows.extend(acc.rows(cfg.breakdown_top_n))
+    snapshot, dropped = build(ns_rows, cov, cfg.metric_mode, cfg.max_series)
+    del ns_rows  # the rows are not needed any more: freed before the breakdowns and rendering
+    rows = [
+        r
+        for t in totals
+        for r in t.result(
+            cfg.breakdown_top_n, factor(cfg.metric_mode, coverage(t.windows, requested, now))
+        )
+    ]
     if rows:
-        snapshot = replace(snapshot, breakdowns=tuple(rows))
-    snapshot, dropped = cap_series(snapshot, cfg.max_series)
+        snapshot, more = cap_breakdowns(snapshot, rows, cfg.max_series)
+        dropped += more
     if dropped:
         log.warning(
             "cardinality guard: %d cost series over --max-series %d left out "
@@ -167,52 +121,7 @@ def collect(
             cfg.max_series,
             extra={"dropped_series": dropped},
         )
-    return Collected(window, snapshot, tuple(bodies), dropped=dropped)
-
-
-def _namespace_snapshot(
-    pages: list[FetchResult], cfg: Config, window: str, now: datetime
-) -> Snapshot:
-    """The namespace query's pages -> snapshot: column-wise when every page came in the usual
-    shape (fastpath), else the general model over the pages' sets joined by `_new_rows`."""
-    typed = [p.typed for p in pages if p.typed is not None]
-    if pages and len(typed) == len(pages):
-        fast = fastpath.namespace_snapshot(
-            typed,
-            requested_window=window,
-            now=now,
-            metric_mode=cfg.metric_mode,
-            cluster_name=cfg.cluster_name,
-        )
-        if fast is not None:
-            return fast
-    ns_sets: list[AllocationSet] = []
-    seen: set[str] = set()
-    for n, page in enumerate(pages, 1):
-        full = page.general()
-        if full.skipped:
-            log.debug("ignored %d null or non-object entries in 'data'", full.skipped)
-        ns_sets.extend(_new_rows(full.sets, seen, n))
-    return build_snapshot(
-        ns_sets,
-        requested_window=window,
-        now=now,
-        metric_mode=cfg.metric_mode,
-        cluster_name=cfg.cluster_name,
-        multi_cluster=cfg.multi_cluster,
-    )
-
-
-def _new_rows(sets: list[AllocationSet], seen: set[str], page: int) -> Iterator[AllocationSet]:
-    """A page's sets without rows an earlier page had: an `__idle__` row repeated in every page is
-    kept once; any other repeated row means the server ignores `offset` (an error)."""
-    for raw in sets:
-        aset = raw
-        if page > 1 and not seen.isdisjoint(raw):
-            _check_repeats(raw, seen, page)
-            aset = {k: v for k, v in raw.items() if k not in seen}
-        seen.update(aset)
-        yield aset
+    return Collected(window, snapshot, tuple(prints), dropped=dropped)
 
 
 def _lower_priority() -> None:
@@ -224,29 +133,6 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, tid, min(19, nice + REFRESHER_NICE))
 
 
-def _check_repeats(keys: Iterable[str], seen: set[str], page: int) -> None:
-    """Raise when a row of an earlier page (other than `__idle__`) comes again."""
-    if page > 1 and not seen.isdisjoint(keys):
-        for key in seen.intersection(keys):
-            if IDLE not in key:
-                raise ApiError(
-                    "bad_response",
-                    f"row {key!r} came again in page {page}: the API ignores 'offset' "
-                    "(set --page-size 0)",
-                )
-
-
-def _totals(cfg: Config, breakdown: str, window: str, now: datetime) -> BreakdownTotals:
-    return BreakdownTotals(
-        breakdown=breakdown,
-        requested_window=window,
-        now=now,
-        metric_mode=cfg.metric_mode,
-        cluster_name=cfg.cluster_name,
-        multi_cluster=cfg.multi_cluster,
-    )
-
-
 class Refresher:
     def __init__(
         self,
@@ -256,6 +142,7 @@ class Refresher:
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        memory.tune()
         self._cfg = cfg
         self._client = client
         self._wall = wall_clock
@@ -265,7 +152,7 @@ class Refresher:
         self._success: bool | None = None
         self._duration: float | None = None
         self._last_success_wall: float | None = None
-        self._state = Exposition(render(health_families(self._health(), cfg)), b"", None)
+        self._state = Exposition(render_health(self._health(), cfg), b"", None)
         self.attempted = threading.Event()  # set once the first refresh finished (ok or not)
         self.last_error: ApiError | None = None
         self.snapshot: Snapshot | None = None
@@ -294,25 +181,29 @@ class Refresher:
         now_wall = self._wall()
         error: ApiError | None = None
         costs: bytes | None = None
-        # The parsed answer is millions of acyclic objects freed by reference counting; the cyclic
-        # GC would walk them repeatedly while they are built (measured: ~2x slower at 10k
-        # namespaces). Pause it for this bounded piece of work.
+        # A refresh makes many acyclic objects freed by reference counting; the cyclic GC would
+        # walk them repeatedly while they are built. Pause it for this bounded piece of work.
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            now = datetime.fromtimestamp(now_wall, UTC)
-            collected = collect(self._client, self._cfg, now, self._collected)
+            budget = Budget(self._cfg, self._mono)
+            collected = collect(self._client, self._cfg, now_wall, self._collected, budget)
             if collected.reused and self._state.costs:
                 costs = self._state.costs
             else:
                 costs = render_costs(collected.snapshot, self._cfg)
+                # the namespaces' numbers are in `costs` now: not kept twice until the next refresh
+                collected = replace(collected, snapshot=collected.snapshot.without_values())
             self._collected = collected
             self.snapshot = collected.snapshot
             self._dropped_series += collected.dropped
         except ApiError as exc:
-            error = exc
+            log.debug("refresh failed: %s", exc, exc_info=True, extra={"reason": exc.reason})
+            # a copy without traceback: the frames of the failed refresh (and the answer in
+            # their locals) are freed now, not kept until the next refresh or a full collection
+            error = exc.clean()
         except Exception as exc:  # a bug or an answer we did not foresee: say why, keep running
-            log.debug("refresh failed", exc_info=True)
+            log.debug("refresh failed: %s", exc, exc_info=True, extra={"reason": "bad_response"})
             error = ApiError(
                 "bad_response",
                 one_line(f"could not process the answer: {type(exc).__name__}: {exc}"),
@@ -320,6 +211,7 @@ class Refresher:
         finally:
             if gc_was_enabled:
                 gc.enable()
+            memory.release()
         finished = self._mono()
         self._duration = finished - started
         if error is None and self._success is not True and self.snapshot is not None:
@@ -339,7 +231,7 @@ class Refresher:
                 log.warning("refresh failed: %s", error, extra={"reason": error.reason})
         else:
             self._last_success_wall = now_wall
-        health = render(health_families(self._health(), self._cfg))
+        health = render_health(self._health(), self._cfg)
         if costs is not None:
             self._state = Exposition(health, costs, finished)
             log.debug("refreshed in %.3fs", self._duration)
@@ -352,7 +244,7 @@ class Refresher:
 
     @property
     def reused(self) -> bool:
-        """The last successful refresh got byte-identical answers and reused its snapshot."""
+        """The last successful refresh got identical answers and reused its snapshot."""
         return self._collected is not None and self._collected.reused
 
     def _current(self) -> tuple[Exposition, bool]:
@@ -405,11 +297,12 @@ class Refresher:
         return self._thread
 
     def refresh_budget(self) -> float:
-        """Longest a healthy refresh can take: every attempt of every query timing out."""
+        """Longest a healthy refresh can take: its deadline, plus one query whose every attempt
+        times out (the deadline is checked between reads)."""
         cfg = self._cfg
         per_query = (cfg.retries + 1) * (cfg.connect_timeout + cfg.request_timeout)
         backoff = sum(min(30.0, cfg.retry_backoff * 2.0**i) for i in range(cfg.retries))
-        return (per_query + backoff) * (1 + len(cfg.breakdowns)) + 30.0
+        return cfg.deadline + per_query + backoff + 30.0
 
     def healthy(self) -> bool:
         """Liveness: the loop thread runs and is not stuck longer than a refresh can take."""

@@ -1,59 +1,27 @@
-"""`kubecost-allocation-exporter verify`: check every link of a live install, report, exit 0
-only when all pass.
-
-Links, in order (docs/troubleshooting.md maps each failure to its fix):
-
-  exporter      GET <exporter>/metrics: reachable, `scrape_success 1`, cost series present.
-  target        The Prometheus that scrapes the exporter (the chart's agent) has the target `up`
-                (GET <prometheus>/api/v1/targets, served in agent mode too, which has no query API).
-  remote-write  The sender's own /metrics, read twice `--sample-seconds` apart: the queue
-                `--remote-name` has sent (its highest-sent timestamp exists), no samples failed or
-                were retried in between, and appended-minus-sent lag is at most `--max-lag`.
-  thanos        Thanos Query returns `cloudtuner_kubecost_*` series for this cluster AND tenant,
-                the newest at most `--max-age` old.
-  sums          In the exporter's snapshot: namespace_total_cost summed + cluster_idle_cost ==
-                cluster_total_cost.
-  kubecost      The exporter's cluster total equals Kubecost's own `aggregate=cluster` answer for
-                the same window within `--tolerance` (default 0.5 %).
-
-URLs come from flags (or env vars, see --help), or from a kube context: `--kube-namespace NS`
-(optional `--kube-context`, `--release`) finds the chart's exporter and agent Services and the
-exporter's KUBECOST_URL and opens `kubectl port-forward`s to them (each must start within
-`--timeout`; kubectl's errors are added to the check that failed through it). Thanos Query is
-outside the cluster: always a URL.
-"""
+"""The checks of `kubecost-allocation-exporter verify`, one function per link; each returns a
+`Check` (pass, fail or skip) with a one-line summary and the details behind it."""
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import os
-import re
-import shutil
-import subprocess
-import sys
-import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager, suppress
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from typing import Any
-from urllib.parse import urlsplit
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from kubecost_allocation_exporter.kubecost import (
-    ApiError,
-    candidate_endpoints,
-    normalize_data,
-    parse_response,
-    query_params,
-)
+from kubecost_allocation_exporter import costs
+from kubecost_allocation_exporter.decode import ApiError, decode
+from kubecost_allocation_exporter.kubecost import candidate_endpoints, query_params
 from kubecost_allocation_exporter.queries import QueryError, ThanosClient, selector
+from kubecost_allocation_exporter.windows import coverage, rfc3339, row_windows
+
+if TYPE_CHECKING:
+    import argparse
+
+    from kubecost_allocation_exporter.verify.kube import PortForward
 
 PROG = "kubecost-allocation-exporter verify"
 P = "cloudtuner_kubecost_"
@@ -79,13 +47,6 @@ class Links:
     forwards: list[PortForward] = field(default_factory=list)
 
 
-class VerifyError(RuntimeError):
-    """A link could not be set up (kubectl, port-forward)."""
-
-
-# ----------------------------------------------------------------------------------------- helpers
-
-
 def _get(url: str, timeout: float) -> requests.Response:
     return requests.get(url, timeout=timeout)
 
@@ -104,13 +65,6 @@ def _select(samples: list[Sample], metric: str, /, **labels: str) -> list[Sample
     ]
 
 
-def _duration(text: str) -> float:
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)?", text.strip())
-    if not m:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 30, 30s, 2m, 1h)")
-    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
-
-
 def _err(exc: BaseException) -> str:
     if isinstance(exc, requests.ConnectionError):
         return "connection refused or unreachable"
@@ -126,9 +80,6 @@ class Context:
     cluster: str | None = None
     tenant: str | None = None
     exporter_samples: list[Sample] | None = None
-
-
-# ----------------------------------------------------------------------------------------- checks
 
 
 def check_exporter(ctx: Context) -> Check:
@@ -465,10 +416,6 @@ def check_kubecost(ctx: Context) -> Check:
         )
     labels = info[0][1]
     t0, t1 = start[0][2], end[0][2]
-
-    def rfc3339(t: float) -> str:
-        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
     window = f"{rfc3339(t0)},{rfc3339(t1)}"
     api = labels.get("api", "auto")
     endpoints = candidate_endpoints(
@@ -480,27 +427,22 @@ def check_kubecost(ctx: Context) -> Check:
     for ep in endpoints:
         try:
             resp = requests.get(ep.url, params=params, timeout=ctx.args.timeout)
-            data = parse_response(
-                resp.status_code, resp.content, resp.headers.get("Content-Type", ""), ep.url
-            )
-            sets, _ = normalize_data(data)
+            ctype = resp.headers.get("Content-Type", "")
+            pages = list(decode(resp.status_code, resp.content, ctype, ep.url, 10_000_000))
         except (requests.RequestException, ApiError) as exc:
             last_error = (
                 f"{ep.url}: {_err(exc) if isinstance(exc, requests.RequestException) else exc}"
             )
             continue
-        api_total = sum(
-            float(a.get("totalCost") or 0.0)
-            for s in sets
-            for a in s.values()
-            if isinstance(a.get("totalCost"), int | float) and math.isfinite(float(a["totalCost"]))
+        rows = [r for page in pages for s in page.sets for r in s.values()]
+        api_total = sum(v for v in costs.column([r.total_cost for r in rows]) if v - v == 0.0)
+        # the exporter's rule: divided by the hours the answer covers
+        windows = row_windows(
+            [r.window for r in rows], [r.start for r in rows], [r.end for r in rows]
         )
-        hours = (t1 - t0) / 3600
-        want = (
-            api_total / hours
-            if labels.get("metric_mode", "rate") == "rate" and hours > 0
-            else api_total
-        )
+        hours = coverage(windows, (t0, t1), time.time()).hours
+        rate = labels.get("metric_mode", "rate") == "rate"
+        want = api_total / hours if rate and hours else api_total
         got = sum(s[2] for s in totals)
         rel = abs(got - want) / abs(want) if want else (0.0 if got == 0 else math.inf)
         details.update(kubecost=want, exporter=got, relative_difference=rel, endpoint=ep.url)
@@ -530,370 +472,3 @@ RUNNERS: dict[str, Callable[[Context], Check]] = {
     "sums": check_sums,
     "kubecost": check_kubecost,
 }
-
-
-# ------------------------------------------------------------------------------- kube context
-
-
-def _kubectl(args: argparse.Namespace) -> list[str]:
-    binary = shutil.which(args.kubectl) or args.kubectl
-    base = [binary]
-    if args.kube_context:
-        base += ["--context", args.kube_context]
-    return base
-
-
-def _kubectl_json(args: argparse.Namespace, *cmd: str) -> Any:
-    full = [*_kubectl(args), *cmd, "-o", "json"]
-    try:
-        out = subprocess.run(
-            full, capture_output=True, text=True, timeout=args.timeout, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise VerifyError(f"{' '.join(full)}: {exc}") from exc
-    if out.returncode != 0:
-        raise VerifyError(f"{' '.join(full)}: {out.stderr.strip() or out.stdout.strip()}")
-    return json.loads(out.stdout)
-
-
-def _service(args: argparse.Namespace, component: str) -> tuple[str, int]:
-    selector_ = (
-        f"app.kubernetes.io/component={component},app.kubernetes.io/part-of=kubecost-integration"
-    )
-    if args.release:
-        selector_ += f",app.kubernetes.io/instance={args.release}"
-    doc = _kubectl_json(args, "-n", args.kube_namespace, "get", "service", "-l", selector_)
-    items = doc.get("items") or []
-    if len(items) != 1:
-        names = [i["metadata"]["name"] for i in items]
-        raise VerifyError(
-            f"expected one Service with {selector_} in namespace {args.kube_namespace}, "
-            f"found {names or 'none'}" + (" (pass --release)" if len(items) > 1 else "")
-        )
-    return items[0]["metadata"]["name"], int(items[0]["spec"]["ports"][0]["port"])
-
-
-def _kubecost_service(args: argparse.Namespace) -> tuple[str, str, int, str] | None:
-    """(namespace, service, port, path) of the exporter Deployment's KUBECOST_URL (a Service)."""
-    selector_ = (
-        "app.kubernetes.io/component=allocation-exporter,"
-        "app.kubernetes.io/part-of=kubecost-integration"
-    )
-    if args.release:
-        selector_ += f",app.kubernetes.io/instance={args.release}"
-    doc = _kubectl_json(args, "-n", args.kube_namespace, "get", "deployment", "-l", selector_)
-    for item in doc.get("items") or []:
-        for c in item["spec"]["template"]["spec"]["containers"]:
-            for env in c.get("env") or []:
-                if env.get("name") == "KUBECOST_URL" and env.get("value"):
-                    parts = urlsplit(env["value"])
-                    host = (parts.hostname or "").split(".")
-                    namespace = host[1] if len(host) > 1 else args.kube_namespace
-                    return namespace, host[0], parts.port or 80, parts.path
-    return None
-
-
-_FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+)")
-_ROUTINE = ("Forwarding from", "Handling connection for")
-_KLOG = re.compile(r"^[EWIF]\d{4} [\d:.]+\s+\d+ [^\]]+\] ")
-_KLOG_ERR = re.compile(r'\berr="((?:[^"\\]|\\.)*)"')
-
-
-class PortForward:
-    """One running `kubectl port-forward`. Its output is read on a thread for its whole life: the
-    pipe never fills (kubectl prints a line per connection), a kubectl that prints nothing (e.g.
-    while it waits for a pod) cannot hold verify past `--timeout`, and kubectl's own errors
-    (`lost connection to pod`, the kubelet's reason) are kept to explain a failed check."""
-
-    def __init__(self, cmd: list[str], target: str) -> None:
-        self.cmd = cmd
-        self.target = target
-        self.url: str | None = None
-        self._lines: deque[str] = deque(maxlen=200)
-        self._lock = threading.Lock()
-        self._ready = threading.Event()
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            line = raw.rstrip()
-            with self._lock:
-                self._lines.append(line)
-            m = _FORWARDING.search(line)
-            if m and self.url is None:
-                self.url = f"http://127.0.0.1:{m.group(1)}"
-                self._ready.set()
-        self._ready.set()  # EOF: kubectl exited
-
-    def output(self) -> list[str]:
-        with self._lock:
-            return list(self._lines)
-
-    def wait_ready(self, timeout: float) -> str:
-        """The local URL once kubectl prints `Forwarding from 127.0.0.1:<port>`."""
-        self._ready.wait(timeout)
-        if self.url:
-            return self.url
-        said = "; ".join(_KLOG.sub("", ln) for ln in self.output() if ln.strip())
-        state = (
-            f"exited {self.proc.poll()}"
-            if self.proc.poll() is not None
-            else f"not forwarding after {timeout:g}s"
-        )
-        raise VerifyError(f"{' '.join(self.cmd)}: {state}: {said or 'no output'}")
-
-    def problem(self, settle: float = 0.0) -> str | None:
-        """kubectl's error lines (klog prefix removed) and its exit, if any; `settle` seconds are
-        given to a kubectl that is about to exit after a failed connection."""
-        if settle > 0 and self.proc.poll() is None:
-            with suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=settle)
-            if self.proc.poll() is not None:
-                self._reader.join(timeout=settle)
-        errors: list[str] = []
-        for ln in self.output():
-            if not ln.strip() or ln.startswith(_ROUTINE):
-                continue
-            m = _KLOG_ERR.search(ln)
-            text = m.group(1).replace('\\"', '"') if m else _KLOG.sub("", ln)
-            if text not in errors:
-                errors.append(text)
-        rc = self.proc.poll()
-        parts = errors[-3:]
-        if rc is not None:
-            parts.append(f"kubectl exited {rc}")
-        return "; ".join(parts) or None
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-        self._reader.join(timeout=5)
-
-
-@contextmanager
-def port_forward(
-    args: argparse.Namespace, namespace: str, service: str, port: int
-) -> Iterator[PortForward]:
-    """`kubectl port-forward svc/<service> :<port>`; yields the running forward (`.url` is
-    http://127.0.0.1:<local port>). kubectl's wait for a running pod is capped at `--timeout`."""
-    cmd = [
-        *_kubectl(args),
-        "-n",
-        namespace,
-        "port-forward",
-        f"svc/{service}",
-        f":{port}",
-        "--address",
-        "127.0.0.1",
-        f"--pod-running-timeout={max(1, math.ceil(args.timeout))}s",
-    ]
-    try:
-        forward = PortForward(cmd, f"{namespace}/svc/{service}:{port}")
-    except OSError as exc:
-        raise VerifyError(f"{' '.join(cmd)}: {exc}") from exc
-    try:
-        forward.wait_ready(args.timeout + 5)
-        yield forward
-    finally:
-        forward.stop()
-
-
-def annotate_forward_failures(checks: list[Check], forwards: Sequence[PortForward]) -> None:
-    """A failed check whose URL went through a port-forward that reported an error gets kubectl's
-    words appended (a bare `connection refused` hides e.g. `no forward found for port` or `lost
-    connection to pod`)."""
-    for check in checks:
-        url = str(check.details.get("url") or "")
-        if check.status != "fail" or not url:
-            continue
-        for fwd in forwards:
-            if fwd.url and (url == fwd.url or url.startswith(fwd.url + "/")):
-                problem = fwd.problem(settle=1.0)
-                check.details["port_forward"] = {"target": fwd.target, "kubectl": problem}
-                if problem:
-                    check.summary += f" [kubectl port-forward {fwd.target}: {problem}]"
-
-
-def kube_links(args: argparse.Namespace, stack: ExitStack) -> Links:
-    ns = args.kube_namespace
-    exporter, agent, kubecost = args.exporter_url, args.prometheus_url, args.kubecost_url
-    forwards: list[PortForward] = []
-
-    def forward(namespace: str, service: str, port: int) -> str:
-        fwd = stack.enter_context(port_forward(args, namespace, service, port))
-        forwards.append(fwd)
-        assert fwd.url is not None
-        return fwd.url
-
-    if not exporter:
-        exporter = forward(ns, *_service(args, "allocation-exporter"))
-    if not agent:
-        try:
-            name, port = _service(args, "agent")
-        except VerifyError:
-            agent = None  # kubecost/external mode: no agent in this release; pass --prometheus-url
-        else:
-            agent = forward(ns, name, port)
-    if not kubecost:
-        found = _kubecost_service(args)
-        if found:
-            kc_ns, kc_svc, kc_port, kc_path = found
-            kubecost = forward(kc_ns, kc_svc, kc_port) + kc_path
-    return Links(exporter, agent, args.thanos_url, kubecost, forwards)
-
-
-# ----------------------------------------------------------------------------------------- main
-
-
-def _header(text: str) -> tuple[str, str]:
-    if "=" not in text and ":" not in text:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VALUE")
-    sep = "=" if "=" in text else ":"
-    k, v = text.split(sep, 1)
-    return k.strip(), v.strip()
-
-
-def parser() -> argparse.ArgumentParser:
-    env = os.environ.get
-    ap = argparse.ArgumentParser(
-        prog=PROG,
-        description="Check each link of a kubecost-integration install and report; "
-        "exit 0 only when all pass.",
-    )
-    ap.add_argument(
-        "--exporter-url",
-        default=env("VERIFY_EXPORTER_URL"),
-        help="exporter base URL (VERIFY_EXPORTER_URL)",
-    )
-    ap.add_argument(
-        "--prometheus-url",
-        default=env("VERIFY_PROMETHEUS_URL"),
-        help="the Prometheus (agent) that scrapes the exporter and remote-writes "
-        "(VERIFY_PROMETHEUS_URL)",
-    )
-    ap.add_argument(
-        "--thanos-url",
-        default=env("VERIFY_THANOS_URL"),
-        help="Thanos Query base URL (VERIFY_THANOS_URL)",
-    )
-    ap.add_argument(
-        "--kubecost-url",
-        default=env("VERIFY_KUBECOST_URL"),
-        help="Kubecost/OpenCost base URL (VERIFY_KUBECOST_URL)",
-    )
-    ap.add_argument(
-        "--cluster-name",
-        default=env("CLUSTER_NAME"),
-        help="default: from the exporter's info metric",
-    )
-    ap.add_argument(
-        "--tenant-id", default=env("TENANT_ID"), help="default: from the exporter's info metric"
-    )
-    ap.add_argument(
-        "--kube-context", default=None, help="kubectl context (default: the current one)"
-    )
-    ap.add_argument(
-        "--kube-namespace", default=None, help="namespace of the release: use kubectl port-forward"
-    )
-    ap.add_argument(
-        "--release", default=None, help="Helm release name (when the namespace has several)"
-    )
-    ap.add_argument(
-        "--kubectl", default="kubectl", help="kubectl binary (default: kubectl from PATH)"
-    )
-    ap.add_argument(
-        "--job", default="kubecost-allocation-exporter", help="scrape job of the exporter"
-    )
-    ap.add_argument(
-        "--remote-name",
-        default="cloudtuner-thanos",
-        help="remote_write queue name (remoteWrite.name)",
-    )
-    ap.add_argument(
-        "--thanos-header",
-        type=_header,
-        action="append",
-        default=[],
-        help="NAME=VALUE for Thanos queries",
-    )
-    ap.add_argument(
-        "--max-lag", type=_duration, default=120.0, help="max remote_write lag (default 120s)"
-    )
-    ap.add_argument(
-        "--max-age",
-        type=_duration,
-        default=600.0,
-        help="max age of the newest sample in Thanos (600s)",
-    )
-    ap.add_argument(
-        "--sample-seconds",
-        type=_duration,
-        default=5.0,
-        help="remote_write counters read twice, this apart",
-    )
-    ap.add_argument(
-        "--tolerance",
-        type=float,
-        default=0.005,
-        help="exporter vs Kubecost, relative (default 0.005)",
-    )
-    ap.add_argument("--timeout", type=_duration, default=10.0, help="per request (default 10s)")
-    ap.add_argument(
-        "--skip", action="append", choices=CHECKS, default=[], help="leave out a check (repeatable)"
-    )
-    ap.add_argument("--output", choices=("text", "json"), default="text")
-    return ap
-
-
-def render_text(checks: list[Check], ctx: Context, ok: bool) -> str:
-    lines = [f"{PROG}: cluster={ctx.cluster or '?'} tenant_id={ctx.tenant or '?'}"]
-    for c in checks:
-        lines.append(f"  {c.status.upper():<5} {c.name:<13} {c.summary}")
-    bad = [c.name for c in checks if c.status != "pass"]
-    lines.append("RESULT: all checks passed" if ok else f"RESULT: FAILED ({', '.join(bad)})")
-    return "\n".join(lines)
-
-
-def run(args: argparse.Namespace) -> tuple[list[Check], Context]:
-    with ExitStack() as stack:
-        if args.kube_namespace:
-            links = kube_links(args, stack)
-        else:
-            links = Links(
-                args.exporter_url, args.prometheus_url, args.thanos_url, args.kubecost_url
-            )
-        ctx = Context(args, links, args.cluster_name, args.tenant_id)
-        checks = [RUNNERS[name](ctx) for name in CHECKS if name not in args.skip]
-        annotate_forward_failures(checks, links.forwards)
-    return checks, ctx
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        checks, ctx = run(args)
-    except VerifyError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    ok = all(c.status == "pass" for c in checks)
-    if args.output == "json":
-        doc = {
-            "ok": ok,
-            "cluster": ctx.cluster,
-            "tenant_id": ctx.tenant,
-            "skipped_by_flag": args.skip,
-            "checks": [asdict(c) for c in checks],
-        }
-        print(json.dumps(doc, indent=2, default=str))
-    else:
-        print(render_text(checks, ctx, ok))
-    return 0 if ok else 1

@@ -1,0 +1,94 @@
+"""Optional breakdowns (`--breakdowns`): one extra query per entry, summed page by page.
+
+Only `totalCost` per (cluster, namespace, value) is kept while the pages arrive (a 100,000-pod
+answer is never in memory at once); at the end the top N rows by cost per cluster are exported
+plus one `__other__` row with the rest, so per cluster the rows sum to sum(namespace_total_cost).
+Idle rows are not part of it.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Mapping
+
+from kubecost_allocation_exporter import costs
+from kubecost_allocation_exporter.decode import Page, Row
+from kubecost_allocation_exporter.keys import (
+    IDLE,
+    OTHER,
+    UNALLOCATED,
+    AnswerKeys,
+    properties_of,
+    split_key,
+    strip_label_prefix,
+)
+from kubecost_allocation_exporter.snapshot import BreakdownRow
+from kubecost_allocation_exporter.windows import Interval, row_windows
+
+_GET = tuple(map(operator.attrgetter, ("name", "total_cost", "window", "start", "end")))
+
+
+class BreakdownTotals:
+    """A breakdown query (aggregate=[cluster,]namespace,<breakdown>) accumulated page by page:
+    totalCost per (namespace, value) and cluster, as the API gives it (scaled in `rows`)."""
+
+    def __init__(self, breakdown: str, cluster_name: str, multi_cluster: bool) -> None:
+        self.breakdown = breakdown
+        self.props = (
+            ("cluster", "namespace", breakdown) if multi_cluster else ("namespace", breakdown)
+        )
+        self.cluster_name = cluster_name
+        self.multi_cluster = multi_cluster
+        self.totals: dict[str, dict[tuple[str, str], float]] = {}
+        self.windows: set[Interval] = set()
+        self.rows = 0
+        self._answers = AnswerKeys()
+
+    def add(self, page: Page) -> None:
+        """One page (or one batch of a large answer)."""
+        for aset in self._answers.new_rows(page):
+            self._add_set(aset)
+
+    def _add_set(self, aset: Mapping[str, Row]) -> None:
+        rows = list(aset.values())
+        self.rows += len(rows)
+        names, totals, windows, starts, ends = (list(map(g, rows)) for g in _GET)
+        self.windows |= row_windows(windows, starts, ends)
+        prop = self.props[-1]
+        fast = not self.multi_cluster
+        for key, name, total, row in zip(aset, names, costs.column(totals), rows, strict=True):
+            if total - total != 0.0:
+                continue  # unknown cost: not part of any row (nor of namespace_total_cost)
+            ns, sep, value = key.partition("/")
+            if fast and sep and "/" not in value and IDLE not in key and name != IDLE:
+                slot = (
+                    ns.strip() or UNALLOCATED,
+                    strip_label_prefix(prop, value.strip()) or UNALLOCATED,
+                )
+                cluster = self.cluster_name
+            else:
+                rk = split_key(key, name, properties_of(row), self.props)
+                if rk.idle:
+                    continue
+                cluster = (rk.cluster if self.multi_cluster else None) or self.cluster_name
+                slot = (rk.values[-2], rk.values[-1])
+            per = self.totals.get(cluster)
+            if per is None:
+                per = self.totals[cluster] = {}
+            per[slot] = per.get(slot, 0.0) + total
+
+    def result(self, top_n: int, factor: float) -> list[BreakdownRow]:
+        """The top `top_n` rows by cost per cluster and one `__other__` row with the rest, costs
+        multiplied by `factor` (rate mode: 1 / covered hours; unknown: no rows)."""
+        out: list[BreakdownRow] = []
+        if factor - factor != 0.0:
+            return out
+        for cluster in sorted(self.totals):
+            scaled = [(slot, t * factor) for slot, t in self.totals[cluster].items()]
+            ranked = sorted(scaled, key=lambda kv: (-kv[1], kv[0]))
+            for (ns, value), total in ranked[:top_n]:
+                out.append(BreakdownRow(cluster, self.breakdown, ns, value, costs.tidy(total)))
+            if rest := ranked[top_n:]:
+                other = costs.tidy(sum(t for _, t in rest))
+                out.append(BreakdownRow(cluster, self.breakdown, OTHER, OTHER, other))
+        return out
