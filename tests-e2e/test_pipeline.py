@@ -51,7 +51,7 @@ NAMESPACES = {
 }
 REL = 1e-3  # "values within 0.1 % of the simulator's own answer"
 
-# The metric contract (issue 2 "Metrics contract"), series every healthy exporter must export.
+# The metric contract with the platform (docs/metrics.md): series every healthy exporter must export.
 CLUSTER_COSTS = ("total", "cpu", "ram", "pv", "network", "lb", "gpu", "shared", "idle")
 NAMESPACE_COSTS = ("total", "cpu", "ram", "pv", "network", "lb", "gpu", "shared")
 EFFICIENCIES = ("cpu", "ram", "total")

@@ -27,7 +27,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 BOOL_TRUE = ("true", "1", "yes", "on")
 BOOL_FALSE = ("false", "0", "no", "off")
-# Kubecost aggregation properties usable below namespace (research section 1.3).
+# Kubecost aggregation properties usable below namespace (the Allocation API's `aggregate` values).
 BREAKDOWN_PROPERTIES = (
     *("node", "controllerKind", "controller", "service", "pod", "container", "deployment"),
     *("statefulset", "daemonset", "job", "department", "environment", "owner", "product", "team"),

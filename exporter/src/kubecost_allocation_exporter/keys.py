@@ -1,7 +1,8 @@
 """Aggregation keys: the label values of a row (its cluster, namespace, breakdown value), idle
 rows, and the keys of a query's pages (a server that ignores `offset` repeats them).
 
-Keys are the aggregation values joined by "/" (research section 2.5). Tolerated: `__idle__`
+Keys are the aggregation values joined by "/" (as the Allocation API names multi-property rows).
+Tolerated: `__idle__`
 anywhere (`__idle__`, `cluster-one/__idle__`, `cluster/node/__idle__`), empty segments, the
 unaggregated key `cluster//__unmounted__/__unmounted__/__unmounted__`, pre-1.100 `app=x` label
 values, annotation values holding "/".

@@ -1,7 +1,8 @@
 """Time windows: the `window` the exporter asks for, the time an answer covers, and whether the
 two are the same time.
 
-Kubecost's window grammar (research sections 1.3 and 1.4): keywords `today`, `yesterday`, `week`,
+Kubecost's window grammar (the Allocation API's `window` parameter): keywords `today`,
+`yesterday`, `week`,
 `month`, `lastweek`, `lastmonth` (UTC, weeks start on Sunday), durations `30m`, `12h`, `7d`, `2w`
 rounded forward to the next unit boundary and optionally shifted (`7d offset 1d`), RFC3339 pairs
 and unix-second pairs. Times are unix seconds (floats) inside the exporter.
