@@ -35,11 +35,9 @@ export GOFLAGS="${GOFLAGS:-} -p=2 -buildvcs=false"
 
 die() { echo "==> images: ERROR: $*" >&2; exit 1; }
 
-exec 8>"$KCI_CACHE/.images.lock"
-if ! flock -n 8; then
-  echo "==> images: another scripts/images.sh holds $KCI_CACHE/.images.lock; waiting for it"
-  flock 8
-fi
+# shellcheck source=lib/stamped.sh
+source scripts/lib/stamped.sh
+hold_lock images "$KCI_CACHE/.images.lock"
 
 # ---------------------------------------------------------------- helpers for the builders
 
@@ -103,35 +101,17 @@ hash_inputs() { # files/dirs... -> content hash (sorted paths, contents)
 }
 
 ensure() { # one IMAGES entry
-  local name ver eta inputs want log start secs rc file
+  local name ver eta inputs want file
   IFS='|' read -r name ver eta inputs <<<"$1"
   file=$(grep -l "^build_$name()" scripts/images/*.sh | head -n1)
   # shellcheck disable=SC2086
   want=$( { echo "$ver"; cat "$file"; hash_inputs $inputs; } | sha256sum | cut -d' ' -f1)
-  if [[ -f "$STAMPS/image-$name" && "$(cat "$STAMPS/image-$name")" == "$want" ]] && ( "check_$name" ) >/dev/null 2>&1; then
+  if stamp_ok "$STAMPS/image-$name" "$want" "check_$name"; then
     echo "==> images: $name $ver ok (cached)"
     return 0
   fi
-  log="$LOGS/$name.log"
-  echo "==> images: $name $ver (building, ~$eta; log: $log)"
-  start=$SECONDS
-  rc=0
-  set +e
-  ( set -euo pipefail; "build_$name" ) >"$log" 2>&1
-  rc=$?
-  set -e
-  if [[ $rc -ne 0 ]]; then
-    echo "---- last lines of $log:" >&2; tail -n 25 "$log" >&2
-    die "could not build $name $ver — see $log"
-  fi
-  if ! ( "check_$name" ) >>"$log" 2>&1; then
-    echo "---- last lines of $log:" >&2; tail -n 15 "$log" >&2
-    die "$name $ver was built but its check failed — see $log"
-  fi
-  secs=$((SECONDS - start))
-  printf '%s\t%s\t%s\t%ss\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$name" "$ver" "$secs" >> "$LOGS/timings.tsv"
-  echo "$want" > "$STAMPS/image-$name"
-  echo "==> images: $name $ver done in ${secs}s"
+  build_stamped images "$name" "$ver" "$eta" "$want" "$STAMPS/image-$name" "$LOGS/$name.log" "$LOGS/timings.tsv" \
+    "build_$name" "check_$name"
 }
 
 if [[ ${1:-} == --list ]]; then

@@ -29,12 +29,10 @@ VENV="$KCI_CACHE/venv"
 mkdir -p "$BIN" "$ETC" "$SHARE" "$SCHEMAS" "$STAMPS" "$LOGS" "$BUILD"
 export PATH="$BIN:$VENV/bin:$PATH"
 
+# shellcheck source=lib/stamped.sh
+source scripts/lib/stamped.sh
 # One run at a time per cache: parallel `make` targets of several developers (or CI) share it.
-exec 9>"$KCI_CACHE/.tools.lock"
-if ! flock -n 9; then
-  echo "==> tools: another scripts/tools.sh holds $KCI_CACHE/.tools.lock; waiting for it"
-  flock 9
-fi
+hold_lock tools "$KCI_CACHE/.tools.lock"
 
 export GOTOOLCHAIN=local CGO_ENABLED=0
 export GOFLAGS="${GOFLAGS:-} -p=2 -buildvcs=false"
@@ -285,43 +283,27 @@ display() { case $1 in prometheus3) echo "prometheus+promtool (Go build)" ;; hel
 *) echo "$1" ;; esac; }
 
 ensure() { # one TOOLS entry
-  local name ver eta inputs want log start secs shown
+  local name ver eta inputs want shown after=""
   IFS='|' read -r name ver eta inputs <<<"$1"
   shown=$(display "$name")
   # shellcheck disable=SC2086
   want=$( { echo "$ver"; declare -f "build_$name" "check_$name"; [[ $name == kubectl || $name == kube_control_plane ]] && declare -f k8s_ldflags; cat $inputs /dev/null; } | sha256sum | cut -d' ' -f1)
-  if [[ -f "$STAMPS/$name" && "$(cat "$STAMPS/$name")" == "$want" ]] && ( "check_$name" ) >/dev/null 2>&1; then
+  if stamp_ok "$STAMPS/$name" "$want" "check_$name"; then
     echo "==> tools: $shown $ver ok (cached)"
     return 0
   fi
   # Prometheus: an already-installed Debian package is fine as long as it checks out
-  if [[ $name == prometheus && -x /usr/bin/prometheus ]] && ( check_prometheus ) >/dev/null 2>&1; then
-    stop_packaged_prometheus
-    echo "$want" > "$STAMPS/$name"
-    echo "==> tools: $shown ok ($(dpkg-query -W -f '${Version}' prometheus 2>/dev/null || echo present), already installed)"
-    return 0
+  if [[ $name == prometheus ]]; then
+    if [[ -x /usr/bin/prometheus ]] && ( check_prometheus ) >/dev/null 2>&1; then
+      stop_packaged_prometheus
+      echo "$want" > "$STAMPS/$name"
+      echo "==> tools: $shown ok ($(dpkg-query -W -f '${Version}' prometheus 2>/dev/null || echo present), already installed)"
+      return 0
+    fi
+    after=stop_packaged_prometheus
   fi
-  log="$LOGS/$name.log"
-  echo "==> tools: $shown $ver (building, ~$eta; log: $log)"
-  start=$SECONDS
-  # not `if ! ( ... )`: bash ignores set -e inside a subshell that is part of a condition
-  local rc=0
-  set +e
-  ( set -euo pipefail; "build_$name" ) >"$log" 2>&1
-  rc=$?
-  set -e
-  if [[ $rc -ne 0 ]]; then
-    echo "---- last lines of $log:" >&2; tail -n 25 "$log" >&2
-    die "could not build/install $shown $ver — see $log"
-  fi
-  [[ $name == prometheus ]] && stop_packaged_prometheus
-  if ! ( "check_$name" ) >>"$log" 2>&1; then
-    die "$shown $ver was built but its version check failed — see $log"
-  fi
-  secs=$((SECONDS - start))
-  printf '%s\t%s\t%s\t%ss\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$shown" "$ver" "$secs" >> "$LOGS/timings.tsv"
-  echo "$want" > "$STAMPS/$name"
-  echo "==> tools: $shown $ver done in ${secs}s"
+  build_stamped tools "$shown" "$ver" "$eta" "$want" "$STAMPS/$name" "$LOGS/$name.log" "$LOGS/timings.tsv" \
+    "build_$name" "check_$name" $after
 }
 
 if [[ ${1:-} == --list ]]; then
