@@ -49,11 +49,14 @@ up() {
   rm -f "$SOCK" "$PIDFILE"
   echo "==> docker: starting dockerd (data-root $DIR/data, socket $SOCK, log $LOG)"
   # cgroupfs because the machine runs no systemd; kind publishes the API server on 127.0.0.1 only.
-  setsid dockerd \
+  # The daemon must not inherit the caller's descriptors: a lock fd held open by dockerd (scripts/images.sh
+  # starts it while holding its lock) would block every later run for as long as the daemon lives.
+  close_fds() { local fd; for fd in /proc/"$BASHPID"/fd/*; do fd=${fd##*/}; ((fd > 2)) && eval "exec $fd>&-"; done; }
+  ( close_fds 2>/dev/null; exec setsid dockerd \
     --data-root "$DIR/data" --exec-root "$EXEC_ROOT" --pidfile "$PIDFILE" -H "unix://$SOCK" \
     --default-address-pool "base=$BRIDGE_POOL,size=24" --bip "${BRIDGE_POOL%.0.0/16}.255.1/24" \
     --storage-driver overlay2 --exec-opt native.cgroupdriver=cgroupfs \
-    --log-level warn >"$LOG" 2>&1 </dev/null &
+    --log-level warn >"$LOG" 2>&1 </dev/null ) &
   local i
   for i in $(seq 1 60); do
     if docker version >/dev/null 2>&1; then
