@@ -5,7 +5,10 @@ SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 
 KCI_CACHE ?= $(HOME)/.cache/kubecost-integration
-VENV      := $(KCI_CACHE)/venv
+# KCI_VENV: a second checkout (a git worktree) can keep its own venv beside the shared tools
+KCI_VENV  ?= $(KCI_CACHE)/venv
+VENV      := $(KCI_VENV)
+export KCI_VENV
 PY        := $(VENV)/bin/python
 export KCI_CACHE
 export PATH := $(KCI_CACHE)/bin:$(VENV)/bin:$(PATH)

@@ -26,7 +26,7 @@ LOGS="$KCI_CACHE/logs/images"
 # Scratch space for root filesystems and build contexts (kept between runs: a failed build can be read)
 IMGBUILD="$KCI_CACHE/build/images"
 mkdir -p "$BIN" "$STAMPS" "$LOGS" "$IMGBUILD"
-export PATH="$BIN:$KCI_CACHE/venv/bin:$PATH"
+export PATH="$BIN:${KCI_VENV:-$KCI_CACHE/venv}/bin:$PATH"
 export DOCKER_HOST="unix://$KCI_CACHE/docker/docker.sock"
 # The legacy builder: BuildKit resolves the `# syntax=` frontend image from a registry.
 export DOCKER_BUILDKIT=0

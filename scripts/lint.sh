@@ -17,7 +17,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 : "${KCI_CACHE:=$HOME/.cache/kubecost-integration}"
-VENV="$KCI_CACHE/venv"
+VENV="${KCI_VENV:-$KCI_CACHE/venv}"
 export PATH="$KCI_CACHE/bin:$VENV/bin:$PATH"
 CHART=charts/kubecost-integration
 

@@ -25,7 +25,7 @@ SCHEMAS="$KCI_CACHE/schemas"
 STAMPS="$KCI_CACHE/stamps"
 LOGS="$KCI_CACHE/logs/tools"
 BUILD="$KCI_CACHE/build"
-VENV="$KCI_CACHE/venv"
+VENV="${KCI_VENV:-$KCI_CACHE/venv}"
 mkdir -p "$BIN" "$ETC" "$SHARE" "$SCHEMAS" "$STAMPS" "$LOGS" "$BUILD"
 export PATH="$BIN:$VENV/bin:$PATH"
 

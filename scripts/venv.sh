@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${KCI_CACHE:=$HOME/.cache/kubecost-integration}"
-VENV="$KCI_CACHE/venv"
+VENV="${KCI_VENV:-$KCI_CACHE/venv}"
 stamp="$VENV/.kci-stamp"
 want=$(cat requirements-dev.txt exporter/pyproject.toml 2>/dev/null | sha256sum | cut -d' ' -f1)-$(pwd)
 if [[ -x "$VENV/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then

@@ -27,7 +27,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests-e2e")]
 #: The cache `make tools` / `make venv` fill: run the demo with its venv's Python, its tools on PATH, however started
 #: (`make demo`, `tests-e2e/demo.py`, or `python tests-e2e/demo.py` with any Python on PATH).
 KCI_CACHE = Path(os.environ.get("KCI_CACHE") or Path.home() / ".cache" / "kubecost-integration")
-VENV = KCI_CACHE / "venv"
+VENV = Path(os.environ.get("KCI_VENV") or KCI_CACHE / "venv")
 
 
 def _use_cache_venv() -> None:
