@@ -5,7 +5,7 @@
 #
 # Usage: scripts/lint.sh [group ...]   groups: python chart docs workflows dockerfile (default: all)
 #
-#   ruff check, ruff format --check, mypy --strict   exporter/ (config: exporter/pyproject.toml)
+#   ruff check, ruff format --check, mypy --strict   exporter/ and queries/ (their pyproject.toml)
 #   helm lint --strict (helm 3 and helm 4)           charts/kubecost-integration, copied with the test-only stub
 #                                                    cost-analyzer dependency (testsupport/render.py chart_copy)
 #   ct lint                                           same copy; ct.yaml + lintconf.yaml from the repo,
@@ -65,6 +65,7 @@ elif [[ -d exporter ]]; then
   run "ruff check exporter/" ruff check exporter
   run "ruff format --check exporter/" ruff format --check exporter
   run "mypy --strict exporter/" mypy --strict --config-file exporter/pyproject.toml
+  run "mypy --strict queries/" mypy --strict --config-file queries/pyproject.toml
 else
   skip "ruff + mypy (exporter/)" "no exporter/ directory yet"
 fi

@@ -11,7 +11,7 @@
 _exporter_version() { sed -n 's/^__version__ = "\(.*\)"/\1/p' exporter/src/kubecost_allocation_exporter/__init__.py; }
 
 IMAGES+=(
-  "exporter|$(_exporter_version)|1 min|exporter/Dockerfile exporter/pyproject.toml exporter/README.md exporter/src"
+  "exporter|$(_exporter_version)|1 min|.dockerignore exporter/Dockerfile exporter/pyproject.toml exporter/README.md exporter/src queries/pyproject.toml queries/README.md queries/src"
   "prometheus|$PROMETHEUS3_VERSION|<1 min|$BIN/prometheus $BIN/promtool"
   "thanos|$THANOS_VERSION|<1 min|$BIN/thanos"
 )
@@ -27,11 +27,15 @@ build_exporter() {
   # The base's Python (Debian bookworm 3.11) and this machine's pip pick the same wheels (cp311, manylinux).
   py=$(docker run --rm "$PYTHON_BASE_IMAGE" python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
   echo "wheelhouse for Python $py"
-  # The exporter's runtime deps and build backend, read from its pyproject.toml (not `pip download ./exporter`,
-  # which would build its metadata inside the checkout); the Dockerfile builds the exporter from source.
-  mapfile -t reqs < <(python3 -c 'import tomllib, sys
-p = tomllib.load(open("exporter/pyproject.toml", "rb"))
-print("\n".join(p["project"]["dependencies"] + p["build-system"]["requires"]))')
+  # The runtime deps and build backends of the exporter and the query library, read from their pyproject.toml
+  # (not `pip download ./exporter`, which would build metadata inside the checkout); the Dockerfile builds both
+  # from source, so the query library itself (on no index) is left out.
+  mapfile -t reqs < <(python3 -c 'import tomllib
+deps = set()
+for d in ("queries", "exporter"):
+    p = tomllib.load(open(f"{d}/pyproject.toml", "rb"))
+    deps.update(p["project"]["dependencies"] + p["build-system"]["requires"])
+print("\n".join(sorted(r for r in deps if not r.startswith("cloudtuner-kubecost-queries"))))')
   python3 -m pip download --quiet --dest "$ctx/wheels" --only-binary=:all: --python-version "$py" \
     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
     "${reqs[@]}"
@@ -44,7 +48,7 @@ EOF
   docker build --quiet --tag localhost/kci/python-wheelhouse:build "$ctx"
   docker build --tag "$EXPORTER_IMAGE" \
     --build-arg "PYTHON_IMAGE=$PYTHON_BASE_IMAGE" --build-arg BUILD_IMAGE=localhost/kci/python-wheelhouse:build \
-    exporter
+    --file exporter/Dockerfile .
   docker image rm localhost/kci/python-wheelhouse:build >/dev/null
   rm -rf "$ctx"
   docker image ls "$EXPORTER_IMAGE" --format 'size {{.Size}}'

@@ -1,4 +1,4 @@
-"""`kubecost_allocation_exporter.queries` (the platform's PromQL, docs/queries.md) against real Thanos Query."""
+"""`cloudtuner_kubecost_queries` (the platform's PromQL, docs/queries.md) against real Thanos Query."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from kubecost_allocation_exporter.queries import (
+from cloudtuner_kubecost_queries import (
     QueryError,
     ThanosClient,
     cluster_totals,

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import requests
+from cloudtuner_kubecost_queries import QueryError, ThanosClient, selector
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubecost_allocation_exporter import costs
 from kubecost_allocation_exporter.decode import ApiError, decode
 from kubecost_allocation_exporter.kubecost import candidate_endpoints, query_params
-from kubecost_allocation_exporter.queries import QueryError, ThanosClient, selector
 from kubecost_allocation_exporter.windows import coverage, rfc3339, row_windows
 
 if TYPE_CHECKING:

@@ -1,6 +1,7 @@
 """The PromQL the platform runs against Thanos for `cloudtuner_kubecost_*` data (docs/queries.md).
 
-Small and dependency-light (requests only) so the backend can vendor or import it::
+A distribution of its own (`cloudtuner-kubecost-queries`, requests only) so the backend installs it
+without the exporter; the exporter's `verify` uses its client::
 
     client = ThanosClient("https://thanos-query.example", headers={"THANOS-TENANT": "acme"})
     result = namespace_costs(client, cluster="prod-eu-1", tenant_id="acme", start=t0, end=t1)
@@ -30,6 +31,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 import requests
 
+__version__ = "0.1.0"
 T = TypeVar("T")
 PREFIX = "cloudtuner_kubecost_"
 RESOURCES = ("cpu", "ram", "pv", "network", "lb", "gpu", "shared", "idle")
@@ -147,7 +149,11 @@ def data_presence_query(cluster: str, tenant_id: str, range_seconds: int) -> str
 
 
 def metric_mode(
-    client: ThanosClient, cluster: str, tenant_id: str, at: datetime, lookback: timedelta
+    client: ThanosClient,
+    cluster: str,
+    tenant_id: str,
+    at: datetime,
+    lookback: timedelta,
 ) -> str:
     """`rate` or `total` from `cloudtuner_kubecost_exporter_info`; `rate` when it is absent."""
     sel = selector(cluster, tenant_id)
@@ -176,7 +182,12 @@ def namespace_costs(
     seconds = _seconds(end - start)
     if not data_present(client, cluster, tenant_id, start, end):
         return _no_data(
-            {}, cluster, tenant_id, start, end, data_presence_query(cluster, tenant_id, seconds)
+            {},
+            cluster,
+            tenant_id,
+            start,
+            end,
+            data_presence_query(cluster, tenant_id, seconds),
         )
     if metric_mode(client, cluster, tenant_id, end, end - start) != "rate":
         return QueryResult(
@@ -188,7 +199,9 @@ def namespace_costs(
         f"[{seconds}s])) * {seconds} / 3600"
     )
     return QueryResult(
-        "ok", {m.get("namespace", ""): v for m, v in client.instant(promql, at=end)}, (promql,)
+        "ok",
+        {m.get("namespace", ""): v for m, v in client.instant(promql, at=end)},
+        (promql,),
     )
 
 
@@ -237,7 +250,12 @@ def efficiency(
     empty = Efficiency({}, {})
     if not data_present(client, cluster, tenant_id, start, end):
         return _no_data(
-            empty, cluster, tenant_id, start, end, data_presence_query(cluster, tenant_id, seconds)
+            empty,
+            cluster,
+            tenant_id,
+            start,
+            end,
+            data_presence_query(cluster, tenant_id, seconds),
         )
     sel = selector(cluster, tenant_id)
     queries: list[str] = []
@@ -268,7 +286,12 @@ def cost_per_day(
     if not data_present(client, cluster, tenant_id, start, end):
         seconds = _seconds(end - start)
         return _no_data(
-            {}, cluster, tenant_id, start, end, data_presence_query(cluster, tenant_id, seconds)
+            {},
+            cluster,
+            tenant_id,
+            start,
+            end,
+            data_presence_query(cluster, tenant_id, seconds),
         )
     if metric_mode(client, cluster, tenant_id, end, end - start) != "rate":
         return QueryResult("unsupported", {}, (), "cost per day needs the exporter in rate mode")
