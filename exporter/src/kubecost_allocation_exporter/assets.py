@@ -5,7 +5,8 @@ The answer has the Allocation API's shape (sets of rows keyed by asset key), so 
 decoder; its numbers follow the same rules (`costs.py`: unknown stays unknown, tidied sums) and the
 same window rule (the union of the rows' windows; rate mode divides by its hours). A row's type
 is its `type` field (every asset has one, also when an engine ignores `aggregate=type` and sends
-each asset apart: the types stay a handful), else `__unknown__`; with --multi-cluster its cluster is the first part of its key (`cluster/type`).
+each asset apart: the types stay a handful), else `__unknown__`; with --multi-cluster its
+cluster is the first part of its key (`cluster/type`).
 """
 
 from __future__ import annotations
