@@ -31,7 +31,7 @@ from testsupport.procs import http_json, require_tool, wait_until
 
 pytestmark = pytest.mark.e2e
 
-CHECKS = ["exporter", "target", "remote-write", "thanos", "sums", "kubecost"]
+CHECKS = ["exporter", "target", "remote-write", "thanos", "sums", "accuracy", "kubecost"]
 
 
 def verify_bin() -> str:
