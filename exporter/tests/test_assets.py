@@ -5,11 +5,17 @@ refresh and exporter_info says which it is."""
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import replace
 
 import pytest
 from exporter_testlib import FakeKubecost, Reply, fixture_json
+from pipeline import assets, snapshot
 from prometheus_client.parser import text_string_to_metric_families
 from test_runtime import HOUR, Clock, refresher
+
+from kubecost_allocation_exporter.config import load
+from kubecost_allocation_exporter.metrics import render_costs
 
 pytestmark = pytest.mark.unit
 ASSETS = "cloudtuner_kubecost_cluster_assets_cost"
@@ -127,3 +133,40 @@ def test_assets_off_sends_no_query(kubecost: FakeKubecost) -> None:
     assert {s.path for s in kubecost.seen} == {"/model/allocation"}
     assets, _, info, _ = _values(r.exposition().decode())
     assert (assets, info["assets"]) == ({}, "disabled")
+
+
+def test_multi_cluster_assets_by_key_and_an_unknown_cost_leaves_the_total_out() -> None:
+    w = {"start": "2026-11-26T16:00:00Z", "end": "2026-11-26T17:00:00Z"}
+    data = [
+        {
+            "cluster-one/Node": {"type": "Node", "window": w, "totalCost": 2.0},
+            "cluster-one/Disk": {"type": "Disk", "window": w, "totalCost": "0.5"},
+            "cluster-two/Node": {"type": "Node", "window": w, "totalCost": None},
+            "cluster-two/Disk": {"window": w, "totalCost": 0.25},  # no type
+        }
+    ]
+    cfg = load(["--cluster-name", "c", "--tenant-id", "t", "--multi-cluster", "--window", HOUR], {})
+    got = {(a.cluster, a.type): a.cost for a in assets(data, cfg=cfg)}
+    unknown = [got.pop(("cluster-two", "Node")), got.pop(("cluster-two", "total"))]
+    assert all(math.isnan(v) for v in unknown)  # a null cost: the type and the total unknown
+    assert got == {
+        ("cluster-one", "Disk"): 0.5,
+        ("cluster-one", "Node"): 2.0,
+        ("cluster-one", "total"): 2.5,
+        ("cluster-two", "__unknown__"): 0.25,
+    }
+    text = render_costs(replace(snapshot([[]], cluster="c"), assets=assets(data, cfg=cfg)), cfg)
+    assert b'type="total"} 2.5\n' in text
+    assert b'cluster="cluster-two",tenant_id="t",type="total"' not in text
+
+
+def test_rate_mode_divides_by_the_hours_the_assets_answer_covers() -> None:
+    w = {"start": "2026-11-25T17:00:00Z", "end": "2026-11-26T17:00:00Z"}
+    data = [{"Node": {"type": "Node", "window": w, "totalCost": 48.0}}]
+    day = "2026-11-25T17:00:00Z,2026-11-26T17:00:00Z"
+    rate = load(["--cluster-name", "c", "--tenant-id", "t", "--window", day], {})
+    total = load(
+        ["--cluster-name", "c", "--tenant-id", "t", "--window", day, "--metric-mode", "total"], {}
+    )
+    assert [a.cost for a in assets(data, cfg=rate, window=day)] == [2.0, 2.0]
+    assert [a.cost for a in assets(data, cfg=total, window=day)] == [48.0, 48.0]

@@ -9,6 +9,7 @@ import pytest
 from kubecost_allocation_exporter.queries import (
     QueryError,
     ThanosClient,
+    asset_coverage,
     cluster_totals,
     cost_per_day,
     efficiency,
@@ -124,3 +125,19 @@ def test_errors_raise(ops_bench: Any) -> None:
         _client(ops_bench).instant("sum(")
     with pytest.raises(ValueError, match="quotes"):
         selector('a"b', "t")
+
+
+def test_asset_costs_reach_thanos_and_add_up_to_the_allocations(ops_bench: Any) -> None:
+    """The exporter reads the simulator's Assets API (consistent with its allocations) for the same window: the
+    series reaches Thanos through the agent, and the coverage query says allocations incl. idle == assets."""
+    cluster, tenant = _ids(ops_bench)
+    sel = selector(cluster, tenant, type="total")
+    total = _thanos_one(ops_bench, f"cloudtuner_kubecost_cluster_assets_cost{sel}")
+    node = _thanos_one(ops_bench, f"cloudtuner_kubecost_cluster_assets_cost{selector(cluster, tenant, type='Node')}")
+    assert 0 < node < total
+    info = ops_bench.thanos.query(f"cloudtuner_kubecost_exporter_info{selector(cluster, tenant)}")
+    assert {s["metric"]["assets"] for s in info} == {"present"}
+    result = asset_coverage(_client(ops_bench), cluster, tenant)
+    assert result.ok, result.reason
+    assert result.value == pytest.approx(1.0, abs=1e-3)  # 5-decimal rounding of ~0.27 USD/h
+    assert asset_coverage(_client(ops_bench), "no-such-cluster", tenant).no_data
