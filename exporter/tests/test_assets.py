@@ -170,3 +170,30 @@ def test_rate_mode_divides_by_the_hours_the_assets_answer_covers() -> None:
     )
     assert [a.cost for a in assets(data, cfg=rate, window=day)] == [2.0, 2.0]
     assert [a.cost for a in assets(data, cfg=total, window=day)] == [48.0, 48.0]
+
+
+def test_opencost_answers_one_bare_set_of_every_asset(kubecost: FakeKubecost) -> None:
+    """OpenCost's /assets writes the AssetSet as `data` itself (a map of every asset; `aggregate`
+    ignored by older versions, only `type` accepted by newer ones): assets summed by type."""
+    w = {"start": "2026-11-26T16:00:00Z", "end": "2026-11-26T17:00:00Z"}
+
+    def asset(kind: str, cost: float) -> dict[str, object]:
+        props = {"cluster": "c1"}
+        return {"type": kind, "properties": props, "window": w, "minutes": 60, "totalCost": cost}
+
+    doc = {
+        "code": 200,
+        "data": {
+            "c1/node-a": asset("Node", 0.125),
+            "c1/node-b": asset("Node", 0.125),
+            "c1/pvc-1": asset("Disk", 0.0661),
+        },
+    }
+    kubecost.set_fixture("/allocation", "kubecost2_namespace.json")
+    kubecost.set("/assets", Reply(body=json.dumps(doc).encode()))
+    r = refresher(kubecost, Clock(), "--api", "opencost", "--multi-cluster")
+    assert r.refresh_once() is None
+    [seen] = [s for s in kubecost.seen if s.path == "/assets"]
+    assert seen.params["aggregate"] == "type"
+    assets, _, info, _ = _values(r.exposition().decode())
+    assert (info["assets"], assets) == ("present", {"Disk": 0.0661, "Node": 0.25, "total": 0.3161})

@@ -137,7 +137,10 @@ def _assets(
     asset series out; the allocation numbers are published all the same (they do not depend on
     the assets, and a failing Assets API must not hide them)."""
     try:
-        aggregate = "cluster,type" if cfg.multi_cluster else "type"
+        opencost = client.endpoint is not None and client.endpoint.flavour == "opencost"
+        aggregate = (
+            "cluster,type" if cfg.multi_cluster and not opencost else "type"
+        )  # OpenCost: type only
         pages = client.assets(window, aggregate, budget)
         if pages is None:
             return (), "absent"
