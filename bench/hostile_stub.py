@@ -127,6 +127,9 @@ class Handler(BaseHTTPRequestHandler):
         q = {k: v[0] for k, v in parse_qs(parts.query).items()}
         head = parts.path.strip("/").split("/")[0]
         answers = self.server.answers
+        if not parts.path.rstrip("/").endswith("/allocation"):  # no Assets API here
+            self._send(404, b"404 page not found\n", "text/plain")
+            return
         try:
             if head == "usual62" and q.get("limit"):
                 self._send(200, answers.usual_page(int(q.get("offset") or 0), int(q["limit"])))

@@ -14,11 +14,13 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from kubecost_allocation_exporter.assets import asset_costs
 from kubecost_allocation_exporter.breakdown import BreakdownTotals
 from kubecost_allocation_exporter.config import Config
 from kubecost_allocation_exporter.decode import decode
 from kubecost_allocation_exporter.metrics import COST_SOURCES, EFFICIENCY_SOURCES, PREFIX, cost_help
 from kubecost_allocation_exporter.snapshot import (
+    AssetCost,
     BreakdownRow,
     NamespaceRows,
     Snapshot,
@@ -104,6 +106,18 @@ def breakdown(
     return totals.result(top_n, factor(mode, cov))
 
 
+def assets(
+    *pages: str | bytes | Any, cfg: Config, window: str = HOUR, now: float = NOW
+) -> tuple[AssetCost, ...]:
+    """The asset costs of an Assets API answer (`pages` as for `snapshot`)."""
+    decoded = [
+        part
+        for page in pages
+        for part in decode(200, answer(page), "application/json", "http://kc", ROWS)
+    ]
+    return asset_costs(decoded, cfg, requested_window(window, now), now)
+
+
 def with_breakdowns(snap: Snapshot, rows: Sequence[BreakdownRow], max_series: int = 0) -> Snapshot:
     return cap_breakdowns(snap, rows, max_series)[0]
 
@@ -174,6 +188,11 @@ def families(snap: Snapshot, cfg: Config) -> list[Metric]:
         ("coverage_ratio", cov.ratio),
     ):
         family(f"{PREFIX}window_{series}", base, [([c.name, tenant], value) for c in snap.clusters])
+    family(
+        f"{PREFIX}cluster_assets_cost",
+        (*base, "type"),
+        [([a.cluster, tenant, a.type], a.cost) for a in snap.assets],
+    )
     return out
 
 

@@ -39,7 +39,9 @@ NOW = datetime(2026, 11, 27, 0, tzinfo=UTC).timestamp()
 API_FIELDS = [
     msgspec.structs.fields(Row)[i].encode_name for i in range(len(msgspec.structs.fields(Row)))
 ]
-NUMBER_FIELDS = [f for f in API_FIELDS if f not in ("name", "properties", "window", "start", "end")]
+NUMBER_FIELDS = [
+    f for f in API_FIELDS if f not in ("name", "type", "properties", "window", "start", "end")
+]
 CFG = load(["--kubecost-url", "http://kc:9090", "--cluster-name", "c1", "--tenant-id", "t1"], {})
 
 
@@ -126,7 +128,7 @@ def test_pages_and_number_spellings_give_the_same_snapshot_and_bytes(
 
 
 def test_the_row_reads_the_documented_api_fields() -> None:
-    assert API_FIELDS[:5] == ["name", "properties", "window", "start", "end"]
+    assert API_FIELDS[:6] == ["name", "type", "properties", "window", "start", "end"]
     assert set(NUMBER_FIELDS) == {
         "minutes", "totalCost", "cpuCost", "cpuCostAdjustment", "ramCost", "ramCostAdjustment",
         "pvCost", "pvCostAdjustment", "networkCost", "networkCostAdjustment", "loadBalancerCost",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 from exporter_testlib import GOLDEN, FakeKubecost, fixture_json
-from pipeline import HOUR, NOW, breakdown, oracle, snapshot, with_breakdowns
+from pipeline import HOUR, NOW, assets, breakdown, oracle, snapshot, with_breakdowns
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubecost_allocation_exporter.config import Config, load
@@ -48,8 +49,10 @@ CONTRACT = {
     "cloudtuner_kubecost_window_start_timestamp_seconds": ("cluster", "tenant_id"),
     "cloudtuner_kubecost_window_end_timestamp_seconds": ("cluster", "tenant_id"),
     "cloudtuner_kubecost_window_coverage_ratio": ("cluster", "tenant_id"),
+    f"{CLUSTER}assets_cost": ("cluster", "tenant_id", "type"),
 }
 INFO_LABELS = {
+    "assets",
     "cluster",
     "tenant_id",
     "version",
@@ -66,10 +69,16 @@ def config(*extra: str) -> Config:
     return load(["--cluster-name", "prod-eu-1", "--tenant-id", "acme", *extra], {})
 
 
-def exposition(name: str, cfg: Config, bd: str | None = None, window: str = HOUR) -> str:
+def exposition(
+    name: str, cfg: Config, bd: str | None = None, window: str = HOUR, asset_answer: str = ""
+) -> str:
     snap = snapshot(
         name, window=window, mode=cfg.metric_mode, cluster=cfg.cluster_name, multi=cfg.multi_cluster
     )
+    health = HEALTH
+    if asset_answer:
+        snap = replace(snap, assets=assets(asset_answer, cfg=cfg, window=window))
+        health = replace(HEALTH, assets="present")
     if bd:
         rows = breakdown(
             bd,
@@ -83,7 +92,7 @@ def exposition(name: str, cfg: Config, bd: str | None = None, window: str = HOUR
         snap = with_breakdowns(snap, rows)
     costs = render_costs(snap, cfg)
     assert costs == oracle(snap, cfg)
-    return (render_health(HEALTH, cfg) + costs).decode()
+    return (render_health(health, cfg) + costs).decode()
 
 
 DAY = "2026-11-25T17:00:00Z,2026-11-26T17:00:00Z"
@@ -144,6 +153,32 @@ def test_exposition_matches_golden_file(
     assert text == path.read_text(), f"{path} differs; if intended, rerun with --update-golden"
 
 
+# with the Assets API's answer for the same hour: allocations incl. idle add up to the assets
+ASSET_CASES = [((), "kubecost2_assets.json"), (("--metric-mode", "total"), "kubecost2_assets.json")]
+
+
+@pytest.mark.parametrize(("args", "asset_answer"), ASSET_CASES)
+def test_asset_costs_match_golden_file(
+    args: tuple[str, ...], asset_answer: str, update_golden: bool
+) -> None:
+    text = exposition("kubecost2_namespace.json", config(*args), asset_answer=asset_answer)
+    path = GOLDEN / _golden_name("kubecost2_namespace.json", (*args, "--assets"))
+    if update_golden:
+        path.write_text(text)
+    assert text == path.read_text(), f"{path} differs; if intended, rerun with --update-golden"
+    values = {
+        s.labels["type"]: s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == f"{CLUSTER}assets_cost"
+    }
+    assert set(values) == {"Disk", "LoadBalancer", "Network", "Node", "total"}
+    assert values["total"] == pytest.approx(sum(v for k, v in values.items() if k != "total"))
+    (total,) = [line for line in text.splitlines() if line.startswith(f"{CLUSTER}total_cost{{")]
+    assert float(total.split()[-1]) == values["total"]  # the fixture reconciles exactly
+    assert 'assets="present"' in text
+
+
 @pytest.mark.parametrize(("name", "args", "bd", "window"), GOLDEN_CASES)
 def test_names_and_labels_follow_the_contract(
     name: str, args: tuple[str, ...], bd: str | None, window: str
@@ -172,7 +207,7 @@ def test_names_and_labels_follow_the_contract(
 
 
 def test_every_contract_series_is_present_for_a_full_answer() -> None:
-    text = exposition("kubecost2_namespace.json", config())
+    text = exposition("kubecost2_namespace.json", config(), asset_answer="kubecost2_assets.json")
     names = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
     assert set(CONTRACT) <= names
     assert "cloudtuner_kubecost_exporter_info" in names

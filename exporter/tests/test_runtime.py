@@ -307,7 +307,8 @@ def test_breakdowns_are_queried_and_capped_through_http(kubecost: FakeKubecost) 
     )
     r = refresher(kubecost, Clock(), "--breakdowns", "controller", "--breakdown-top-n", "2")
     assert r.refresh_once() is None
-    assert [s.params["aggregate"] for s in kubecost.seen] == ["namespace", "namespace,controller"]
+    allocation = [s for s in kubecost.seen if s.path == "/model/allocation"]
+    assert [s.params["aggregate"] for s in allocation] == ["namespace", "namespace,controller"]
     out = r.exposition().decode()
     rows = [
         line
@@ -323,8 +324,12 @@ def test_multi_cluster_labels_cost_series_from_the_data(kubecost: FakeKubecost) 
     kubecost.set_fixture("/model/allocation", "multi_cluster.json")
     r = refresher(kubecost, Clock(), "--multi-cluster")
     assert r.refresh_once() is None
-    assert kubecost.seen[-1].params["aggregate"] == "cluster,namespace"
-    assert kubecost.seen[-1].params["splitIdle"] == "true"
+    assert kubecost.seen[-2].params["aggregate"] == "cluster,namespace"
+    assert kubecost.seen[-2].params["splitIdle"] == "true"
+    assert (kubecost.seen[-1].path, kubecost.seen[-1].params["aggregate"]) == (
+        "/model/assets",
+        "cluster,type",
+    )
     out = r.exposition().decode()
     assert 'cloudtuner_kubecost_cluster_idle_cost{cluster="cluster-two",tenant_id="t1"}' in out
     assert (

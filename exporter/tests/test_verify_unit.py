@@ -25,16 +25,24 @@ pytestmark = pytest.mark.unit
 
 EXPOSITION = """\
 # TYPE cloudtuner_kubecost_exporter_info gauge
-cloudtuner_kubecost_exporter_info{api="kubecost",cluster="c1",currency="USD",metric_mode="rate",\
-multi_cluster="false",share_idle="none",tenant_id="t1",version="0.1.0",window="1h"} 1.0
+cloudtuner_kubecost_exporter_info{api="kubecost",assets="ASSETS",cluster="c1",currency="USD",\
+metric_mode="rate",multi_cluster="false",share_idle="none",tenant_id="t1",version="0.1.0",\
+window="1h"} 1.0
 # TYPE cloudtuner_kubecost_scrape_success gauge
 cloudtuner_kubecost_scrape_success{cluster="c1",tenant_id="t1"} SUCCESS
 # TYPE cloudtuner_kubecost_scrape_errors_total counter
 cloudtuner_kubecost_scrape_errors_total{cluster="c1",reason="timeout",tenant_id="t1"} 3.0
+cloudtuner_kubecost_scrape_errors_total{cluster="c1",reason="window_mismatch",tenant_id="t1"} \
+REFUSED
 # TYPE cloudtuner_kubecost_cluster_total_cost gauge
 cloudtuner_kubecost_cluster_total_cost{cluster="c1",tenant_id="t1"} 1.0
 # TYPE cloudtuner_kubecost_cluster_idle_cost gauge
-cloudtuner_kubecost_cluster_idle_cost{cluster="c1",tenant_id="t1"} 0.25
+cloudtuner_kubecost_cluster_idle_cost{cluster="c1",tenant_id="t1"} IDLE
+# TYPE cloudtuner_kubecost_window_coverage_ratio gauge
+cloudtuner_kubecost_window_coverage_ratio{cluster="c1",tenant_id="t1"} RATIO
+# TYPE cloudtuner_kubecost_cluster_assets_cost gauge
+cloudtuner_kubecost_cluster_assets_cost{cluster="c1",tenant_id="t1",type="Node"} 0.9
+cloudtuner_kubecost_cluster_assets_cost{cluster="c1",tenant_id="t1",type="total"} ASSETTOTAL
 # TYPE cloudtuner_kubecost_namespace_total_cost gauge
 cloudtuner_kubecost_namespace_total_cost{cluster="c1",namespace="a",tenant_id="t1"} 0.5
 cloudtuner_kubecost_namespace_total_cost{cluster="c1",namespace="b",tenant_id="t1"} NSB
@@ -44,7 +52,8 @@ cloudtuner_kubecost_namespace_total_cost{cluster="c1",namespace="b",tenant_id="t
 @pytest.fixture
 def exporter() -> Iterator[dict[str, str]]:
     """A local HTTP server serving EXPOSITION with the placeholders from the returned dict."""
-    values = {"SUCCESS": "1.0", "NSB": "0.25"}
+    values = {"SUCCESS": "1.0", "NSB": "0.25", "IDLE": "0.25", "RATIO": "1.0", "REFUSED": "0.0"}
+    values |= {"ASSETS": "present", "ASSETTOTAL": "1.02"}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -95,8 +104,10 @@ def test_exporter_and_sums_pass(
 ) -> None:
     rc, doc = run_json(capsys, "--exporter-url", exporter["url"], *ONLY_LOCAL)
     assert rc == 0, doc
-    assert statuses(doc) == {"exporter": "pass", "sums": "pass"}
+    assert statuses(doc) == {"exporter": "pass", "sums": "pass", "accuracy": "pass"}
     assert (doc["cluster"], doc["tenant_id"]) == ("c1", "t1")
+    (accuracy,) = [c for c in doc["checks"] if c["name"] == "accuracy"]  # type: ignore[attr-defined]
+    assert accuracy["summary"] == "window fully covered, idle >= 0, allocations / assets 98.04%"
 
 
 def test_scrape_success_zero_names_the_reasons(
@@ -114,7 +125,45 @@ def test_sums_mismatch_fails(exporter: dict[str, str], capsys: pytest.CaptureFix
     exporter["NSB"] = "0.26"
     rc, doc = run_json(capsys, "--exporter-url", exporter["url"], *ONLY_LOCAL)
     assert rc == 1
-    assert statuses(doc) == {"exporter": "pass", "sums": "fail"}
+    assert statuses(doc) == {"exporter": "pass", "sums": "fail", "accuracy": "pass"}
+
+
+def test_accuracy_warns_with_each_figure_and_its_meaning_without_failing(
+    exporter: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: verify passed on all of these without a word. Now each is named with its figure."""
+    exporter.update(IDLE="-0.25", NSB="0.75", RATIO="0.75", REFUSED="2.0", ASSETTOTAL="1.2")
+    rc, doc = run_json(capsys, "--exporter-url", exporter["url"], *ONLY_LOCAL)
+    assert rc == 0, doc  # a warning does not fail
+    assert statuses(doc) == {"exporter": "pass", "sums": "pass", "accuracy": "warn"}
+    (check,) = [c for c in doc["checks"] if c["name"] == "accuracy"]  # type: ignore[attr-defined]
+    parts = check["summary"].split("; ")
+    assert parts[0].startswith("2 refreshes refused with window_mismatch: Kubecost answered for")
+    assert parts[1].startswith("c1: the numbers cover 75.0% of the requested window")
+    assert parts[2].startswith("c1: idle cost is negative (-0.2500 USD/h): the allocations are")
+    assert "custom pricing" in parts[2]
+    assert parts[3].startswith("c1: allocations incl. idle are 83.33% of the assets' cost")
+    assert check["details"]["c1"] == {
+        "window_coverage_ratio": 0.75,
+        "idle": -0.25,
+        "allocations_over_assets": pytest.approx(1 / 1.2),
+    }
+    assert main(["--exporter-url", exporter["url"], *ONLY_LOCAL]) == 0
+    out = capsys.readouterr().out
+    assert "  WARN  accuracy      2 refreshes refused" in out
+    assert out.rstrip().endswith("RESULT: all checks passed, with warnings (accuracy)")
+
+
+@pytest.mark.parametrize(("state", "status"), [("absent", "pass"), ("failed", "warn")])
+def test_accuracy_says_whether_assets_could_be_read(
+    exporter: dict[str, str], capsys: pytest.CaptureFixture[str], state: str, status: str
+) -> None:
+    exporter.update(ASSETS=state, ASSETTOTAL="NaN")
+    rc, doc = run_json(capsys, "--exporter-url", exporter["url"], *ONLY_LOCAL)
+    assert rc == 0
+    (check,) = [c for c in doc["checks"] if c["name"] == "accuracy"]  # type: ignore[attr-defined]
+    assert check["status"] == status
+    assert f"assets={state}" in check["summary"]
 
 
 def test_nothing_given_is_all_skipped_and_not_ok(capsys: pytest.CaptureFixture[str]) -> None:
@@ -211,7 +260,7 @@ def test_target_from_self_metrics_when_the_targets_api_is_missing(
         "0.1",
         *[
             a
-            for c in ("exporter", "remote-write", "thanos", "sums", "kubecost")
+            for c in ("exporter", "remote-write", "thanos", "sums", "accuracy", "kubecost")
             for a in ("--skip", c)
         ],
     )
@@ -306,7 +355,7 @@ def test_port_forward_output_is_drained(
         capsys, "--kube-namespace", "kci", "--kubectl", str(fake_kubectl), *ONLY_LOCAL
     )
     assert rc == 0, doc
-    assert statuses(doc) == {"exporter": "pass", "sums": "pass"}
+    assert statuses(doc) == {"exporter": "pass", "sums": "pass", "accuracy": "pass"}
     assert Path(os.environ["FAKE_LOG"] + ".flooded").exists(), "kubectl's output was not read"
 
 

@@ -40,7 +40,7 @@ from testsupport.procs import wait_until as wait_procs
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.e2e]
 
-CHECKS = ["exporter", "target", "remote-write", "thanos", "sums", "kubecost"]
+CHECKS = ["exporter", "target", "remote-write", "thanos", "sums", "accuracy", "kubecost"]
 NAMESPACE, RELEASE = "verify-kube", "kci"
 SPEC = TenantSpec("kube-tenant", "kube-cluster", release=RELEASE, namespace=NAMESPACE)
 EXPORTER_PORT, AGENT_PORT, KUBECOST_PORT = 9103, 9090, 9090  # container ports of the rendered chart

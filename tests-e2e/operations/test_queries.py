@@ -9,12 +9,14 @@ import pytest
 from cloudtuner_kubecost_queries import (
     QueryError,
     ThanosClient,
+    asset_coverage,
     cluster_totals,
     cost_per_day,
     efficiency,
     namespace_costs,
     selector,
 )
+from testsupport.procs import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -124,3 +126,48 @@ def test_errors_raise(ops_bench: Any) -> None:
         _client(ops_bench).instant("sum(")
     with pytest.raises(ValueError, match="quotes"):
         selector('a"b', "t")
+
+
+def test_asset_costs_reach_thanos_and_add_up_to_the_allocations(ops_bench: Any) -> None:
+    """The exporter reads the simulator's Assets API (consistent with its allocations) for the same window: the
+    series reaches Thanos through the agent, and the coverage query says allocations incl. idle == assets."""
+    cluster, tenant = _ids(ops_bench)
+    sel = selector(cluster, tenant, type="total")
+    total = _thanos_one(ops_bench, f"cloudtuner_kubecost_cluster_assets_cost{sel}")
+    node = _thanos_one(ops_bench, f"cloudtuner_kubecost_cluster_assets_cost{selector(cluster, tenant, type='Node')}")
+    assert 0 < node < total
+    info = ops_bench.thanos.query(f"cloudtuner_kubecost_exporter_info{selector(cluster, tenant)}")
+    assert {s["metric"]["assets"] for s in info} == {"present"}
+    result = asset_coverage(_client(ops_bench), cluster, tenant)
+    assert result.ok, result.reason
+    assert result.value == pytest.approx(1.0, abs=1e-3)  # 5-decimal rounding of ~0.27 USD/h
+    assert asset_coverage(_client(ops_bench), "no-such-cluster", tenant).no_data
+
+
+def test_asset_drift_and_a_failing_assets_api_reach_thanos(ops_bench: Any) -> None:
+    """The simulator's drift switch (Node assets 10 % dearer) shows as coverage below 1 in Thanos; an Assets API
+    that fails leaves the asset series out (info says assets="failed") while the allocation costs keep flowing."""
+    cluster, tenant = _ids(ops_bench)
+    client = _client(ops_bench)
+    sel = selector(cluster, tenant)
+    node = _thanos_one(ops_bench, f"cloudtuner_kubecost_cluster_assets_cost{selector(cluster, tenant, type='Node')}")
+    assets = _thanos_one(ops_bench, f"cloudtuner_kubecost_cluster_assets_cost{selector(cluster, tenant, type='total')}")
+    want = _thanos_one(ops_bench, f"cloudtuner_kubecost_cluster_total_cost{sel}") / (assets + 0.1 * node)
+    try:
+        ops_bench.tenant.sim_config(assets_drift=1.1)
+        drifted = wait_until(
+            lambda: (r := asset_coverage(client, cluster, tenant)).ok and r.value < 0.99 and r, 90, "drift in Thanos"
+        )
+        assert drifted.value == pytest.approx(want, abs=1e-3)
+        ops_bench.tenant.sim_config(assets="error")
+        wait_until(
+            lambda: {s["metric"]["assets"] for s in ops_bench.thanos.query(f"cloudtuner_kubecost_exporter_info{sel}")}
+            == {"failed"},
+            90,
+            'assets="failed" in Thanos',
+        )
+        assert _thanos_one(ops_bench, f"cloudtuner_kubecost_scrape_success{sel}") == 1.0
+        wait_until(lambda: asset_coverage(client, cluster, tenant).status == "unsupported", 90, "no asset series")
+        assert _thanos_one(ops_bench, f"cloudtuner_kubecost_cluster_total_cost{sel}") > 0
+    finally:
+        ops_bench.tenant.sim_config(assets="present", assets_drift=1.0)

@@ -31,7 +31,7 @@ from testsupport.procs import http_json, require_tool, wait_until
 
 pytestmark = pytest.mark.e2e
 
-CHECKS = ["exporter", "target", "remote-write", "thanos", "sums", "kubecost"]
+CHECKS = ["exporter", "target", "remote-write", "thanos", "sums", "accuracy", "kubecost"]
 
 
 def verify_bin() -> str:
@@ -232,7 +232,7 @@ def test_skipped_links_are_not_a_pass(ops_bench: OpsBench) -> None:
     rc, doc, _ = run_verify("--exporter-url", ops_bench.tenant.exporter_url)
     assert rc == 1
     st = statuses(doc)
-    assert st["exporter"] == st["sums"] == "pass"
+    assert st["exporter"] == st["sums"] == st["accuracy"] == "pass"
     assert st["thanos"] == st["target"] == st["kubecost"] == "skip"
     # ...unless they are left out on purpose.
     rc, doc, _ = run_verify(
@@ -248,7 +248,7 @@ def test_skipped_links_are_not_a_pass(ops_bench: OpsBench) -> None:
         "kubecost",
     )
     assert rc == 0, doc
-    assert list(statuses(doc)) == ["exporter", "sums"]
+    assert list(statuses(doc)) == ["exporter", "sums", "accuracy"]
 
 
 FAKE_KUBECTL = textwrap.dedent(

@@ -3,6 +3,8 @@
 API routes (GET):
     /model/allocation, /model/allocation/compute     Kubecost (frontend `/model` prefix)
     /allocation, /allocation/compute                 OpenCost (same handler for both)
+    /model/assets, /assets                           the Assets API beside each of them (never affected by faults,
+                                                     not in the request log: switched by `assets` below)
     /healthz                                         200 "ok"
 
 Control routes (JSON in, JSON out; never affected by faults):
@@ -15,6 +17,8 @@ Control routes (JSON in, JSON out; never affected by faults):
                             "shape": "[]"|"[{}]"|"[null]",   # empty mode: what `data` holds
                             "count": N}            # optional: only the next N API requests, then back to none
     POST /__sim__/config   {"scale": 2.0, "nan_namespaces": ["default"],   # cost multiplier; NaN RAM usage quirk
+                            "assets": "present"|"absent"|"error",        # the Assets API (simulator.assets)
+                            "assets_drift": 1.1,                          # Node assets 10 % above the allocations
                             "quirks": {"own_windows": true, "idle_hours": 3,  # window quirks (model.Quirks)
                                        "shift_hours": 24, "step_hours": 1, "empty_steps": [0, 2]}}
     GET  /__sim__/state    current fault, scale, request count
@@ -36,6 +40,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from simulator.assets import assets_query
 from simulator.cluster import SyntheticCluster, default_cluster
 from simulator.model import ApiError, Flavour, Quirks, allocation_query, envelope, utcnow
 
@@ -50,6 +55,8 @@ ROUTES = {
     "/allocation": Flavour.OPENCOST,
     "/allocation/compute": Flavour.OPENCOST,
 }
+#: The Assets API route beside each allocation route family (it exists where that family does).
+ASSET_ROUTES = {"/model/assets": "/model/allocation", "/assets": "/allocation"}
 #: `--api` choices: which of the routes above exist (the others answer 404, as a different product would).
 API_CHOICES = {
     "both": set(ROUTES),
@@ -95,6 +102,8 @@ class SimulatorState:
     nan_namespaces: frozenset[str] = frozenset()
     quirks: Quirks = field(default_factory=Quirks)
     fault: Fault = field(default_factory=Fault)
+    assets: str = "present"  # present | absent (404, an engine without one) | error (HTTP 500)
+    assets_drift: float = 1.0
     requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=500))
     request_count: int = 0
     in_flight: int = 0  # API requests being answered (their log entry is written after the answer)
@@ -122,6 +131,8 @@ class SimulatorState:
                 "scale": self.scale,
                 "nan_namespaces": sorted(self.nan_namespaces),
                 "quirks": vars(self.quirks).copy(),
+                "assets": self.assets,
+                "assets_drift": self.assets_drift,
                 "fault": vars(self.fault).copy(),
                 "request_count": self.request_count,
             }
@@ -207,6 +218,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, items)
         elif path in state.routes:
             self._allocation(ROUTES[path], path, url.query)
+        elif path in ASSET_ROUTES and ASSET_ROUTES[path] in state.routes and state.assets != "absent":
+            self._assets(ROUTES[ASSET_ROUTES[path]], url.query)
         else:
             self._send(404, b"404 page not found\n", "text/plain; charset=utf-8")
 
@@ -232,10 +245,17 @@ class _Handler(BaseHTTPRequestHandler):
                         state.nan_namespaces = frozenset(str(n) for n in body["nan_namespaces"])
                     if "quirks" in body:
                         state.quirks = Quirks.parse(body["quirks"])
+                    if "assets" in body:
+                        if body["assets"] not in ("present", "absent", "error"):
+                            raise ValueError("assets must be present, absent or error")
+                        state.assets = str(body["assets"])
+                    if "assets_drift" in body:
+                        state.assets_drift = float(body["assets_drift"])
             elif path == "/__sim__/reset":
                 with state.lock:
                     state.fault, state.scale, state.nan_namespaces = Fault(), 1.0, frozenset()
                     state.quirks = Quirks()
+                    state.assets, state.assets_drift = "present", 1.0
                     state.requests.clear()
             else:
                 self._send(404, b"404 page not found\n", "text/plain; charset=utf-8")
@@ -244,6 +264,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(400, {"error": str(err)})
             return
         self._json(200, state.snapshot())
+
+    def _assets(self, flavour: Flavour, query: str) -> None:
+        state = self.server.state
+        with state.lock:
+            scale, quirks, mode, drift = state.scale, state.quirks, state.assets, state.assets_drift
+        try:
+            if mode == "error":
+                self._send(500, envelope(None, 500, "Error: asset ETL not available (assets error)"))
+                return
+            try:
+                data = assets_query(state.cluster, dict(parse_qsl(query)), flavour, utcnow(), scale, drift, quirks)
+            except ApiError as err:
+                self._send(err.status, envelope(None, err.status, err.message))
+                return
+            self._send(200, envelope(data))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up
 
     def _allocation(self, flavour: Flavour, path: str, query: str) -> None:
         state = self.server.state

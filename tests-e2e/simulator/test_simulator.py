@@ -303,3 +303,34 @@ def test_bad_quirks_are_refused(sim: SimulatorServer) -> None:
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(req, timeout=10)
     assert err.value.code == 400
+
+
+@pytest.mark.parametrize(("path", "alloc_path"), [("/model/assets", "/model/allocation"), ("/assets", "/allocation")])
+def test_assets_add_up_to_the_allocations_including_idle(sim: SimulatorServer, path: str, alloc_path: str) -> None:
+    (assets,) = _sets(sim, path, window=HOUR, aggregate="type", accumulate="true")
+    (by_ns,) = _sets(sim, alloc_path, aggregate="namespace", shareIdle="false")
+    assert {"Node", "Disk", "LoadBalancer", "Network"} <= set(assets)
+    assert all(a["type"] == k and a["window"] == {"start": "2026-11-26T10:00:00Z", "end": "2026-11-26T11:00:00Z"}
+               for k, a in assets.items())  # fmt: skip
+    assert _total(assets) == pytest.approx(_total(by_ns), rel=REL)
+    pv = sum(r["pvCost"] + r["pvCostAdjustment"] for r in by_ns.values())
+    assert assets["Disk"]["totalCost"] == pytest.approx(pv, rel=REL)
+    (by_cluster,) = _sets(sim, path, window=HOUR, aggregate="cluster,type")
+    assert set(by_cluster) == {f"cluster-one/{k}" for k in assets}
+
+
+def test_assets_switches_drift_absent_and_error(sim: SimulatorServer) -> None:
+    (base,) = _sets(sim, "/model/assets", window=HOUR, aggregate="type")
+    _post(sim, "/__sim__/config", {"assets_drift": 1.1})
+    (drifted,) = _sets(sim, "/model/assets", window=HOUR, aggregate="type")
+    assert drifted["Node"]["totalCost"] == pytest.approx(1.1 * base["Node"]["totalCost"], rel=REL)
+    assert drifted["Disk"] == base["Disk"]
+    _post(sim, "/__sim__/config", {"assets": "absent"})
+    assert _get(sim, "/model/assets", window=HOUR)[0] == 404
+    _post(sim, "/__sim__/config", {"assets": "error"})
+    status, _, body = _get(sim, "/model/assets", window=HOUR)
+    assert (status, json.loads(body)["code"]) == (500, 500)
+    with pytest.raises(urllib.error.HTTPError):
+        _post(sim, "/__sim__/config", {"assets": "maybe"})
+    _post(sim, "/__sim__/reset", {})
+    assert _get(sim, "/model/assets", window=HOUR)[0] == 200

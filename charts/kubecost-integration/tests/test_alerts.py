@@ -87,12 +87,12 @@ def each_promtool(request: pytest.FixtureRequest) -> str:
 def test_promtool_check_rules_on_the_standalone_file(each_promtool: str) -> None:
     proc = run_promtool("check", "rules", str(RULES), binary=each_promtool)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 14 rules found" in proc.stdout
+    assert "SUCCESS: 16 rules found" in proc.stdout
 
 
 def test_every_alert_has_a_firing_and_a_not_firing_unit_test() -> None:
     alerts = alert_names(rules_file()["groups"])
-    assert len(alerts) == len(set(alerts)) == 14
+    assert len(alerts) == len(set(alerts)) == 16
     firing: set[str] = set()
     silent: set[str] = set()
     cases = [c for f in UNIT_TESTS for c in yaml.safe_load(f.read_text())["tests"]]
@@ -123,6 +123,8 @@ def test_unit_tests_catch_a_broken_rule(tmp_path: Path) -> None:
             "for: 1m\n        labels:\n          severity: warning",
         ),
         ("> 1.5 *", "> 3 *"),  # cost spike threshold
+        (") > 0.05\n", ") > 0.2\n"),  # drift from assets: 16.67 % no longer fires
+        ("cluster_idle_cost) < 0", "cluster_idle_cost) < -1"),  # negative idle never fires
         (
             'remote_name="cloudtuner-thanos"}[5m]) > 0\n        for: 10m',
             'remote_name=~".+"}[5m]) > 0\n        for: 10m',
@@ -176,6 +178,22 @@ def test_rendered_rules_follow_the_values(helm: str) -> None:
             assert r["labels"]["severity"] in {"critical", "warning", "info"}, "an alert's own severity must win"
     rw = "\n".join(r["expr"] for g in groups for r in g["rules"] if g["name"].endswith("remote-write"))
     assert 'remote_name="platform-rw"' in rw and "cloudtuner-thanos" not in rw
+
+
+@pytest.mark.parametrize(("share", "threshold"), [(None, ") > 0.05"), (0.2, ") > 0.2"), (0.005, ") > 0.005")])
+def test_assets_drift_share_sets_the_drift_alert_threshold(helm: str, share: float | None, threshold: str) -> None:
+    values: dict[str, Any] = {"enabled": True}
+    if share is not None:
+        values["assetsDriftShare"] = share
+    groups = rendered_groups({"prometheusRule": values}, helm=helm)
+    [expr] = [r["expr"] for g in groups for r in g["rules"] if r["alert"] == "KubecostAllocationsDriftFromAssets"]
+    assert threshold + "\n" in expr
+    assert expr.count(")  > ") == 0 and expr.count(") > ") == 1
+
+
+def test_schema_rejects_a_drift_share_of_zero(helm: str) -> None:
+    err = render_error(with_quickstart({"prometheusRule": {"enabled": True, "assetsDriftShare": 0}}), helm=helm)
+    assert "assetsDriftShare" in err, err
 
 
 def test_rendered_prometheusrule_metadata(helm: str) -> None:

@@ -289,6 +289,10 @@ SETTINGS: tuple[Setting, ...] = (
       "Cardinality guard: at most this many cost series per refresh; beyond it the cheapest "
       "namespaces (all their series), then breakdown rows, are dropped and counted in "
       "cloudtuner_kubecost_dropped_series_total; 0 = no cap"),
+    S("assets", "true", Bool(),
+      "Also read the Assets API (Kubecost /model/assets, OpenCost /assets) for the same window "
+      "and export cloudtuner_kubecost_cluster_assets_cost; a missing or failing Assets API never "
+      "fails the refresh (exporter_info says assets=absent or failed)"),
     S("multi_cluster", "false", Bool(),
       "The API serves several clusters (Kubecost primary): the cluster label comes from the data"),
     S("once", "false", Bool(),
@@ -327,6 +331,7 @@ class Config:
     breakdown_top_n: int
     page_size: int
     max_series: int
+    assets: bool
     multi_cluster: bool
     once: bool
 

@@ -62,6 +62,7 @@ class Row(msgspec.Struct, gc=False, rename="camel"):
     zeros in some versions); a missing cost, efficiency or average is unknown (None)."""
 
     name: Any = None
+    type: Any = None  # an asset's type (Assets API answers, read by the same decoder)
     properties: msgspec.Raw = msgspec.Raw(b"null")  # read only for odd keys (snapshot.split_key)
     window: msgspec.Raw = msgspec.Raw(b"null")  # few distinct ones: parsed once each
     start: Any = None

@@ -18,7 +18,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 import urllib3
@@ -299,6 +299,27 @@ class AllocationClient:
         raise ApiError(
             "bad_response", f"more than {MAX_PAGES} pages of {limit} rows for aggregate={aggregate}"
         )
+
+    def assets(self, window: str, aggregate: str, budget: Budget) -> list[Page] | None:
+        """The Assets API's answer beside the allocation endpoint (`.../model/assets` or
+        `.../assets`), in the refresh's budget; None when the engine has none (404/405 or a
+        non-JSON page, as for `--api auto`). Raises ApiError."""
+        with self._lock:
+            if self._endpoint is None:
+                return None
+            parts = urlsplit(self._endpoint.url)  # keeps a query string of --kubecost-url
+            path = parts.path.rsplit("/allocation", 1)[0] + "/assets"
+            url = urlunsplit(parts._replace(path=path))
+            params = {"window": window, "aggregate": aggregate, "accumulate": "true"}
+            answer = self._get(url, params, budget, probe=True)
+        ok = 200 <= answer.status < 300
+        if answer.status in (404, 405) or (ok and not looks_like_json(answer.body[:64])):
+            return None
+        pages = list(
+            decode(answer.status, answer.body, answer.content_type, redact_url(url), budget.rows)
+        )
+        budget.take(sum(p.rows for p in pages), redact_url(url))
+        return pages
 
     def _fetch(
         self, params: Mapping[str, str], budget: Budget, fingerprints: list[int] | None

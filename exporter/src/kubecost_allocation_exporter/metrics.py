@@ -48,6 +48,7 @@ COST_METRIC_NAMES: tuple[str, ...] = (
     f"{PREFIX}breakdown_total_cost",
     f"{PREFIX}exported_namespaces",
     *(f"{PREFIX}window_{s}" for s in WINDOW_SERIES),
+    f"{PREFIX}cluster_assets_cost",
 )
 HEALTH_METRIC_NAMES: tuple[str, ...] = (
     f"{PREFIX}scrape_success",
@@ -69,6 +70,7 @@ class Health:
     last_success_timestamp: float | None = None  # unix seconds
     api_flavour: str = "unknown"  # "kubecost", "opencost" or "unknown" before auto-detection
     dropped_series: int = 0  # cost series left out by --max-series since start
+    assets: str = "unknown"  # the Assets API: present, absent, failed, disabled (unknown before)
 
 
 def _escape(v: str) -> str:
@@ -172,6 +174,11 @@ def cost_help(cfg: Config) -> dict[str, str]:
         "(1 = all of it; less when Kubecost has data for part of it). In rate mode costs are "
         "divided by the covered hours."
     )
+    helps[f"{PREFIX}cluster_assets_cost"] = (
+        "Cost of the cluster's assets (Assets API totalCost, by asset type; type=total is their "
+        f"sum) for the same window as the allocations, {unit}. Allocations incl. idle "
+        "(cluster_total_cost) should add up to type=total."
+    )
     return helps
 
 
@@ -249,6 +256,12 @@ def render_costs(snapshot: Snapshot, cfg: Config) -> bytes:
     for series, value in zip(WINDOW_SERIES, (cov.start, cov.end, cov.ratio), strict=True):
         name = f"{PREFIX}window_{series}"
         w.samples(name, helps[name], ((lab, value) for lab, _ in base))
+    name = f"{PREFIX}cluster_assets_cost"
+    assets = [
+        (f'cluster="{_escape(a.cluster)}",tenant_id="{tenant}",type="{_escape(a.type)}"', a.cost)
+        for a in snapshot.assets
+    ]
+    w.samples(name, helps[name], assets)
     return w.bytes()
 
 
@@ -295,6 +308,7 @@ def render_health(health: Health, cfg: Config) -> bytes:
     )
     info = {
         "api": health.api_flavour,
+        "assets": health.assets,
         "cluster": cfg.cluster_name,
         "currency": CURRENCY,
         "metric_mode": cfg.metric_mode,

@@ -18,12 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from kubecost_allocation_exporter import memory
+from kubecost_allocation_exporter.assets import asset_costs
 from kubecost_allocation_exporter.breakdown import BreakdownTotals
 from kubecost_allocation_exporter.config import Config
 from kubecost_allocation_exporter.decode import REASONS, ApiError, one_line
 from kubecost_allocation_exporter.kubecost import AllocationClient, Budget
 from kubecost_allocation_exporter.metrics import Health, render_costs, render_health
 from kubecost_allocation_exporter.snapshot import (
+    AssetCost,
     NamespaceRows,
     Snapshot,
     build,
@@ -56,6 +58,7 @@ class Collected:
     prints: tuple[tuple[int, ...], ...]
     reused: bool = False
     dropped: int = 0  # series left out by the cardinality guard (--max-series)
+    assets: str = "disabled"  # the Assets API: present, absent (none), failed or disabled
 
 
 def collect(
@@ -91,11 +94,13 @@ def collect(
                 "window_mismatch", f"answer to aggregate={aggregate} is for another time: {why}"
             )
     del target, targets  # `ns_rows` is then the only reference to the rows
+    assets, state = _assets(client, cfg, window, now, budget) if cfg.assets else ((), "disabled")
     if (
         closed
         and previous is not None
         and previous.window == window
         and previous.prints == tuple(prints)
+        and (previous.snapshot.assets, previous.assets) == (assets, state)
     ):
         return replace(previous, reused=True)
     cov = coverage(ns_rows.windows, requested, now)
@@ -121,7 +126,33 @@ def collect(
             cfg.max_series,
             extra={"dropped_series": dropped},
         )
-    return Collected(window, snapshot, tuple(prints), dropped=dropped)
+    snapshot = replace(snapshot, assets=assets)
+    return Collected(window, snapshot, tuple(prints), dropped=dropped, assets=state)
+
+
+def _assets(
+    client: AllocationClient, cfg: Config, window: str, now: float, budget: Budget
+) -> tuple[tuple[AssetCost, ...], str]:
+    """The asset costs and the state exporter_info shows. A failure is logged and leaves the
+    asset series out; the allocation numbers are published all the same (they do not depend on
+    the assets, and a failing Assets API must not hide them)."""
+    try:
+        opencost = client.endpoint is not None and client.endpoint.flavour == "opencost"
+        aggregate = (
+            "cluster,type" if cfg.multi_cluster and not opencost else "type"
+        )  # OpenCost: type only
+        pages = client.assets(window, aggregate, budget)
+        if pages is None:
+            return (), "absent"
+        requested = requested_window(window, now)
+        return asset_costs(pages, cfg, requested, now), "present"
+    except ApiError as exc:
+        log.warning(
+            "assets not read, allocation costs published without them: %s",
+            exc,
+            extra={"reason": exc.reason},
+        )
+        return (), "failed"
 
 
 def _lower_priority() -> None:
@@ -152,6 +183,7 @@ class Refresher:
         self._success: bool | None = None
         self._duration: float | None = None
         self._last_success_wall: float | None = None
+        self._collected: Collected | None = None
         self._state = Exposition(render_health(self._health(), cfg), b"", None)
         self.attempted = threading.Event()  # set once the first refresh finished (ok or not)
         self.last_error: ApiError | None = None
@@ -160,7 +192,6 @@ class Refresher:
         self._busy_since: float | None = None
         self._thread: threading.Thread | None = None
         self._gzip_lock = threading.Lock()
-        self._collected: Collected | None = None
         self._gzip_cache: tuple[tuple[int, bool], bytes] | None = None
 
     def _health(self) -> Health:
@@ -172,6 +203,11 @@ class Refresher:
             dropped_series=self._dropped_series,
             last_success_timestamp=self._last_success_wall,
             api_flavour=endpoint.flavour if endpoint is not None else "unknown",
+            assets=(
+                self._collected.assets
+                if self._collected is not None
+                else ("unknown" if self._cfg.assets else "disabled")
+            ),
         )
 
     def refresh_once(self, *, log_failure: bool = True) -> ApiError | None:

@@ -166,6 +166,13 @@ class BreakdownRow:
 
 
 @dataclass(frozen=True)
+class AssetCost:
+    cluster: str
+    type: str  # the engine's asset type (Node, Disk, LoadBalancer...) or "total"
+    cost: float  # NaN = unknown
+
+
+@dataclass(frozen=True)
 class ClusterSnapshot:
     """One cluster's numbers. Namespaces are in name order; `columns` holds the 11 `Costs`
     fields of every namespace (NaN = unknown), `texts` the exposition text of the 8 cost parts."""
@@ -192,6 +199,7 @@ class Snapshot:
     coverage: Coverage
     metric_mode: str
     allocations: int  # rows read
+    assets: tuple[AssetCost, ...] = ()  # the Assets API's costs, when read
 
     @property
     def namespace_count(self) -> int:

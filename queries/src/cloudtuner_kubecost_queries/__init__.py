@@ -234,6 +234,32 @@ def cluster_totals(
     )
 
 
+def asset_coverage_query(cluster: str, tenant_id: str) -> str:
+    assets = selector(cluster, tenant_id, type="total")
+    return (
+        f"max({PREFIX}cluster_total_cost{selector(cluster, tenant_id)})"
+        f" / max({PREFIX}cluster_assets_cost{assets} > 0)"
+    )
+
+
+def asset_coverage(
+    client: ThanosClient, cluster: str, tenant_id: str, at: datetime | None = None
+) -> QueryResult[float]:
+    """Allocations incl. idle / what the cluster's assets cost, now (docs/metrics.md "Assets"):
+    1.0 when they add up. `unsupported` when the exporter exports no asset costs (an engine
+    without an Assets API, or `--assets false`)."""
+    at = at or datetime.now(UTC)
+    lookback = timedelta(minutes=10)
+    if not data_present(client, cluster, tenant_id, at - lookback, at):
+        presence = data_presence_query(cluster, tenant_id, _seconds(lookback))
+        return _no_data(math.nan, cluster, tenant_id, at - lookback, at, presence)
+    promql = asset_coverage_query(cluster, tenant_id)
+    result = client.instant(promql, at=at)
+    if not result:
+        return QueryResult("unsupported", math.nan, (promql,), "no asset costs exported")
+    return QueryResult("ok", result[0][1], (promql,))
+
+
 @dataclass(frozen=True)
 class Efficiency:
     cluster: dict[str, float]

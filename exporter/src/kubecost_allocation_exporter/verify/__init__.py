@@ -1,5 +1,5 @@
 """`kubecost-allocation-exporter verify`: check every link of a live install, report, exit 0
-only when all pass.
+only when all pass (a warning does not fail).
 
 Links, in order (docs/troubleshooting.md maps each failure to its fix):
 
@@ -13,6 +13,10 @@ Links, in order (docs/troubleshooting.md maps each failure to its fix):
                 the newest at most `--max-age` old.
   sums          In the exporter's snapshot: namespace_total_cost summed + cluster_idle_cost ==
                 cluster_total_cost.
+  accuracy      Warns (with the figure and what it usually means) when the numbers cover part of
+                the requested window, refreshes were refused with window_mismatch, a cluster's idle
+                cost is negative, or allocations incl. idle are more than `--assets-drift` (5 %)
+                away from the assets' cost (cluster_assets_cost{type="total"}).
   kubecost      The exporter's cluster total equals Kubecost's own `aggregate=cluster` answer for
                 the same window within `--tolerance` (default 0.5 %).
 
@@ -22,8 +26,8 @@ exporter's KUBECOST_URL and opens `kubectl port-forward`s to them (each must sta
 `--timeout`; kubectl's errors are added to the check that failed through it). Thanos Query is
 outside the cluster: always a URL.
 
-The package: `checks` (one function per link), `kube` (Services and `kubectl port-forward`s of a
-release), `cli` (arguments, report, exit code).
+The package: `checks` (one function per link), `accuracy` (the check that warns), `kube`
+(Services and `kubectl port-forward`s of a release), `cli` (arguments, report, exit code).
 """
 
 from kubecost_allocation_exporter.verify.cli import main
