@@ -155,3 +155,19 @@ def test_a_prepared_release_passes_the_tag_check_and_packages(tmp_path: Path) ->
     assert (
         "kubecost-integration/templates/tests/test-exporter.yaml" in names
     )  # the chart's helm test ships
+
+
+def test_artifact_hub_metadata_is_well_formed() -> None:
+    """What Artifact Hub reads from Chart.yaml (artifacthub.io/* annotations, its documented formats)."""
+    chart = yaml.safe_load((ROOT / CHART / "Chart.yaml").read_text())
+    notes = chart["annotations"]
+    assert notes["artifacthub.io/license"] == "Apache-2.0"
+    assert 'license = "Apache-2.0"' in (ROOT / "exporter/pyproject.toml").read_text()
+    changes = yaml.safe_load(notes["artifacthub.io/changes"])
+    assert changes
+    kinds = {"added", "changed", "deprecated", "removed", "fixed", "security"}
+    assert all(c["kind"] in kinds and c["description"].strip() for c in changes)
+    images = yaml.safe_load(notes["artifacthub.io/images"])
+    assert all(set(i) <= {"name", "image", "platforms", "whitelisted"} for i in images)
+    links = yaml.safe_load(notes["artifacthub.io/links"])
+    assert all(link["url"].startswith("https://") for link in links)

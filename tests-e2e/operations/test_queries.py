@@ -171,3 +171,10 @@ def test_asset_drift_and_a_failing_assets_api_reach_thanos(ops_bench: Any) -> No
         assert _thanos_one(ops_bench, f"cloudtuner_kubecost_cluster_total_cost{sel}") > 0
     finally:
         ops_bench.tenant.sim_config(assets="present", assets_drift=1.0)
+        # The bench is shared: later tests (verify's) expect the exporter to have read the assets again.
+        wait_until(
+            lambda: {s["metric"]["assets"] for s in ops_bench.thanos.query(f"cloudtuner_kubecost_exporter_info{sel}")}
+            == {"present"},
+            90,
+            'assets="present" in Thanos again',
+        )
