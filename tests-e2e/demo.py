@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"demo: logs and data in {args.workdir}")
         ports = Ports()
         thanos = start_thanos(group, ports, fixed_t, progress=_say)
-        tenant = start_tenant(group, ports, thanos, spec, fixed_p, progress=_say)
+        tenant = start_tenant(group, ports, thanos, spec, fixed=fixed_p, progress=_say)
         took = wait_for_data(thanos, tenant, group, timeout=args.timeout, progress=_say)
         _say(f"data landed in Thanos {took:.1f}s after the agent started")
         print()

@@ -297,6 +297,7 @@ def container_alloc(
     cluster: SyntheticCluster,
     w: Window,
     now: datetime,
+    *,
     scale: float,
     reconcile: bool,
     nan_namespaces: frozenset[str],
@@ -379,6 +380,7 @@ def idle_alloc(
     allocs: Iterable[Alloc],
     w: Window,
     now: datetime,
+    *,
     scale: float,
     last_hours: float | None = None,
 ) -> Alloc | None:
@@ -585,6 +587,7 @@ def allocation_query(
     params: Mapping[str, str],
     flavour: Flavour,
     now: datetime,
+    *,
     scale: float = 1.0,
     nan_namespaces: frozenset[str] = frozenset(),
     quirks: Quirks = Quirks(),
@@ -624,10 +627,15 @@ def allocation_query(
         pairs = [
             (c, a)
             for c in containers
-            if (a := container_alloc(c, cluster, w, now, scale, reconcile, nan_namespaces)) is not None
+            if (
+                a := container_alloc(
+                    c, cluster, w, now, scale=scale, reconcile=reconcile, nan_namespaces=nan_namespaces
+                )
+            )
+            is not None
         ]
         allocs = [a for _, a in pairs]
-        idle = idle_alloc(cluster, allocs, w, now, scale, quirks.idle_hours) if pairs else None
+        idle = idle_alloc(cluster, allocs, w, now, scale=scale, last_hours=quirks.idle_hours) if pairs else None
         if idle is not None and share:
             share_idle([a for _, a in pairs], idle)
         agg = aggregate(pairs, tokens)

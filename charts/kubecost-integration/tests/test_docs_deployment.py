@@ -25,11 +25,19 @@ def marked_blocks() -> list[dict[str, Any]]:
 def test_production_values_render(helm: str) -> None:
     (values,) = marked_blocks()
     docs = render(values, release="kci", namespace="kubecost-integration", helm=helm)
-    env = {e["name"]: e.get("value") for e in by_component(docs, "Deployment", "allocation-exporter")["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["TENANT_ID"] == "acme" and env["CLUSTER_NAME"] == "prod-eu-1"
+    env = {
+        e["name"]: e.get("value")
+        for e in by_component(docs, "Deployment", "allocation-exporter")["spec"]["template"]["spec"]["containers"][0][
+            "env"
+        ]
+    }
+    assert env["TENANT_ID"] == "acme"
+    assert env["CLUSTER_NAME"] == "prod-eu-1"
     assert env["KUBECOST_URL"] == "http://kubecost-cost-analyzer.kubecost.svc:9090"
-    assert objects(docs, "PrometheusRule") and objects(docs, "PersistentVolumeClaim")
-    assert len(objects(docs, "NetworkPolicy")) == 3 and len(objects(docs, "PodDisruptionBudget")) == 2
+    assert objects(docs, "PrometheusRule")
+    assert objects(docs, "PersistentVolumeClaim")
+    assert len(objects(docs, "NetworkPolicy")) == 3
+    assert len(objects(docs, "PodDisruptionBudget")) == 2
     # The guide's egress claims: the exporter reaches Kubecost's namespace on 9090, the agent Thanos on 443.
     exporter_egress = by_component(docs, "NetworkPolicy", "allocation-exporter")["spec"]["egress"]
     assert exporter_egress[0] == {
@@ -41,5 +49,6 @@ def test_production_values_render(helm: str) -> None:
     dash = by_component(docs, "ConfigMap", "dashboards")
     assert dash["metadata"]["annotations"] == {"grafana_folder": "Cost"}
     config = by_component(docs, "ConfigMap", "agent")["data"]["prometheus.yml"]
-    assert "credentials_file" in config and "ca_file" in config
+    assert "credentials_file" in config
+    assert "ca_file" in config
     assert not any(d["kind"] == "Deployment" and "cost-analyzer" in d["metadata"]["name"] for d in docs)
