@@ -127,7 +127,9 @@ def show(v: float | None, unit: str) -> str:
     if unit == "MiB":
         return f"{v:.0f} MiB" if v >= 40 else f"{v:.1f} MiB"
     if unit == "cpu-s":
-        return f"{v:.2f} s"
+        return f"{v:.2f} s" if v >= 0.1 else f"{v:.3f} s"
+    if unit == "MB":
+        return f"{v:.1f} MB"
     return f"{v:.3g}"
 
 
@@ -174,27 +176,37 @@ def bench_refresh(stub: Stub, res: Results, quick: bool) -> None:
         reps = {10: 41, 1000: 21, 10000: 9}[n] // (3 if quick else 1)
         base: list[float] = []
         ref: list[float] = []
+        cpu: list[float] = []
+        size = 0
         for i in range(reps + 2):
             gc.disable()
             t0 = time.perf_counter()
-            doc = orjson.loads(session.get(url, params=params).content)
+            content = session.get(url, params=params).content
+            doc = orjson.loads(content)
             t1 = time.perf_counter()
-            del doc
+            size = len(content)
+            del doc, content
             gc.enable()
             r = Refresher(cfg, client)
-            t2 = time.perf_counter()
+            c2, t2 = time.process_time(), time.perf_counter()
             err = r.refresh_once()
-            t3 = time.perf_counter()
+            t3, c3 = time.perf_counter(), time.process_time()
             assert err is None, err
             assert r.snapshot is not None
             assert r.snapshot.namespace_count == n
             if i >= 2:  # warm-up
                 base.append(t1 - t0)
                 ref.append(t3 - t2)
+                cpu.append(c3 - c2)
         b, f = statistics.median(base), statistics.median(ref)
         client.close()
         what = f"refresh, {n:,} namespaces" + (", one null in one row" if null else "")
         res.add(Figure(what, f, "s", b, "fetch + orjson.loads", 2.0 if n >= 1000 else None, on_ratio=True))
+        if not null and n >= 1000:  # the figures docs/deployment.md and values.yaml quote for sizing
+            res.add(
+                Figure(f"CPU time of one refresh (process time), {n:,} namespaces", statistics.median(cpu), "cpu-s")
+            )
+            res.add(Figure(f"answer size, {n:,} namespaces (one request)", size / 1e6, "MB"))
         res.notes[f"refresh{n}"] = f"refresh, {n:,} namespaces: each round's figure is the median of {reps} refreshes."
 
 

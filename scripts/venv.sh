@@ -10,12 +10,14 @@ want=$(cat requirements-dev.txt exporter/pyproject.toml 2>/dev/null | sha256sum 
 if [[ -x "$VENV/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   exit 0
 fi
-echo "==> venv: $VENV"
+start=$SECONDS
+echo "==> venv: $VENV (about a minute cold, less when pip's cache has the wheels)"
 python3 -m venv "$VENV"
-echo "==> venv: installing dev requirements"
+echo "==> venv: [1/2] installing dev requirements (requirements-dev.txt, the longer step)"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 if [[ -f exporter/pyproject.toml ]]; then
-  echo "==> venv: installing exporter (editable)"
+  echo "==> venv: [2/2] installing exporter (editable, seconds)"
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ./exporter
 fi
 echo "$want" > "$stamp"
+echo "==> venv: done in $((SECONDS - start))s"

@@ -1,6 +1,11 @@
 """Allocation API semantics of the simulator (a test double): parameters -> sets of allocations -> JSON.
 
-Pure functions, no I/O. Follows `/work/shared/research/kubecost_api.md`:
+Pure functions, no I/O. Follows the public sources: Kubecost's Allocation API documentation
+(https://docs.kubecost.com/apis/monitoring-apis/api-allocation, kubecost/docs `apis/monitoring-apis/api-allocation.md`
+and `apis/apis-overview.md`), OpenCost's (https://opencost.io/docs/integrations/api) and OpenCost's source
+(opencost/opencost `core/pkg/opencost/allocation.go`, `allocation_json.go`, `window.go`, `allocationprops.go`,
+`pkg/costmodel/aggregation.go`, `router.go`). The section marks (§) below name the topics of those pages:
+§1.3/§1.4 window parameter and alignment, §2.3-§2.8 allocation fields, keys, totals, efficiencies, rounding.
 
 * window: keywords (`today`, `yesterday`, `week`, `month`, `lastweek`, `lastmonth`), durations rounded *forward*
   (`30m`, `24h`, `7d`, `2w`, optionally `"3d offset 1d"`), RFC3339 pairs, unix-second pairs (§1.3, §1.4);
