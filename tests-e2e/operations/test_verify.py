@@ -364,6 +364,8 @@ def test_thanos_receive_down_then_exporter_down(doomed_bench: OpsBench) -> None:
     st = statuses(doc)
     assert "retried" in summary(doc, "remote-write"), doc
     assert st["thanos"] == "fail", doc
+    # the cause is named: Thanos's own warning about the unreachable store, or Receive among the causes
+    assert "Thanos Receive" in summary(doc, "thanos"), doc
     assert st["exporter"] == st["target"] == st["sums"] == st["kubecost"] == "pass"
 
     # The monitoring Prometheus (scraping the agent) evaluates the chart's rules: the retry alert goes pending.
