@@ -70,7 +70,7 @@ class Figure:
 
     what: str
     value: float
-    unit: str  # "s", "MiB" or "" (a plain number)
+    unit: str  # "s" (wall time), "cpu-s", "MiB", "MB" or "" (a plain number)
     baseline: float | None = None
     baseline_what: str = ""
     limit: float | None = None
