@@ -1,11 +1,15 @@
 """What to do about a failed connection: one sentence appended to the error line, for the causes
 a user meets first (a cluster-internal URL used from outside the cluster, https spoken to a
-plain-HTTP port, nothing listening). Shared by the exporter's refresh errors and `verify`."""
+plain-HTTP port, nothing listening). Shared by the exporter's refresh errors and `verify`, which
+also shows what Thanos Query warns about (`ThanosWarnings`)."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import urlsplit
+
+import requests
 
 # The resolver's words for "no such host" (glibc, musl, macOS, urllib3)
 _NO_SUCH_HOST = re.compile(
@@ -48,3 +52,21 @@ def connection_hint(url: str, error: BaseException | str, *, flag: str = "--kube
             "or the port-forward)"
         )
     return ""
+
+
+class ThanosWarnings:
+    """The `warnings` of every Prometheus-API answer, collected by a `requests` response hook
+    (Thanos Query names the stores it could not reach there: its answer is then partial)."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def collect(self, resp: requests.Response, *_args: Any, **_kwargs: Any) -> None:
+        try:
+            doc = resp.json()
+        except ValueError:
+            return
+        if isinstance(doc, dict):
+            for w in doc.get("warnings") or []:
+                if str(w) not in self.seen:
+                    self.seen.append(str(w))

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kubecost_allocation_exporter import costs
 from kubecost_allocation_exporter.decode import ApiError, decode
-from kubecost_allocation_exporter.hints import connection_hint
+from kubecost_allocation_exporter.hints import ThanosWarnings, connection_hint
 from kubecost_allocation_exporter.kubecost import candidate_endpoints, query_params
 from kubecost_allocation_exporter.queries import QueryError, ThanosClient, selector
 from kubecost_allocation_exporter.windows import coverage, rfc3339, row_windows
@@ -322,7 +322,7 @@ def check_thanos(ctx: Context) -> Check:
         return Check(
             "thanos", "skip", "cluster/tenant unknown (pass --cluster-name and --tenant-id)"
         )
-    warnings = _WarningsSeen()
+    warnings = ThanosWarnings()
     session = requests.Session()
     session.hooks["response"].append(warnings.collect)
     client = ThanosClient(
@@ -343,23 +343,6 @@ def check_thanos(ctx: Context) -> Check:
             details,
         )
     return check
-
-
-class _WarningsSeen:
-    """The `warnings` of every Prometheus-API answer (Thanos names unreachable stores there)."""
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-
-    def collect(self, resp: requests.Response, *_args: Any, **_kwargs: Any) -> None:
-        try:
-            doc = resp.json()
-        except ValueError:
-            return
-        if isinstance(doc, dict):
-            for w in doc.get("warnings") or []:
-                if str(w) not in self.seen:
-                    self.seen.append(str(w))
 
 
 def _check_thanos_series(
