@@ -1,4 +1,5 @@
 """Root conftest: makes the shared `testsupport` package importable from every test layer; runs the kind layer last."""
+
 import sys
 from pathlib import Path
 

@@ -30,8 +30,8 @@ def families(snap: Snapshot, helps: dict[str, str], tenant: str) -> Iterator[Met
         name = f"{PREFIX}cluster_{part}_cost"
         g = GaugeMetricFamily(name, helps[name], labels=("cluster", "tenant_id"))
         for c in snap.clusters:
-            if c.costs[i] is not None:
-                g.add_metric([c.name, tenant], c.costs[i])
+            if (cost := c.costs[i]) is not None:
+                g.add_metric([c.name, tenant], cost)
         yield g
     names = [f"{PREFIX}namespace_{p}_cost" for p, _ in COST_SOURCES]
     names += [f"{PREFIX}namespace_{e}_efficiency" for e in EFFICIENCY_SOURCES]
@@ -39,8 +39,8 @@ def families(snap: Snapshot, helps: dict[str, str], tenant: str) -> Iterator[Met
         g = GaugeMetricFamily(name, helps[name], labels=("cluster", "tenant_id", "namespace"))
         for c in snap.clusters:
             for ns, costs in c.namespaces.items():
-                if costs[i] is not None:
-                    g.add_metric([c.name, tenant, ns], costs[i])
+                if (value := costs[i]) is not None:
+                    g.add_metric([c.name, tenant, ns], value)
         yield g
 
 

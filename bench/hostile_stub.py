@@ -26,6 +26,7 @@ The first line on stdout is the port. Paths (every answer repeats on every reque
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,7 +37,9 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.kubecost_stub import allocation, idle_row  # noqa: E402
+import contextlib
+
+from bench.kubecost_stub import allocation, idle_row
 
 USUAL_ROWS = 44_000
 MULTI_CLUSTERS, MULTI_NAMESPACES = 40, 550
@@ -45,8 +48,6 @@ WORST_ROWS = 149_000
 
 
 def usual_rows() -> list[tuple[str, dict[str, Any]]]:
-    import random
-
     rnd = random.Random(5)
     rows = [(f"ns-{i:06d}", allocation(f"ns-{i:06d}", f"ns-{i:06d}", rnd, {})) for i in range(USUAL_ROWS)]
     rows.sort(key=lambda kv: -kv[1]["totalCost"])
@@ -54,8 +55,6 @@ def usual_rows() -> list[tuple[str, dict[str, Any]]]:
 
 
 def multi_body() -> bytes:
-    import random
-
     rnd = random.Random(6)
     rows: dict[str, Any] = {}
     for c in range(MULTI_CLUSTERS):
@@ -91,8 +90,10 @@ def worst_rows() -> list[bytes]:
 class Answers:
     def __init__(self, only: set[str]) -> None:
         self.usual = usual_rows() if only & {"usual62", "whole62"} else []
-        self.idle = idle_row(__import__("random").Random(7))
-        self.whole = orjson.dumps({"code": 200, "data": [dict([*self.usual, ("__idle__", self.idle)])]}) if self.usual else b""
+        self.idle = idle_row(random.Random(7))
+        self.whole = (
+            orjson.dumps({"code": 200, "data": [dict([*self.usual, ("__idle__", self.idle)])]}) if self.usual else b""
+        )
         self.multi = multi_body() if "multi31" in only else b""
         self.minimal = minimal_body() if "minimal1m" in only else b""
         self.worst = worst_rows() if only & {"worst", "worstpaged"} else []
@@ -190,10 +191,8 @@ def main() -> int:
     server = Server(("127.0.0.1", args.port), Handler)
     server.answers = Answers(set(args.only.split(",")))
     print(server.server_address[1], flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -14,6 +14,7 @@ The first line on stdout is the port.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import sys
 import threading
@@ -26,9 +27,7 @@ import orjson
 WINDOW = {"start": "2026-11-26T16:00:00Z", "end": "2026-11-26T17:00:00Z"}
 
 
-def allocation(
-    name: str, namespace: str, rnd: random.Random, extra: dict[str, Any]
-) -> dict[str, Any]:
+def allocation(name: str, namespace: str, rnd: random.Random, extra: dict[str, Any]) -> dict[str, Any]:
     """One allocation row with every field Kubecost 2.x returns (values rounded to 5 decimals)."""
     cpu_req = round(rnd.uniform(0.05, 4.0), 5)
     cpu_use = round(cpu_req * rnd.uniform(0.05, 1.3), 5)
@@ -166,9 +165,7 @@ class Stub:
             changed["gpuCostAdjustment"] = None  # one null: the exporter's general path
         return orjson.dumps({"code": 200, "data": [{key: changed, **dict(rows[1:])}]})
 
-    def namespaces_page(
-        self, n: int, vary: bool, offset: int, limit: int, null: bool = False
-    ) -> bytes:
+    def namespaces_page(self, n: int, vary: bool, offset: int, limit: int, null: bool = False) -> bytes:
         """A page of the namespace answer: rows by totalCost descending, the `__idle__` row in
         every page (the worst case for the client)."""
         if n not in self.ns_rows:
@@ -180,8 +177,7 @@ class Stub:
             # order they were built in) costs orjson twice the time per byte, which would count
             # against the paging client and not against the one-request baseline
             ranked = self.ns_sorted[n] = [
-                (k, orjson.loads(orjson.dumps(v)))
-                for k, v in sorted(rows[:-1], key=lambda kv: -kv[1]["totalCost"])
+                (k, orjson.loads(orjson.dumps(v))) for k, v in sorted(rows[:-1], key=lambda kv: -kv[1]["totalCost"])
             ]
         page = ranked[offset : offset + limit]
         if vary and page:
@@ -223,9 +219,7 @@ class Handler(BaseHTTPRequestHandler):
             body = stub.pods_page(int(q.get("offset") or 0), limit)
         elif q.get("limit"):
             offset, limit = int(q.get("offset") or 0), int(q["limit"])
-            body = stub.namespaces_page(
-                int(head[1:]), head[0] != "n", offset, limit, null=head[0] == "z"
-            )
+            body = stub.namespaces_page(int(head[1:]), head[0] != "n", offset, limit, null=head[0] == "z")
         else:
             body = stub.namespaces(int(head[1:]), head[0] != "n", null=head[0] == "z")
         self.send_response(200)
@@ -254,10 +248,8 @@ def main() -> int:
     for n in filter(None, args.warm.split(",")):
         server.stub.namespaces(int(n), False)
     print(server.server_address[1], flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -5,7 +5,8 @@
 #
 # Usage: scripts/lint.sh [group ...]   groups: python chart docs workflows dockerfile (default: all)
 #
-#   ruff check, ruff format --check, mypy --strict   exporter/ and queries/ (their pyproject.toml)
+#   ruff check, ruff format --check                 the whole repository (config: ruff.toml)
+#   mypy --strict                                     exporter/ and queries/ (their pyproject.toml), the rest (mypy.ini)
 #   helm lint --strict (helm 3 and helm 4)           charts/kubecost-integration, copied with the test-only stub
 #                                                    cost-analyzer dependency (testsupport/render.py chart_copy)
 #   ct lint                                           same copy; ct.yaml + lintconf.yaml from the repo,
@@ -59,16 +60,19 @@ run() {
   echo "    ok"
 }
 
-# ------------------------------------------------------------------ Python (exporter/)
+# ------------------------------------------------------------------ Python (the whole repository)
+# ruff: one configuration, ruff.toml at the root (exporter/pyproject.toml extends it). mypy --strict in three
+# runs: the exporter (exporter/pyproject.toml), everything else (mypy.ini), and the root conftest.py on its own
+# (as module `conftest` it would clash with tests-e2e/conftest.py).
 if ! want python; then :
-elif [[ -d exporter ]]; then
-  need ruff mypy
-  run "ruff check exporter/" ruff check exporter
-  run "ruff format --check exporter/" ruff format --check exporter
-  run "mypy --strict exporter/" mypy --strict --config-file exporter/pyproject.toml
-  run "mypy --strict queries/" mypy --strict --config-file queries/pyproject.toml
 else
-  skip "ruff + mypy (exporter/)" "no exporter/ directory yet"
+  need ruff mypy
+  run "ruff check (whole repository)" ruff check .
+  run "ruff format --check (whole repository)" ruff format --check .
+  run "mypy --strict exporter/" mypy --config-file exporter/pyproject.toml
+  run "mypy --strict queries/" mypy --config-file queries/pyproject.toml
+  run "mypy --strict testsupport/ bench/ tests-e2e/ chart tests (mypy.ini)" mypy --config-file mypy.ini
+  run "mypy --strict conftest.py" mypy --strict --python-version 3.11 conftest.py
 fi
 
 # ------------------------------------------------------------------ chart

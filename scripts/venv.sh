@@ -10,11 +10,13 @@ want=$(cat requirements-dev.txt queries/pyproject.toml exporter/pyproject.toml 2
 if [[ -x "$VENV/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   exit 0
 fi
-echo "==> venv: $VENV"
+start=$SECONDS
+echo "==> venv: $VENV (about a minute cold, less when pip's cache has the wheels)"
 python3 -m venv "$VENV"
-echo "==> venv: installing dev requirements"
+echo "==> venv: [1/2] installing dev requirements (requirements-dev.txt, the longer step)"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 # The query library first: the exporter depends on it and it is not on any index.
-echo "==> venv: installing the query library and the exporter (editable)"
+echo "==> venv: [2/2] installing the query library and the exporter (editable, seconds)"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ./queries -e ./exporter
 echo "$want" > "$stamp"
+echo "==> venv: done in $((SECONDS - start))s"

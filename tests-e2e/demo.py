@@ -134,38 +134,50 @@ def health_lines(thanos: Thanos, tenant: Tenant) -> str:
     return "\n".join(out)
 
 
-def _check_fixed_ports() -> None:
-    """All fixed ports at once, before anything starts: one message lists every conflict."""
-    busy = [f"{port} ({what})" for what, port in {**THANOS_PORTS, **TENANT_PORTS}.items() if not port_is_free(port)]
-    if busy:
-        raise PortInUse(
-            "these loopback ports are already in use: "
-            + ", ".join(busy)
-            + ". Is another `make demo-up` running? Stop it, or run `tests-e2e/demo.py --free-ports`."
-        )
+def _busy_fixed_ports() -> list[str]:
+    """All fixed ports at once, before anything starts, so one line lists every conflict."""
+    return [f"{port} ({what})" for what, port in {**THANOS_PORTS, **TENANT_PORTS}.items() if not port_is_free(port)]
+
+
+def _url_lines(thanos: Thanos, tenant: Tenant, workdir: Path) -> list[str]:
+    return [
+        f"  Thanos Query UI/API     {thanos.query_url}/graph  (try: {METRIC_PREFIX}namespace_total_cost)",
+        f"  Thanos Receive          {thanos.receive_http_url}  (remote write: "
+        f"http://127.0.0.1:{thanos.remote_write_port}/api/v1/receive)",
+        f"  Prometheus agent        {tenant.agent_url}/api/v1/targets",
+        f"  Exporter metrics        {tenant.exporter_url}/metrics",
+        f"  Kubecost API simulator  {tenant.sim_url}/model/allocation?window=1d&aggregate=namespace&accumulate=true",
+        f"  Logs                    {workdir / 'logs'}",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--keep-running", action="store_true", help="leave everything running, print URLs (Ctrl-C stops)")
-    ap.add_argument("--free-ports", action="store_true", help="use any free ports instead of the fixed 19xxx ones")
+    ap.add_argument(
+        "--free-ports",
+        action="store_true",
+        help="use any free ports instead of the fixed 19xxx ones (chosen anyway when one of those is taken)",
+    )
     ap.add_argument("--timeout", type=float, default=180, help="seconds to wait for data in Thanos (default 180)")
     ap.add_argument("--workdir", type=Path, default=ROOT / ".run" / "demo", help="logs and data (default .run/demo)")
     args = ap.parse_args(argv)
 
     config = QUICKSTART_VALUES["allocationExporter"]["config"]
     spec = TenantSpec(config["tenantId"], config["clusterName"], refresh_interval="10s", scrape_interval="5s")
-    fixed_t = None if args.free_ports else THANOS_PORTS
-    fixed_p = None if args.free_ports else TENANT_PORTS
-    if args.free_ports:  # another demo may be running: never share (or wipe) its work dir
+    free_ports = args.free_ports
+    # Checked before touching the work dir: a busy port usually means a running `make demo-up`, whose work dir
+    # this is. Then every process gets a free port instead (the URLs are printed once everything is up).
+    busy = [] if free_ports else _busy_fixed_ports()
+    if busy:
+        _say(f"demo: ports already in use: {', '.join(busy)} (another `make demo-up`?); using free ports instead")
+        free_ports = True
+    fixed_t = None if free_ports else THANOS_PORTS
+    fixed_p = None if free_ports else TENANT_PORTS
+    if free_ports:  # another demo may be running: never share (or wipe) its work dir
         args.workdir.parent.mkdir(parents=True, exist_ok=True)
         args.workdir = Path(tempfile.mkdtemp(prefix="demo-", dir=args.workdir.parent))
     else:
-        try:
-            _check_fixed_ports()  # before touching the work dir: it may belong to a running demo-up
-        except PortInUse as err:
-            print(f"demo: error: {err}", file=sys.stderr)
-            return 1
         shutil.rmtree(args.workdir, ignore_errors=True)
     group = ProcessGroup(args.workdir)
 
@@ -178,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"demo: logs and data in {args.workdir}")
         ports = Ports()
         thanos = start_thanos(group, ports, fixed_t, progress=_say)
-        tenant = start_tenant(group, ports, thanos, spec, fixed_p, progress=_say)
+        tenant = start_tenant(group, ports, thanos, spec, fixed=fixed_p, progress=_say)
+        if free_ports:
+            _say("demo: listening on (free ports):\n" + "\n".join(_url_lines(thanos, tenant, args.workdir)))
         took = wait_for_data(thanos, tenant, group, timeout=args.timeout, progress=_say)
         _say(f"data landed in Thanos {took:.1f}s after the agent started")
         print()
@@ -194,20 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         print()
         if args.keep_running:
             print("Everything is running (Ctrl-C stops it):")
-            print(f"  Thanos Query UI/API     {thanos.query_url}/graph  (try: {METRIC_PREFIX}namespace_total_cost)")
-            print(
-                f"  Thanos Receive          {thanos.receive_http_url}  (remote write: "
-                f"http://127.0.0.1:{thanos.remote_write_port}/api/v1/receive)"
-            )
-            print(f"  Prometheus agent        {tenant.agent_url}/api/v1/targets")
-            print(f"  Exporter metrics        {tenant.exporter_url}/metrics")
-            print(
-                f"  Kubecost API simulator  {tenant.sim_url}/model/allocation?window=1d&aggregate=namespace"
-                "&accumulate=true"
-            )
-            print(f'    faults:  curl -XPOST {tenant.sim_url}/__sim__/fault -d \'{{"mode":"http500"}}\'')
-            print(f"    scale:   curl -XPOST {tenant.sim_url}/__sim__/config -d '{{\"scale\":2}}'")
-            print(f"  Logs                    {args.workdir / 'logs'}")
+            print("\n".join(_url_lines(thanos, tenant, args.workdir)))
+            print(f'  Simulator faults:  curl -XPOST {tenant.sim_url}/__sim__/fault -d \'{{"mode":"http500"}}\'')
+            print(f"  Simulator scale:   curl -XPOST {tenant.sim_url}/__sim__/config -d '{{\"scale\":2}}'")
             sys.stdout.flush()
             while True:
                 time.sleep(1)

@@ -270,8 +270,8 @@ def test_values_match_the_simulators_own_answer(pipeline: Stack, which: str) -> 
     # Kubecost aggregates them; their averages are rounded, hence the small absolute slack).
     (row,) = (r for k, r in cl_rows.items() if k != "__idle__")
     for metric, field in (("cpu", "cpuEfficiency"), ("ram", "ramEfficiency"), ("total", "totalEfficiency")):
-        got = _one(thanos, f"cluster_{metric}_efficiency", tenant)
-        assert got == pytest.approx(float(row[field]), rel=REL, abs=1e-4), f"cluster_{metric}_efficiency"
+        efficiency = _one(thanos, f"cluster_{metric}_efficiency", tenant)
+        assert efficiency == pytest.approx(float(row[field]), rel=REL, abs=1e-4), f"cluster_{metric}_efficiency"
     assert _one(thanos, "exported_namespaces", tenant) == len(NAMESPACES)
 
 

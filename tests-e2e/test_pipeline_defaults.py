@@ -54,25 +54,15 @@ TARGET_S = 180.0  # a cost change must reach Thanos within 3 minutes at the char
 PROCESSING_S = 5.0  # allowed beyond the configured intervals: refresh duration, Receive ingest, Query
 SCALES = (2.0, 1.0, 1.5)  # three changes of every cost in the simulator
 REL = 1e-3
-SPEC = TenantSpec(
-    "defaults-tenant", "defaults-cluster", refresh_interval=None, scrape_interval=None
-)
-_TOTAL = re.compile(
-    rf"^{METRIC_PREFIX}cluster_total_cost\{{[^}}]*\}} (\S+)$", re.MULTILINE
-)
-_LAST_OK = re.compile(
-    rf"^{METRIC_PREFIX}last_success_timestamp_seconds\{{[^}}]*\}} (\S+)$", re.MULTILINE
-)
+SPEC = TenantSpec("defaults-tenant", "defaults-cluster", refresh_interval=None, scrape_interval=None)
+_TOTAL = re.compile(rf"^{METRIC_PREFIX}cluster_total_cost\{{[^}}]*\}} (\S+)$", re.MULTILINE)
+_LAST_OK = re.compile(rf"^{METRIC_PREFIX}last_success_timestamp_seconds\{{[^}}]*\}} (\S+)$", re.MULTILINE)
 
 
 def _defaults_only() -> tuple[dict[str, str], dict[str, Any]]:
     """Exporter env and agent config of the chart rendered with nothing but tenantId/clusterName."""
     docs = render(
-        {
-            "allocationExporter": {
-                "config": {"tenantId": SPEC.tenant_id, "clusterName": SPEC.cluster_name}
-            }
-        },
+        {"allocationExporter": {"config": {"tenantId": SPEC.tenant_id, "clusterName": SPEC.cluster_name}}},
         release=SPEC.release,
         namespace=SPEC.namespace,
     )
@@ -91,18 +81,12 @@ def _near(got: float | None, want: float) -> bool:
 def _last_scrape(tenant: Tenant) -> float:
     """Unix time of the agent's last scrape of the exporter (targets API; RFC3339 with nanoseconds)."""
     doc = http_json(f"{tenant.agent_url}/api/v1/targets?state=active")
-    target = next(
-        t
-        for t in doc["data"]["activeTargets"]
-        if t["labels"].get("job") == EXPORTER_JOB
-    )
+    target = next(t for t in doc["data"]["activeTargets"] if t["labels"].get("job") == EXPORTER_JOB)
     stamp = re.sub(r"(\.\d{6})\d+", r"\1", target["lastScrape"]).replace("Z", "+00:00")
     return datetime.fromisoformat(stamp).timestamp()
 
 
-def test_default_end_to_end_latency_within_3_minutes(
-    tmp_path: Path, record_property: Any
-) -> None:
+def test_default_end_to_end_latency_within_3_minutes(tmp_path: Path, record_property: Any) -> None:
     rendered_env, rendered_agent = _defaults_only()
     seed = int(os.environ.get("PIPELINE_DEFAULTS_SEED") or time.time_ns() % 2**31)
     rng = random.Random(seed)
@@ -112,25 +96,14 @@ def test_default_end_to_end_latency_within_3_minutes(
         tenant = start_tenant(group, ports, thanos, SPEC)
 
         # The running pipeline uses exactly the defaults' intervals (only addresses were made local).
-        assert (
-            tenant.exporter_env["REFRESH_INTERVAL"] == rendered_env["REFRESH_INTERVAL"]
-        )
-        assert tenant.exporter_env.get("REFRESH_JITTER") == rendered_env.get(
-            "REFRESH_JITTER"
-        )
-        job = next(
-            j
-            for j in tenant.agent_config["scrape_configs"]
-            if j["job_name"] == EXPORTER_JOB
-        )
-        rendered_job = next(
-            j for j in rendered_agent["scrape_configs"] if j["job_name"] == EXPORTER_JOB
-        )
+        assert tenant.exporter_env["REFRESH_INTERVAL"] == rendered_env["REFRESH_INTERVAL"]
+        assert tenant.exporter_env.get("REFRESH_JITTER") == rendered_env.get("REFRESH_JITTER")
+        job = next(j for j in tenant.agent_config["scrape_configs"] if j["job_name"] == EXPORTER_JOB)
+        rendered_job = next(j for j in rendered_agent["scrape_configs"] if j["job_name"] == EXPORTER_JOB)
         assert job.get("scrape_interval") == rendered_job.get("scrape_interval")
         assert tenant.agent_config["global"] == rendered_agent["global"]
         assert (
-            tenant.agent_config["remote_write"][0]["queue_config"]
-            == rendered_agent["remote_write"][0]["queue_config"]
+            tenant.agent_config["remote_write"][0]["queue_config"] == rendered_agent["remote_write"][0]["queue_config"]
         )
 
         # The exporter's own parsing of that env (jitter: the exporter's default unless the chart sets it).
@@ -149,7 +122,8 @@ def test_default_end_to_end_latency_within_3_minutes(
         startup = wait_for_data(thanos, tenant, group, timeout=worst + 60)
         promql = f'{METRIC_PREFIX}cluster_total_cost{{tenant_id="{SPEC.tenant_id}"}}'
         base = thanos.value(promql)
-        assert base is not None and base > 0, base
+        assert base is not None, base
+        assert base > 0, base
         procs = [*thanos.procs, *tenant.procs]
         samples: list[dict[str, Any]] = []
         for scale in SCALES:
@@ -179,9 +153,7 @@ def test_default_end_to_end_latency_within_3_minutes(
             sample = {
                 "scale": scale,
                 "random_wait_s": round(pause, 1),
-                "refresh_phase_s": None
-                if last_refresh is None
-                else round(wall0 - last_refresh, 1),
+                "refresh_phase_s": None if last_refresh is None else round(wall0 - last_refresh, 1),
                 "scrape_phase_s": round(wall0 - last_scrape, 1),
                 "to_exporter_s": round(t1 - t0, 1),
                 "to_thanos_s": round(t2 - t1, 1),

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import requests
+
 from testsupport.render import CHART_DIR, helm_binary, kci_cache
 
 ROOT = CHART_DIR.parent.parent
@@ -27,8 +29,8 @@ VERSIONS_FILE = ROOT / "tools" / "versions.env"
 def versions() -> dict[str, str]:
     """tools/versions.env as a dict (KEY=VALUE lines, comments skipped)."""
     out: dict[str, str] = {}
-    for line in VERSIONS_FILE.read_text().splitlines():
-        line = line.strip()
+    for raw in VERSIONS_FILE.read_text().splitlines():
+        line = raw.strip()
         if line and not line.startswith("#") and "=" in line:
             key, value = line.split("=", 1)
             out[key] = value
@@ -204,8 +206,6 @@ class KindCluster:
 
     def thanos_query(self, promql: str, *, tenant: str | None = None, timeout: float = 10) -> list[dict[str, Any]]:
         """Instant query against the in-cluster Thanos Query (through the port kind maps to 127.0.0.1)."""
-        import requests
-
         headers = {"THANOS-TENANT": tenant} if tenant else {}
         resp = requests.get(
             f"{self.thanos_query_url}/api/v1/query", params={"query": promql}, headers=headers, timeout=timeout
@@ -221,13 +221,14 @@ class KindCluster:
     ) -> list[dict[str, Any]]:
         """Poll Thanos Query until `promql` returns at least one series; fail with the last answer."""
         deadline = time.monotonic() + timeout
-        last: Any = None
+        last: object = None
         while time.monotonic() < deadline:
             try:
-                last = self.thanos_query(promql, tenant=tenant)
-                if last:
-                    return last
-            except Exception as exc:  # noqa: BLE001 - Thanos may still be starting; report the last error
+                rows = self.thanos_query(promql, tenant=tenant)
+                if rows:
+                    return rows
+                last = rows
+            except Exception as exc:
                 last = repr(exc)
             time.sleep(interval)
         raise AssertionError(f"{promql!r} returned nothing in Thanos within {timeout:.0f}s; last answer: {last}")

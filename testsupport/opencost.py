@@ -245,9 +245,9 @@ def allocation_rows(body: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The one accumulated set of an `/allocation` answer (key -> allocation). Asserts the answer is a success."""
     assert body.get("code") == 200, f"OpenCost answered {str(body)[:500]}"
     data = body.get("data")
-    assert isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict), (
-        f"expected one accumulated set, got {str(data)[:500]}"
-    )
+    assert isinstance(data, list), f"expected one accumulated set, got {str(data)[:500]}"
+    assert len(data) == 1, f"expected one accumulated set, got {str(data)[:500]}"
+    assert isinstance(data[0], dict), f"expected one accumulated set, got {str(data)[:500]}"
     rows: dict[str, dict[str, Any]] = data[0]
     return rows
 
@@ -279,9 +279,7 @@ def one_value(metrics: Mapping[str, list[tuple[dict[str, str], float]]], name: s
 
 def render_manifest(path: Path, images: LocalImages) -> str:
     """A manifest with `${PROMETHEUS_IMAGE}`/`${DEBIAN_IMAGE}` replaced (all other `$` must not occur)."""
-    return string.Template(path.read_text()).substitute(
-        PROMETHEUS_IMAGE=images.prometheus, DEBIAN_IMAGE=images.debian
-    )
+    return string.Template(path.read_text()).substitute(PROMETHEUS_IMAGE=images.prometheus, DEBIAN_IMAGE=images.debian)
 
 
 class OpenCostEngine:
@@ -355,7 +353,8 @@ class OpenCostEngine:
             "node price": "node_cpu_hourly_cost",
             "pods running": f'count by (namespace) (kube_pod_container_status_running{{namespace=~"{ns_re}"}} == 1)',
             "cpu allocation": f'count by (namespace) (container_cpu_allocation{{namespace=~"{ns_re}"}})',
-            "cAdvisor usage": f'count by (namespace) (container_cpu_usage_seconds_total{{namespace=~"{ns_re}",container!=""}})',
+            "cAdvisor usage": "count by (namespace) "
+                f'(container_cpu_usage_seconds_total{{namespace=~"{ns_re}",container!=""}})',
         }  # fmt: skip
         deadline = time.monotonic() + timeout
         last: dict[str, Any] = {}

@@ -1,8 +1,8 @@
-"""Operations e2e bench (tests-e2e/operations): the pipeline of `testsupport.pipeline` (simulator -> exporter -> Prometheus agent
--> Thanos Receive, read through Thanos Query) for one tenant, plus a "monitoring" Prometheus in server mode that
-scrapes the agent's /metrics and the exporter, as the in-cluster Prometheus (e.g. kube-prometheus-stack) would. It
-holds the series Thanos never gets: `up` and the agent's `prometheus_remote_storage_*` self-metrics, and it loads the
-chart's alert rules.
+"""Operations e2e bench (tests-e2e/operations): the pipeline of `testsupport.pipeline` (simulator -> exporter ->
+Prometheus agent -> Thanos Receive, read through Thanos Query) for one tenant, plus a "monitoring" Prometheus in
+server mode that scrapes the agent's /metrics and the exporter, as the in-cluster Prometheus (e.g.
+kube-prometheus-stack) would. It holds the series Thanos never gets: `up` and the agent's
+`prometheus_remote_storage_*` self-metrics, and it loads the chart's alert rules.
 
 One bench per session, shared by the dashboard, query and verify tests; a test that breaks a link restores it, and a
 test that must stop Thanos starts its own bench.

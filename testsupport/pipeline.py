@@ -332,6 +332,7 @@ def start_tenant(
     ports: Ports,
     thanos: Thanos,
     spec: TenantSpec,
+    *,
     fixed: Mapping[str, int] | None = None,
     progress: Progress = _quiet,
 ) -> Tenant:

@@ -138,6 +138,7 @@ def wait_until(
     check: Callable[[], T | None],
     timeout: float,
     what: str,
+    *,
     interval: float = 0.25,
     procs: Sequence[Proc] = (),
     on_wait: Callable[[float], None] | None = None,

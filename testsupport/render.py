@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import copy
+import functools
 import os
 import shutil
 import subprocess
@@ -98,22 +99,24 @@ def _ignore_top_level(top: Path) -> Any:
     return ignore
 
 
-_shared_copy: Path | None = None
+@functools.cache
+def _chart_copy_once() -> Path:
+    tmp = Path(tempfile.mkdtemp(prefix="kci-chart-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    return chart_copy(tmp)
 
 
 def _default_chart() -> Path:
-    """One chart copy per process, made on first use and removed at exit."""
-    global _shared_copy
-    if _shared_copy is None or not _shared_copy.exists():
-        tmp = Path(tempfile.mkdtemp(prefix="kci-chart-"))
-        atexit.register(shutil.rmtree, tmp, True)
-        _shared_copy = chart_copy(tmp)
-    return _shared_copy
+    """One chart copy per process, made on first use and removed at exit (made again if something removed it)."""
+    if not _chart_copy_once().exists():
+        _chart_copy_once.cache_clear()
+    return _chart_copy_once()
 
 
 def _helm_template_cmd(
     values: Mapping[str, Any] | None,
     release: str,
+    *,
     namespace: str,
     helm: str,
     set_args: Iterable[str],
@@ -133,6 +136,7 @@ def _helm_template_cmd(
 
 def helm_template(
     values: Mapping[str, Any] | None = None,
+    *,
     release: str = "my-kubecost",
     namespace: str = "my-ns",
     helm: str = "helm",
@@ -143,7 +147,14 @@ def helm_template(
     """Run `helm template` and return the manifest text; raise `HelmError` (with helm's stderr) on failure."""
     with tempfile.TemporaryDirectory(prefix="kci-values-") as tmp:
         cmd = _helm_template_cmd(
-            values, release, namespace, helm, set_args, extra_args, chart, Path(tmp) / "values.yaml"
+            values,
+            release,
+            namespace=namespace,
+            helm=helm,
+            set_args=set_args,
+            extra_args=extra_args,
+            chart=chart,
+            values_file=Path(tmp) / "values.yaml",
         )
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     if proc.returncode != 0:
@@ -153,6 +164,7 @@ def helm_template(
 
 def render(
     values: Mapping[str, Any] | None = None,
+    *,
     release: str = "my-kubecost",
     namespace: str = "my-ns",
     helm: str = "helm",
@@ -165,12 +177,15 @@ def render(
     `values` is written to a file and passed with `--values`; `set_args` are `--set` strings; `extra_args` are
     appended verbatim (e.g. `["--show-only", "templates/agent/configmap.yaml"]`). Empty documents are dropped.
     """
-    text = helm_template(values, release, namespace, helm, set_args, extra_args, chart)
+    text = helm_template(
+        values, release=release, namespace=namespace, helm=helm, set_args=set_args, extra_args=extra_args, chart=chart
+    )
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
 def render_error(
     values: Mapping[str, Any] | None = None,
+    *,
     release: str = "my-kubecost",
     namespace: str = "my-ns",
     helm: str = "helm",
@@ -180,7 +195,15 @@ def render_error(
 ) -> str:
     """Render expecting failure; return helm's stderr. Raises `UnexpectedSuccess` if the chart rendered."""
     try:
-        helm_template(values, release, namespace, helm, set_args, extra_args, chart)
+        helm_template(
+            values,
+            release=release,
+            namespace=namespace,
+            helm=helm,
+            set_args=set_args,
+            extra_args=extra_args,
+            chart=chart,
+        )
     except HelmError as err:
         return err.stderr
     raise UnexpectedSuccess(f"helm template succeeded for values={values!r} set={list(set_args)!r}")
@@ -261,7 +284,8 @@ def kubecost_mode_values(stderr: str) -> dict[str, Any]:
     block = stderr.split(KUBECOST_VALUES_MARKER, 1)[1]
     block = block.split("\nUse --debug", 1)[0].split("\nError:", 1)[0]
     parsed = yaml.safe_load(block)
-    assert isinstance(parsed, dict) and "cost-analyzer" in parsed, block
+    assert isinstance(parsed, dict), block
+    assert "cost-analyzer" in parsed, block
     return parsed
 
 
@@ -274,7 +298,7 @@ def kubecost_mode(
     """`values` with `prometheus.mode=kubecost` plus the subchart wiring the chart asks for (its own message)."""
     base = deep_merge(values or {}, {"prometheus": {"mode": "kubecost"}})
     try:
-        helm_template(base, release, namespace, helm)
+        helm_template(base, release=release, namespace=namespace, helm=helm)
     except HelmError as err:
         return deep_merge(base, kubecost_mode_values(err.stderr))
     return base

@@ -12,7 +12,7 @@ import pytest
 from exporter_testlib import FakeKubecost, Reply, fixture_bytes
 from prometheus_client.parser import text_string_to_metric_families
 
-from kubecost_allocation_exporter.config import SETTINGS, ConfigError, load, parse_duration
+from kubecost_allocation_exporter.config import PROG, SETTINGS, ConfigError, load, parse_duration
 
 pytestmark = pytest.mark.unit
 
@@ -97,6 +97,9 @@ def test_version_and_help() -> None:
     for s in SETTINGS:
         assert s.flag in helped.stdout
         assert s.env in helped.stdout
+    # the `verify` command has its own parser: the main help is where a user finds out it exists
+    assert f"{PROG} verify" in helped.stdout
+    assert run("verify", "--help").returncode == 0
 
 
 def test_flags_win_over_env_and_env_over_defaults() -> None:

@@ -31,3 +31,41 @@ def test_metrics_doc_lists_exactly_the_exported_families() -> None:
     exported = set(COST_METRIC_NAMES) | set(HEALTH_METRIC_NAMES)
     assert exported - documented == set(), "undocumented metrics"
     assert documented - exported == set(), "documented metrics the exporter does not export"
+
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def test_troubleshooting_counts_the_series_names_the_default_answer_exports() -> None:
+    """verify's example output: the number of names is that of the exporter's exposition for the
+    default answer (the golden file of the Kubecost 2.x namespace fixture)."""
+    text = (DOCS / "troubleshooting.md").read_text()
+    quoted = [
+        int(n) for n in re.findall(r"PASS  thanos +(\d+) cloudtuner_kubecost_\* series", text)
+    ]
+    golden = (GOLDEN / "kubecost2_namespace.prom").read_text()
+    names = set(re.findall(r"^(cloudtuner_kubecost_[a-z_]+)[{ ]", golden, re.M))
+    assert quoted, "no verify example with a series-name count in docs/troubleshooting.md"
+    assert set(quoted) == {len(names)}
+
+
+def test_queries_doc_says_idle_is_always_present() -> None:
+    """The exporter writes cluster_idle_cost for every cluster, 0 without an idle row."""
+    golden = (GOLDEN / "kubecost2_namespace_shareidle.prom").read_text()
+    assert re.search(r"^cloudtuner_kubecost_cluster_idle_cost\{", golden, re.M)
+    text = (DOCS / "queries.md").read_text()
+    assert "`cluster_idle_cost` is always present" in text
+    assert "cluster_idle_cost` is absent" not in text
+
+
+def test_upgrading_names_a_version_in_every_heading() -> None:
+    """Each release section says which version it is about; "the next version" ages badly."""
+    root = DOCS.parent
+    headings = re.findall(r"^## (.+)$", (root / "UPGRADING.md").read_text(), re.M)
+    versioned = [
+        h for h in headings if h not in ("General procedure",) and not h.startswith("Phase 1")
+    ]
+    assert versioned
+    for heading in versioned:
+        assert re.search(r"\b\d+\.\d+\.\d+\b", heading), heading
+        assert "next" not in heading.lower(), heading

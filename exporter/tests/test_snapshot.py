@@ -1,5 +1,6 @@
-"""Snapshot rules on every recorded-shape fixture (research sections 2 and 4), through the one
-decode and cost path every answer takes."""
+"""Snapshot rules on every recorded-shape fixture (answers shaped like the public samples:
+https://opencost.io/allocation-example-output.json, kubecost/kubecost#2373 and #2272,
+opencost/opencost#2495), through the one decode and cost path every answer takes."""
 
 from __future__ import annotations
 

@@ -234,6 +234,7 @@ def test_helm_test_completes(
     phases = re.findall(r"^Phase:\s*(\S+)", result.stdout, re.MULTILINE)
     assert phases, result.stdout
     assert set(phases) == {"Succeeded"}, result.stdout
+
     # Helm prints the pod's output itself (hook-output-log-policy), then deletes it: `helm uninstall` deletes no hook
     # resources, so a test pod that outlived `helm test` would outlive the release too.
     def test_pods_left() -> list[str]:

@@ -101,7 +101,7 @@ def key(obj: dict[str, Any]) -> tuple[str, str]:
 def normalized(spec: dict[str, Any]) -> dict[str, Any]:
     """A policy spec with the API server's defaulting applied to the rendered form: `protocol: TCP` on ports that
     have none, and empty `ingress`/`egress` lists dropped (the API stores `ingress: []` as no key)."""
-    out = json.loads(json.dumps(spec))
+    out: dict[str, Any] = json.loads(json.dumps(spec))
     for direction in ("ingress", "egress"):
         for rule in out.get(direction) or []:
             for port in rule.get("ports") or []:
@@ -115,7 +115,13 @@ def test_kubectl_lists_the_policies_of_both_releases(installed: dict[str, Any]) 
     names = installed["names"]
     assert sorted(names) == sorted(
         f"networkpolicy.networking.k8s.io/{release}-kubecost-integration-{suffix}"
-        for release, suffix in (("np-a", "exporter"), ("np-a", "agent"), ("np-a", "test"), ("np-b", "exporter"), ("np-b", "test"))
+        for release, suffix in (
+            ("np-a", "exporter"),
+            ("np-a", "agent"),
+            ("np-a", "test"),
+            ("np-b", "exporter"),
+            ("np-b", "test"),
+        )
     )
     assert {key(p) for p in installed["netpols"]} == EXPECTED_POLICIES
 
@@ -138,7 +144,9 @@ def test_stored_policies_equal_the_rendered_ones(installed: dict[str, Any]) -> N
     ]
     assert "ingress" not in stored[("np-a", "agent")]
     exporter_egress = stored[("np-b", "allocation-exporter")]["egress"]
-    assert exporter_egress[0]["to"] == [{"podSelector": {"matchLabels": {"app": "cost-analyzer", "app.kubernetes.io/instance": "np-b"}}}]
+    assert exporter_egress[0]["to"] == [
+        {"podSelector": {"matchLabels": {"app": "cost-analyzer", "app.kubernetes.io/instance": "np-b"}}}
+    ]
 
 
 def owner_identity(pod: dict[str, Any]) -> tuple[str, str]:
@@ -190,16 +198,26 @@ EVERYTHING = {
         },
         "exporter": {"extraEgress": [{"to": [{"ipBlock": {"cidr": "10.0.0.10/32"}}], "ports": [{"port": 3128}]}]},
         "agent": {
-            "extraIngress": [{"from": [{"podSelector": {"matchLabels": {"app": "prometheus"}}}], "ports": [{"port": "http"}]}],
-            "extraEgress": [{"to": [{"podSelector": {}}], "ports": [{"port": 9100, "endPort": 9110, "protocol": "TCP"}]}],
+            "extraIngress": [
+                {"from": [{"podSelector": {"matchLabels": {"app": "prometheus"}}}], "ports": [{"port": "http"}]}
+            ],
+            "extraEgress": [
+                {"to": [{"podSelector": {}}], "ports": [{"port": 9100, "endPort": 9110, "protocol": "TCP"}]}
+            ],
         },
     },
-    "remoteWrite": {"extraRemoteWrite": [{"name": "v6", "url": "https://[2001:db8::9]:8443/api/v1/write", "proxy_url": "http://squid.proxy.svc:3128"}]},
+    "remoteWrite": {
+        "extraRemoteWrite": [
+            {"name": "v6", "url": "https://[2001:db8::9]:8443/api/v1/write", "proxy_url": "http://squid.proxy.svc:3128"}
+        ]
+    },
 }
 
 
 @pytest.mark.parametrize("mode", ["agent", "kubecost", "external"])
-def test_policies_with_every_option_pass_server_side_validation(kwok_cluster: KwokCluster, chart: Path, mode: str) -> None:
+def test_policies_with_every_option_pass_server_side_validation(
+    kwok_cluster: KwokCluster, chart: Path, mode: str
+) -> None:
     values = with_quickstart(deep_merge(EVERYTHING, {"prometheus": {"mode": mode}}))
     if mode == "kubecost":
         values = kubecost_mode(values, release="np-x", namespace=DRY_RUN_NAMESPACE)
@@ -208,10 +226,18 @@ def test_policies_with_every_option_pass_server_side_validation(kwok_cluster: Kw
     policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
     assert len(policies) == (3 if mode == "agent" else 2)
     out = kwok_cluster.kubectl(
-        "create", "--dry-run=server", "--validate=strict", "-o", "json", "--namespace", DRY_RUN_NAMESPACE, "-f", "-",
+        "create",
+        "--dry-run=server",
+        "--validate=strict",
+        "-o",
+        "json",
+        "--namespace",
+        DRY_RUN_NAMESPACE,
+        "-f",
+        "-",
         input="\n---\n".join(json.dumps(p) for p in policies),
     )
-    stored = []
+    stored: list[dict[str, Any]] = []
     for obj in _json_objects(out.stdout):
         stored += obj["items"] if obj.get("kind") == "List" else [obj]
     assert [normalized(p["spec"]) for p in policies] == [s["spec"] for s in stored]
@@ -247,4 +273,5 @@ def test_the_api_server_rejects_a_policy_the_chart_would_never_render(kwok_clust
         },
     }
     result = kwok_cluster.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(bad), check=False)
-    assert result.returncode != 0 and "except" in result.stderr, result.stderr
+    assert result.returncode != 0, result.stderr
+    assert "except" in result.stderr, result.stderr

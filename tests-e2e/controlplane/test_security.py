@@ -156,7 +156,8 @@ def test_credentials_are_secret_files_only(release: dict[str, Any]) -> None:
     assert secret_vols["allocation-exporter"] == {"kubecost-auth"}, secret_vols
     assert secret_vols["agent"] == {"thanos-rw", "thanos-tls"}, secret_vols
     exporter_env = {e["name"]: e.get("value", "") for e in comps["allocation-exporter"]["spec"]["containers"][0]["env"]}
-    assert exporter_env["AUTH_TOKEN_FILE"].startswith("/") and exporter_env["API_KEY_FILE"].startswith("/")
+    assert exporter_env["AUTH_TOKEN_FILE"].startswith("/")
+    assert exporter_env["API_KEY_FILE"].startswith("/")
 
 
 def test_no_secret_value_leaks_into_configmaps_specs_values_or_notes(release: dict[str, Any]) -> None:
@@ -191,7 +192,9 @@ def test_tls_verification_is_on_and_the_tenant_comes_from_values(release: dict[s
     (rw,) = cfg["remote_write"]
     tls = rw.get("tls_config") or {}
     assert tls.get("insecure_skip_verify", False) is False, tls
-    assert tls["ca_file"].startswith("/") and tls["cert_file"].startswith("/") and tls["key_file"].startswith("/")
+    assert tls["ca_file"].startswith("/")
+    assert tls["cert_file"].startswith("/")
+    assert tls["key_file"].startswith("/")
     assert rw["url"].startswith("https://")
     assert rw["authorization"]["credentials_file"].startswith("/")
     assert rw["headers"] == {"THANOS-TENANT": "acme"}
@@ -233,8 +236,12 @@ def test_network_policies_admit_only_the_scraper(release: dict[str, Any]) -> Non
         assert set(peer) == {"podSelector"}, "a peer reaching beyond the release namespace"
     dns = {
         "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
-        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
-                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+        "to": [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+            }
+        ],
     }
     kubecost = {"podSelector": {"matchLabels": {"app": "cost-analyzer", "app.kubernetes.io/instance": "sec"}}}
     assert exp["egress"] == [{"to": [kubecost], "ports": [{"port": 9090, "protocol": "TCP"}]}, dns]
@@ -244,10 +251,14 @@ def test_network_policies_admit_only_the_scraper(release: dict[str, Any]) -> Non
     exporter_sel = {"podSelector": pols["allocation-exporter"]["podSelector"]}
     assert pols["agent"]["egress"] == [
         {"to": [exporter_sel], "ports": [{"port": 9103, "protocol": "TCP"}]},
-        {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}], "ports": [{"port": 443, "protocol": "TCP"}]},
+        {
+            "to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}],
+            "ports": [{"port": 443, "protocol": "TCP"}],
+        },
         dns,
     ]
-    assert pols["test"].get("ingress", []) == [] and pols["test"]["egress"][0] == pols["agent"]["egress"][0]
+    assert pols["test"].get("ingress", []) == []
+    assert pols["test"]["egress"][0] == pols["agent"]["egress"][0]
     # The selectors really select the release's pods.
     comps = components(release)
     for comp in ("allocation-exporter", "agent"):

@@ -195,7 +195,8 @@ def kube_bench(
 def test_every_link_passes_through_real_port_forwards(kube_bench: KubeBench) -> None:
     node = kube_bench.cluster.get_json("pods", "-n", NAMESPACE)[0]["spec"]["nodeName"]
     host, port = kube_bench.cluster.kubelet_endpoint(node)
-    assert f"127.0.0.1:{port}" == kube_bench.cluster.kwok_server_address() and host == "localhost"
+    assert f"127.0.0.1:{port}" == kube_bench.cluster.kwok_server_address()
+    assert host == "localhost"
     asked_after = time.time()
 
     rc, doc, err, took = verify(kube_bench)
@@ -212,7 +213,8 @@ def test_every_link_passes_through_real_port_forwards(kube_bench: KubeBench) -> 
     }
     for name, own_url in direct.items():
         url = check(doc, name)["details"]["url"]
-        assert url.startswith("http://127.0.0.1:") and url != own_url, (name, url, own_url)
+        assert url.startswith("http://127.0.0.1:"), (name, url, own_url)
+        assert url != own_url, (name, url, own_url)
     # ...and reached the real processes: the agent's target is the exporter, Kubecost's answer came from the simulator.
     assert check(doc, "target")["details"]["targets"][0]["health"] == "up"
     asked = [r for r in kube_bench.tenant.sim_requests(limit=1000) if r["time"] >= asked_after]
@@ -252,7 +254,8 @@ def test_no_running_pod_behind_a_service_exits_2_within_the_timeout(kube_bench: 
         wait_until(lambda: not kube_bench.pods("app=cost-analyzer"), 60, "the Kubecost stand-in pod to go")
         rc, doc, err, took = verify(kube_bench, timeout="5s")
         assert rc == 2, (doc, err)
-        assert f"port-forward svc/{RELEASE}-cost-analyzer" in err and "--pod-running-timeout=5s" in err, err
+        assert f"port-forward svc/{RELEASE}-cost-analyzer" in err, err
+        assert "--pod-running-timeout=5s" in err, err
         # kubectl's own wait for a running pod is 1 min by default; verify's --timeout bounds it.
         assert took < 30, f"verify took {took:.1f}s with --timeout 5s"
         print(f"\nno pod behind the Service: exit 2 after {took:.1f}s: {err.strip()}")
@@ -279,7 +282,8 @@ def test_exporter_process_stopped_is_named(kube_bench: KubeBench) -> None:
     rc, doc, err, _ = verify(kube_bench, *ids, "--skip", "remote-write", "--skip", "thanos")
     assert rc == 1, json.dumps(doc, indent=2) + err
     st = statuses(doc)
-    assert st["exporter"] == "fail" and st["target"] == "fail", doc
+    assert st["exporter"] == "fail", doc
+    assert st["target"] == "fail", doc
     assert "not up" in check(doc, "target")["summary"], doc
     exporter_check = check(doc, "exporter")
     assert "connection refused or unreachable" in exporter_check["summary"], exporter_check

@@ -40,7 +40,9 @@ def _script(*args: str, timeout: float = 3600) -> None:
 
 def _status(*args: str) -> bool:
     return (
-        subprocess.run([str(ROOT / "scripts" / args[0]), *args[1:]], cwd=ROOT, capture_output=True, check=False).returncode
+        subprocess.run(
+            [str(ROOT / "scripts" / args[0]), *args[1:]], cwd=ROOT, capture_output=True, check=False
+        ).returncode
         == 0
     )
 
@@ -53,8 +55,10 @@ def kind_cluster() -> Iterator[KindCluster]:
     if not cluster_was_up:
         _script("kind.sh", "up")
     cluster = KindCluster.from_env_file()
-    print(f"\nkind cluster {cluster.name}: {'reused' if cluster_was_up else 'created'} in "
-          f"{time.monotonic() - start:.0f}s (KUBECONFIG={cluster.kubeconfig})")
+    print(
+        f"\nkind cluster {cluster.name}: {'reused' if cluster_was_up else 'created'} in "
+        f"{time.monotonic() - start:.0f}s (KUBECONFIG={cluster.kubeconfig})"
+    )
     try:
         yield cluster
     finally:
@@ -78,9 +82,9 @@ def thanos(kind_cluster: KindCluster) -> KindCluster:
         try:
             kind_cluster.thanos_query("up")
             return kind_cluster
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline, then reported
+        except Exception as exc:
             if time.monotonic() > deadline:
-                raise AssertionError(f"Thanos Query at {kind_cluster.thanos_query_url} does not answer: {exc}")
+                raise AssertionError(f"Thanos Query at {kind_cluster.thanos_query_url} does not answer: {exc}") from exc
             time.sleep(2)
 
 
@@ -98,7 +102,13 @@ def opencost_url(kind_cluster: KindCluster) -> Iterator[str]:
 
     # One that is already running (a developer's cluster after an earlier run) is used as it is and kept.
     ready = kind_cluster.kubectl(
-        "-n", opencost.NAMESPACE, "get", "deployment", opencost.SERVICE, "-o", "jsonpath={.status.readyReplicas}",
+        "-n",
+        opencost.NAMESPACE,
+        "get",
+        "deployment",
+        opencost.SERVICE,
+        "-o",
+        "jsonpath={.status.readyReplicas}",
         check=False,
     )
     if ready.returncode == 0 and ready.stdout.strip() not in ("", "0"):
@@ -139,8 +149,16 @@ class Releases:
     ) -> subprocess.CompletedProcess[str]:
         self.made.append((release, namespace))
         return self.cluster.helm(
-            "install", release, str(self.chart), "-n", namespace, *self.images.chart_set_args(),
-            *set_args(values), "--wait", f"--timeout={wait}", *extra,
+            "install",
+            release,
+            str(self.chart),
+            "-n",
+            namespace,
+            *self.images.chart_set_args(),
+            *set_args(values),
+            "--wait",
+            f"--timeout={wait}",
+            *extra,
         )
 
     def cleanup(self) -> None:
@@ -170,9 +188,9 @@ def pods_ready(cluster: KindCluster, namespace: str, selector: str = "") -> list
     assert pods, f"no pods in {namespace} {selector}"
     for p in pods:
         statuses = p["status"].get("containerStatuses") or []
-        assert p["status"].get("phase") == "Running" and statuses and all(s["ready"] for s in statuses), (
-            f"pod {p['metadata']['name']} not ready: {p['status']}"
-        )
+        assert p["status"].get("phase") == "Running", f"pod {p['metadata']['name']} not ready: {p['status']}"
+        assert statuses, f"pod {p['metadata']['name']} not ready: {p['status']}"
+        assert all(s["ready"] for s in statuses), f"pod {p['metadata']['name']} not ready: {p['status']}"
     return pods
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -33,7 +34,7 @@ NEEDS_KUBECOST_IMAGES = {
 }
 
 
-def _values(name: str) -> dict[str, object]:
+def _values(name: str) -> dict[str, Any]:
     loaded = yaml.safe_load((CHART_DIR / "ci" / name).read_text()) or {}
     assert isinstance(loaded, dict)
     return loaded
@@ -41,7 +42,11 @@ def _values(name: str) -> dict[str, object]:
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_ct_install(
-    scenario: str, thanos: KindCluster, opencost_url: str, chart_dir: Path, images: LocalImages,
+    scenario: str,
+    thanos: KindCluster,
+    opencost_url: str,
+    chart_dir: Path,
+    images: LocalImages,
     tmp_path: Path,
 ) -> None:
     if scenario in NEEDS_KUBECOST_IMAGES:
@@ -49,9 +54,9 @@ def test_ct_install(
     cluster = thanos
     values = _values(scenario)
     extra = [*images.chart_set_args(), f"--set=remoteWrite.url={RECEIVE_URL}"]
-    if values.get("cost-analyzer", {}).get("enabled", True) is not False:  # type: ignore[union-attr]
+    if values.get("cost-analyzer", {}).get("enabled", True) is not False:
         extra += set_args(engine_values(opencost_url))
-    if values.get("prometheus", {}).get("mode") == "external":  # type: ignore[union-attr]
+    if values.get("prometheus", {}).get("mode") == "external":
         cluster.kubectl("apply", "-f", str(ROOT / "tests-e2e" / "kind" / "servicemonitor-crd.yaml"))
 
     copy = tmp_path / "charts" / chart_dir.name
@@ -61,10 +66,17 @@ def test_ct_install(
             other.unlink()
     proc = cluster.run(
         [
-            "ct", "install", "--config", str(ROOT / "ct.yaml"), "--charts", str(copy),
-            "--helm-extra-set-args", " ".join(extra),
+            "ct",
+            "install",
+            "--config",
+            str(ROOT / "ct.yaml"),
+            "--charts",
+            str(copy),
+            "--helm-extra-set-args",
+            " ".join(extra),
         ],
-        check=False, timeout=900,
+        check=False,
+        timeout=900,
     )
     out = proc.stdout + proc.stderr
     print(out[-3000:])

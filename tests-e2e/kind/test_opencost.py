@@ -138,7 +138,11 @@ def _figures_file() -> Path:
 
 @pytest.fixture(scope="module")
 def observed(
-    kind_cluster: KindCluster, thanos: KindCluster, opencost_url: str, chart_dir: Path, images: LocalImages,
+    kind_cluster: KindCluster,
+    thanos: KindCluster,
+    opencost_url: str,
+    chart_dir: Path,
+    images: LocalImages,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Observation]:
     cluster = kind_cluster
@@ -291,9 +295,8 @@ def test_namespace_costs_are_requests_times_prices(observed: Observation) -> Non
     """
     w = observed.window
     lost = oc.uncounted_start_seconds(observed.resolution_s) / w.seconds
-    assert observed.expected_rates and set(observed.expected_rates) <= set(observed.namespace_rows), (
-        sorted(observed.namespace_rows)
-    )
+    assert observed.expected_rates, sorted(observed.namespace_rows)
+    assert set(observed.expected_rates) <= set(observed.namespace_rows), sorted(observed.namespace_rows)
     for ns, expected in observed.expected_rates.items():
         row = observed.namespace_rows[ns]
         exported = observed.exported("namespace_total_cost", namespace=ns)

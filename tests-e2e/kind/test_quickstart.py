@@ -1,4 +1,5 @@
-"""The README quick start on a real cluster: real pods Ready, data in Thanos for the tenant, helm test, upgrade, uninstall.
+"""The README quick start on a real cluster: real pods Ready, data in Thanos for the tenant, helm test, upgrade,
+uninstall.
 
 As written in the README (only `tenantId` and `clusterName`), plus what this machine forces: the local images
 (no registry) and the cost engine pointed at the in-cluster OpenCost (Kubecost's own images cannot be had here),
@@ -26,15 +27,14 @@ NAMESPACED_KINDS = (
 )
 
 
-def test_quickstart_install_test_upgrade_uninstall(
-    releases: Releases, thanos: KindCluster, opencost_url: str
-) -> None:
+def test_quickstart_install_test_upgrade_uninstall(releases: Releases, thanos: KindCluster, opencost_url: str) -> None:
     cluster = thanos
     tenant = f"kind-qs-{int(time.time()) % 100000}"
     ns = releases.namespace("my-ns")
     started = time.monotonic()
     releases.install(
-        RELEASE, ns,
+        RELEASE,
+        ns,
         {
             "allocationExporter.config.tenantId": tenant,
             "allocationExporter.config.clusterName": "prod-eu-1",
@@ -55,7 +55,8 @@ def test_quickstart_install_test_upgrade_uninstall(
     # Only our series leave the cluster, all of them under this tenant and cluster. (The costs themselves need a
     # window the young engine has data for: the default is the last complete hour; test_opencost.py checks them.)
     names = cluster.thanos_query(f'count by (__name__, cluster) ({{__name__=~".+", tenant_id="{tenant}"}})')
-    assert names and all(s["metric"]["__name__"].startswith("cloudtuner_kubecost_") for s in names), names
+    assert names, names
+    assert all(s["metric"]["__name__"].startswith("cloudtuner_kubecost_") for s in names), names
     assert {s["metric"]["cluster"] for s in names} == {"prod-eu-1"}, names
     print(f"in Thanos after {time.monotonic() - started:.0f}s: {len(names)} series names for tenant {tenant}")
 
@@ -64,20 +65,26 @@ def test_quickstart_install_test_upgrade_uninstall(
     assert "Phase:          Succeeded" in out or "Phase: Succeeded" in out.replace("  ", " "), out
 
     # helm upgrade with a changed value rolls the exporter: a new pod with the new setting replaces the old one.
-    old = {p["metadata"]["uid"] for p in pods if p["metadata"]["labels"]["app.kubernetes.io/component"] == "allocation-exporter"}
+    old = {
+        p["metadata"]["uid"]
+        for p in pods
+        if p["metadata"]["labels"]["app.kubernetes.io/component"] == "allocation-exporter"
+    }
     cluster.helm(
-        "upgrade", RELEASE, str(releases.chart), "-n", ns, "--reuse-values",
-        "--set=allocationExporter.config.logLevel=debug", "--wait", "--timeout=5m",
+        "upgrade",
+        RELEASE,
+        str(releases.chart),
+        "-n",
+        ns,
+        "--reuse-values",
+        "--set=allocationExporter.config.logLevel=debug",
+        "--wait",
+        "--timeout=5m",
     )
     cluster.wait_rollout(ns, f"deployment/{RELEASE}-kubecost-integration-exporter")
     new_pods = pods_ready(cluster, ns, f"{INSTANCE},app.kubernetes.io/component=allocation-exporter")
     assert {p["metadata"]["uid"] for p in new_pods}.isdisjoint(old), "exporter pod was not replaced"
-    env = {
-        e["name"]: e.get("value")
-        for p in new_pods
-        for c in p["spec"]["containers"]
-        for e in c.get("env", [])
-    }
+    env = {e["name"]: e.get("value") for p in new_pods for c in p["spec"]["containers"] for e in c.get("env", [])}
     assert env.get("LOG_LEVEL") == "debug", env
 
     # helm uninstall leaves nothing of the release behind.
@@ -86,7 +93,8 @@ def test_quickstart_install_test_upgrade_uninstall(
     left_cluster = cluster.kubectl(
         "get", "clusterroles,clusterrolebindings", "-l", INSTANCE, "-o", "name"
     ).stdout.split()
-    assert not left and not left_cluster, (left, left_cluster)
+    assert not left, (left, left_cluster)
+    assert not left_cluster, (left, left_cluster)
     # Pods go after their grace period (helm's --wait covers the objects it deleted, not their pods).
     deadline = time.monotonic() + 120
     while pods_left := cluster.kubectl("-n", ns, "get", "pods", "-l", INSTANCE, "-o", "name").stdout.split():

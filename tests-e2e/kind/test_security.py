@@ -50,10 +50,18 @@ def test_restricted_namespace_runs_the_chart(
         }
     }  # fmt: skip
     refused = cluster.kubectl(
-        "-n", ns, "run", "privileged-probe", f"--image={images.debian}", "--restart=Never",
-        "--overrides", json.dumps(overrides), check=False,
+        "-n",
+        ns,
+        "run",
+        "privileged-probe",
+        f"--image={images.debian}",
+        "--restart=Never",
+        "--overrides",
+        json.dumps(overrides),
+        check=False,
     )
-    assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr, refused.stderr
+    assert refused.returncode != 0, refused.stderr
+    assert "violates PodSecurity" in refused.stderr, refused.stderr
 
     releases.install("sec", ns, _release_values("kind-restricted", opencost_url))
     pods = pods_ready(cluster, ns, "app.kubernetes.io/instance=sec")
@@ -74,7 +82,8 @@ def test_restricted_namespace_runs_the_chart(
             "-n", ns, "exec", name, "-c", container, "--", "sh", "-c", "echo x > /probe", check=False
         )
         if "executable file not found" not in write.stderr:
-            assert write.returncode != 0 and "Read-only file system" in write.stderr, write.stderr
+            assert write.returncode != 0, write.stderr
+            assert "Read-only file system" in write.stderr, write.stderr
     out = cluster.helm("test", "sec", "-n", ns, "--timeout=3m").stdout
     assert "Succeeded" in out, out
 
@@ -106,8 +115,19 @@ def test_network_policies_enforced(
 
     # A pod no policy selects, from the exporter image (python3 inside).
     cluster.kubectl(
-        "-n", ns, "run", "np-probe", f"--image={images.exporter}", "--image-pull-policy=Never", "--restart=Never",
-        "--labels=app=np-probe", "--command", "--", "python3", "-c", "import time; time.sleep(900)",
+        "-n",
+        ns,
+        "run",
+        "np-probe",
+        f"--image={images.exporter}",
+        "--image-pull-policy=Never",
+        "--restart=Never",
+        "--labels=app=np-probe",
+        "--command",
+        "--",
+        "python3",
+        "-c",
+        "import time; time.sleep(900)",
     )
     cluster.kubectl("-n", ns, "wait", "--for=condition=Ready", "pod/np-probe", "--timeout=120s")
     query = "thanos-query.thanos.svc.cluster.local"
@@ -118,8 +138,16 @@ def test_network_policies_enforced(
     assert _connect(cluster, ns, "pod/np-probe", exporter_svc, 9103).startswith("blocked")
     # Exporter egress: only DNS and the cost engine.
     assert _connect(cluster, ns, exporter, query, 10902).startswith("blocked")
-    assert _connect(cluster, ns, exporter, opencost_url.split("//")[1].split(":")[0],
-                    int(opencost_url.rsplit(":", 1)[1].split("/")[0])) == "open"
+    assert (
+        _connect(
+            cluster,
+            ns,
+            exporter,
+            opencost_url.split("//")[1].split(":", maxsplit=1)[0],
+            int(opencost_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0]),
+        )
+        == "open"
+    )
 
     # The allowed paths carry data end to end under the policies: exporter -> OpenCost, agent -> exporter,
     # agent -> Thanos Receive; a fresh scrape_success 1 arrives in Thanos.

@@ -32,7 +32,8 @@ def test_rules_load_and_evaluate_cleanly(ops_bench: OpsBench) -> None:
     ]
     # Every rule of the chart's file is loaded (the file, not a count kept by hand, says how many).
     in_file = [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
-    assert len(in_file) >= 13 and len(rules) == len(in_file), (len(rules), len(in_file))
+    assert len(in_file) >= 13, (len(rules), len(in_file))
+    assert len(rules) == len(in_file), (len(rules), len(in_file))
     assert sorted(r["name"] for r in rules) == sorted(r.get("alert") or r["record"] for r in in_file)
     bad = [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
     assert not bad, bad

@@ -43,7 +43,7 @@ def _ids(bench: Any) -> tuple[str, str]:
 def _thanos_one(bench: Any, promql: str) -> float:
     v = bench.thanos.value(promql)
     assert v is not None, promql
-    return v
+    return float(v)
 
 
 def test_cluster_totals(ops_bench: Any) -> None:
@@ -63,11 +63,13 @@ def test_namespace_costs_over_a_range(ops_bench: Any) -> None:
     start = end - timedelta(minutes=10)
     result = namespace_costs(_client(ops_bench), cluster, tenant, start, end)
     assert result.ok, result.reason
-    assert set(result.value) >= NAMESPACES and "__idle__" not in result.value
+    assert set(result.value) >= NAMESPACES
+    assert "__idle__" not in result.value
     # Rate mode: USD over 10 minutes = hourly rate x 1/6 (the bench's rate is steady).
     rate = _thanos_one(ops_bench, f"sum(cloudtuner_kubecost_namespace_total_cost{selector(cluster, tenant)})")
     assert sum(result.value.values()) == pytest.approx(rate * 600 / 3600, rel=0.02)
-    assert "avg_over_time" in result.queries[0] and "* 600 / 3600" in result.queries[0]
+    assert "avg_over_time" in result.queries[0]
+    assert "* 600 / 3600" in result.queries[0]
 
 
 def test_efficiency(ops_bench: Any) -> None:
@@ -113,8 +115,11 @@ def test_no_data_is_explicit(ops_bench: Any, which: str) -> None:
         efficiency(client, cluster, tenant, start, end),
         cost_per_day(client, cluster, tenant, start, end),
     ):
-        assert result.status == "no_data" and result.no_data and not result.ok
-        assert cluster in result.reason and tenant in result.reason
+        assert result.status == "no_data"
+        assert result.no_data
+        assert not result.ok
+        assert cluster in result.reason
+        assert tenant in result.reason
     if which != "past":
         assert cluster_totals(client, cluster, tenant).no_data
 

@@ -15,6 +15,7 @@ Intervals: exporter refresh 1 s, scrape 1 s; chart's queue_config otherwise. Fig
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -110,7 +111,9 @@ class Stack:
             except StartupError as exc:
                 if attempt == 2 or "shouldBeMarkedInactive" not in str(exc):
                     raise
-                print(f"thanos receive hit its prune start-up race (v0.42.4); restarting after the minute: {exc!s:.120}")
+                print(
+                    f"thanos receive hit its prune start-up race (v0.42.4); restarting after the minute: {exc!s:.120}"
+                )
                 time.sleep(62 - time.time() % 60)
 
     @property
@@ -215,7 +218,7 @@ def grid_check(
         received += len(samples)
         if len(set(ts)) != len(ts):
             problems.append(f"{key}: duplicate timestamps")
-        gaps = [(a, b) for a, b in zip(ts, ts[1:], strict=False) if b - a > 1.5 * SCRAPE]
+        gaps = [(a, b) for a, b in itertools.pairwise(ts) if b - a > 1.5 * SCRAPE]
         if ts and ts[0] - start > 1.5 * SCRAPE:
             gaps.insert(0, (start, ts[0]))
         if ts and end - ts[-1] > 1.5 * SCRAPE:
@@ -260,7 +263,8 @@ def test_receive_outage_loses_no_sample(stack: Stack) -> None:
             scale = 2.0 if scale == 1.0 else 1.0 + (scale % 1.0) + 0.1
             tenant.sim_config(scale=round(scale, 2))
             time.sleep(6)
-        assert stack.group.procs and stack.agent.alive()
+        assert stack.group.procs
+        assert stack.agent.alive()
         pending = agent_metric(tenant, "prometheus_remote_storage_samples_pending")
         t_restart = time.time()
         stack.start_receive()

@@ -1,7 +1,9 @@
 """Kubecost Allocation API simulator — a TEST DOUBLE, not Kubecost.
 
-A real HTTP server (stdlib `ThreadingHTTPServer`) that answers the Allocation API the way the research in
-`/work/shared/research/kubecost_api.md` describes it, for a synthetic cluster, so the exporter, the pipeline e2e
+A real HTTP server (stdlib `ThreadingHTTPServer`) that answers the Allocation API the way Kubecost's API
+documentation (https://docs.kubecost.com/apis/monitoring-apis/api-allocation), OpenCost's
+(https://opencost.io/docs/integrations/api) and OpenCost's source (opencost/opencost `core/pkg/opencost`,
+`pkg/costmodel`) describe it, for a synthetic cluster, so the exporter, the pipeline e2e
 tests and `make demo` can run without a cluster:
 
 * `/model/allocation` and `/model/allocation/compute` — Kubecost through the cost-analyzer frontend (`/model`

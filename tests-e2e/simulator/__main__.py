@@ -30,7 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = ap.parse_args(argv)
     try:
-        server = serve(args.host, args.port, default_cluster(args.cluster_name), args.api, args.scale, args.verbose)
+        server = serve(
+            args.host,
+            args.port,
+            cluster=default_cluster(args.cluster_name),
+            api=args.api,
+            scale=args.scale,
+            verbose=args.verbose,
+        )
     except OSError as err:
         print(f"simulator: cannot listen on {args.host}:{args.port}: {err.strerror or err}", file=sys.stderr)
         return 1

@@ -1,6 +1,11 @@
 """Allocation API semantics of the simulator (a test double): parameters -> sets of allocations -> JSON.
 
-Pure functions, no I/O. Follows `/work/shared/research/kubecost_api.md`:
+Pure functions, no I/O. Follows the public sources: Kubecost's Allocation API documentation
+(https://docs.kubecost.com/apis/monitoring-apis/api-allocation, kubecost/docs `apis/monitoring-apis/api-allocation.md`
+and `apis/apis-overview.md`), OpenCost's (https://opencost.io/docs/integrations/api) and OpenCost's source
+(opencost/opencost `core/pkg/opencost/allocation.go`, `allocation_json.go`, `window.go`, `allocationprops.go`,
+`pkg/costmodel/aggregation.go`, `router.go`). The section marks (§) below name the topics of those pages:
+§1.3/§1.4 window parameter and alignment, §2.3-§2.8 allocation fields, keys, totals, efficiencies, rounding.
 
 * window: keywords (`today`, `yesterday`, `week`, `month`, `lastweek`, `lastmonth`), durations rounded *forward*
   (`30m`, `24h`, `7d`, `2w`, optionally `"3d offset 1d"`), RFC3339 pairs, unix-second pairs (§1.3, §1.4);
@@ -297,6 +302,7 @@ def container_alloc(
     cluster: SyntheticCluster,
     w: Window,
     now: datetime,
+    *,
     scale: float,
     reconcile: bool,
     nan_namespaces: frozenset[str],
@@ -379,6 +385,7 @@ def idle_alloc(
     allocs: Iterable[Alloc],
     w: Window,
     now: datetime,
+    *,
     scale: float,
     last_hours: float | None = None,
 ) -> Alloc | None:
@@ -585,6 +592,7 @@ def allocation_query(
     params: Mapping[str, str],
     flavour: Flavour,
     now: datetime,
+    *,
     scale: float = 1.0,
     nan_namespaces: frozenset[str] = frozenset(),
     quirks: Quirks = Quirks(),
@@ -624,10 +632,15 @@ def allocation_query(
         pairs = [
             (c, a)
             for c in containers
-            if (a := container_alloc(c, cluster, w, now, scale, reconcile, nan_namespaces)) is not None
+            if (
+                a := container_alloc(
+                    c, cluster, w, now, scale=scale, reconcile=reconcile, nan_namespaces=nan_namespaces
+                )
+            )
+            is not None
         ]
         allocs = [a for _, a in pairs]
-        idle = idle_alloc(cluster, allocs, w, now, scale, quirks.idle_hours) if pairs else None
+        idle = idle_alloc(cluster, allocs, w, now, scale=scale, last_hours=quirks.idle_hours) if pairs else None
         if idle is not None and share:
             share_idle([a for _, a in pairs], idle)
         agg = aggregate(pairs, tokens)

@@ -142,7 +142,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: SimulatorServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args: Any) -> None:
         if self.server.verbose:
             super().log_message(format, *args)
 
@@ -200,7 +200,7 @@ class _Handler(BaseHTTPRequestHandler):
         return data
 
     # -- routes
-    def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+    def do_GET(self) -> None:
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
         state = self.server.state
@@ -225,7 +225,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_HEAD = do_GET
 
-    def do_POST(self) -> None:  # noqa: N802 (stdlib name)
+    def do_POST(self) -> None:
         path = urlsplit(self.path).path.rstrip("/")
         state = self.server.state
         try:
@@ -304,7 +304,9 @@ class _Handler(BaseHTTPRequestHandler):
                 status = 0
                 self._reset()
             elif fault.mode in ("truncated", "huge"):
-                result = allocation_query(state.cluster, params, flavour, utcnow(), scale, nan_ns, quirks)
+                result = allocation_query(
+                    state.cluster, params, flavour, utcnow(), scale=scale, nan_namespaces=nan_ns, quirks=quirks
+                )
                 body = envelope(result.json_data())
                 if fault.mode == "truncated":
                     status = 206  # logged as "partial": the client saw a 200 with half the body
@@ -323,7 +325,9 @@ class _Handler(BaseHTTPRequestHandler):
             elif fault.mode == "empty":
                 self._send(200, envelope(EMPTY_SHAPES[fault.shape]))
             else:
-                result = allocation_query(state.cluster, params, flavour, utcnow(), scale, nan_ns, quirks)
+                result = allocation_query(
+                    state.cluster, params, flavour, utcnow(), scale=scale, nan_namespaces=nan_ns, quirks=quirks
+                )
                 self._send(200, envelope(result.json_data()))
         except ApiError as err:
             status = err.status
@@ -367,6 +371,7 @@ class SimulatorServer(ThreadingHTTPServer):
 def serve(
     host: str = "127.0.0.1",
     port: int = 0,
+    *,
     cluster: SyntheticCluster | None = None,
     api: str = "both",
     scale: float = 1.0,

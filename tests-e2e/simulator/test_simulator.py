@@ -61,7 +61,8 @@ def _sets(sim: SimulatorServer, path: str = "/model/allocation", **params: str) 
     status, _, body = _get(sim, path, **{**BASE, **params})
     assert status == 200, body
     doc = json.loads(body)
-    assert doc["code"] == 200 and doc["status"] == "success"
+    assert doc["code"] == 200
+    assert doc["status"] == "success"
     return list(doc["data"])
 
 
@@ -141,13 +142,14 @@ def test_keys_follow_the_aggregation(sim: SimulatorServer) -> None:
 
 
 def test_numbers_are_rounded_to_five_decimals_and_nested_pvs_are_not(sim: SimulatorServer) -> None:
-    status, _, body = _get(sim, "/model/allocation", **BASE, aggregate="namespace")
+    _status, _, body = _get(sim, "/model/allocation", **BASE, aggregate="namespace")
     rows = json.loads(body)["data"][0]
     for r in rows.values():
         for k, v in r.items():
             if isinstance(v, float) and k not in ("ramBytes", "pvBytes") and "Byte" not in k and "bytes" not in k:
                 assert round(v, 5) == v, (r["name"], k, v)
-    assert rows["argocd"]["pvs"] is None and rows["argocd"]["lbAllocations"] is None
+    assert rows["argocd"]["pvs"] is None
+    assert rows["argocd"]["lbAllocations"] is None
     assert rows["ingress-nginx"]["lbAllocations"]
     pv_costs = [p["cost"] for p in rows["kubecost"]["pvs"].values()]
     assert any(round(c, 5) != c for c in pv_costs)
@@ -157,7 +159,8 @@ def test_numbers_are_rounded_to_five_decimals_and_nested_pvs_are_not(sim: Simula
 def test_nan_usage_is_null_in_json_and_propagates_to_the_aggregate(sim: SimulatorServer) -> None:
     _post(sim, "/__sim__/config", {"nan_namespaces": ["default"]})
     (ns,) = _sets(sim, aggregate="namespace")
-    assert ns["default"]["ramEfficiency"] is None and ns["default"]["totalEfficiency"] is None
+    assert ns["default"]["ramEfficiency"] is None
+    assert ns["default"]["totalEfficiency"] is None
     assert ns["argocd"]["ramEfficiency"] is not None
     (cl,) = _sets(sim, aggregate="cluster")
     assert cl["cluster-one"]["ramEfficiency"] is None
@@ -193,18 +196,23 @@ def test_accumulate_false_gives_hourly_sets_and_future_sets_are_empty(sim: Simul
     now_hour = datetime.now(UTC).hour
     assert sets[0] and not sets[-1] if now_hour < 23 else sets[0]
     day = _sets(sim, window="3d offset 1d", accumulate="day", aggregate="cluster")
-    assert len(day) == 3 and all(abs(_total(s) - _total(day[0])) < 1e-4 for s in day)
+    assert len(day) == 3
+    assert all(abs(_total(s) - _total(day[0])) < 1e-4 for s in day)
     (full,) = _sets(sim, window="3d offset 1d", aggregate="cluster")
     assert _total(full) == pytest.approx(3 * _total(day[0]), rel=REL)
 
 
 def test_bad_requests_are_refused_like_the_real_apis(sim: SimulatorServer) -> None:
     status, ctype, body = _get(sim, "/allocation", window="not-a-window")
-    assert status == 400 and ctype.startswith("text/plain") and body.startswith(b"Invalid window")
+    assert status == 400
+    assert ctype.startswith("text/plain")
+    assert body.startswith(b"Invalid window")
     status, _, body = _get(sim, "/model/allocation", window="1h", aggregate="nonsense")
-    assert status == 400 and json.loads(body)["code"] == 400
+    assert status == 400
+    assert json.loads(body)["code"] == 400
     status, _, body = _get(sim, "/allocation", window="1h", aggregate="nonsense,namespace", accumulate="true")
-    assert status == 200 and "kubecost" in json.loads(body)["data"][0]  # OpenCost drops unknown tokens
+    assert status == 200
+    assert "kubecost" in json.loads(body)["data"][0]
 
 
 @pytest.mark.parametrize(
@@ -222,7 +230,8 @@ def test_bad_requests_are_refused_like_the_real_apis(sim: SimulatorServer) -> No
 def test_faults_switch_at_run_time(sim: SimulatorServer, fault: dict[str, Any], want_status: int, check: Any) -> None:
     _post(sim, "/__sim__/fault", fault)
     status, _, body = _get(sim, "/model/allocation", **BASE, aggregate="namespace")
-    assert status == want_status and check(body)
+    assert status == want_status
+    assert check(body)
     _post(sim, "/__sim__/fault", {"mode": "none"})
     assert _get(sim, "/model/allocation", **BASE, aggregate="namespace")[0] == 200
 
@@ -240,9 +249,10 @@ def test_delay_fault_and_counted_faults(sim: SimulatorServer) -> None:
 def test_request_log_records_what_clients_asked(sim: SimulatorServer) -> None:
     _get(sim, "/model/allocation", **BASE, aggregate="namespace")
     _get(sim, "/nope")
-    status, _, body = _get(sim, "/__sim__/requests", limit="5")
+    _status, _, body = _get(sim, "/__sim__/requests", limit="5")
     log = json.loads(body)
-    assert log[-1]["path"] == "/model/allocation" and log[-1]["params"]["aggregate"] == "namespace"
+    assert log[-1]["path"] == "/model/allocation"
+    assert log[-1]["params"]["aggregate"] == "namespace"
     assert log[-1]["status"] == 200
 
 

@@ -26,7 +26,7 @@ GROUPS = {"exporter", "cost", "remote-write"}
 
 def promtools() -> list[str]:
     """Every promtool present: the upstream 3.x build in $KCI_CACHE/bin first, then Debian's 2.42."""
-    found = []
+    found: list[str] = []
     for cand in (kci_cache() / "bin" / "promtool", shutil.which("promtool"), "/usr/bin/promtool"):
         if cand and Path(cand).is_file() and str(Path(cand).resolve()) not in {str(Path(f).resolve()) for f in found}:
             found.append(str(cand))
@@ -96,7 +96,8 @@ def test_every_alert_has_a_firing_and_a_not_firing_unit_test() -> None:
     firing: set[str] = set()
     silent: set[str] = set()
     cases = [c for f in UNIT_TESTS for c in yaml.safe_load(f.read_text())["tests"]]
-    assert len(UNIT_TESTS) == 2 and cases
+    assert len(UNIT_TESTS) == 2
+    assert cases
     for case in cases:
         for t in case.get("alert_rule_test") or []:
             (firing if t.get("exp_alerts") else silent).add(t["alertname"])
@@ -170,14 +171,16 @@ def test_rendered_rules_follow_the_values(helm: str) -> None:
     )
     assert [g["name"] for g in groups] == ["kubecost-integration.exporter", "kubecost-integration.remote-write"]
     names = alert_names(groups)
-    assert "KubecostExporterDown" not in names and "KubecostClusterCostSpike" not in names
+    assert "KubecostExporterDown" not in names
+    assert "KubecostClusterCostSpike" not in names
     assert "KubecostRemoteWriteBehind" in names
     for g in groups:
         for r in g["rules"]:
             assert r["labels"]["team"] == "finops"
             assert r["labels"]["severity"] in {"critical", "warning", "info"}, "an alert's own severity must win"
     rw = "\n".join(r["expr"] for g in groups for r in g["rules"] if g["name"].endswith("remote-write"))
-    assert 'remote_name="platform-rw"' in rw and "cloudtuner-thanos" not in rw
+    assert 'remote_name="platform-rw"' in rw
+    assert "cloudtuner-thanos" not in rw
 
 
 @pytest.mark.parametrize(("share", "threshold"), [(None, ") > 0.05"), (0.2, ") > 0.2"), (0.005, ") > 0.005")])

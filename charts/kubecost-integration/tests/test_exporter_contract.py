@@ -4,6 +4,7 @@ container runs), so a renamed flag/env var or a value the exporter refuses break
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -12,8 +13,11 @@ from testsupport.render import by_component, render, with_quickstart
 
 pytestmark = pytest.mark.chart
 
+exporter_config: ModuleType | None
 try:
-    from kubecost_allocation_exporter import config as exporter_config
+    from kubecost_allocation_exporter import config as _exporter_config
+
+    exporter_config = _exporter_config
 except ImportError as exc:  # pragma: no cover - a broken venv must fail loudly, never skip
     exporter_config = None
     IMPORT_ERROR = exc
@@ -38,30 +42,40 @@ def load_exporter_config(values: dict[str, Any], tmp_path: Path, helm: str = "he
 def test_default_env_is_accepted_by_the_exporter(helm: str, tmp_path: Path) -> None:
     cfg = load_exporter_config(with_quickstart({}), tmp_path, helm)
     assert cfg.kubecost_url == "http://my-kubecost-cost-analyzer.my-ns.svc:9090"
-    assert cfg.cluster_name == "prod-eu-1" and cfg.tenant_id == "acme"
+    assert cfg.cluster_name == "prod-eu-1"
+    assert cfg.tenant_id == "acme"
     assert (cfg.listen_host, cfg.listen_port) == ("0.0.0.0", 9103)
 
 
 def test_every_config_value_is_accepted_by_the_exporter(tmp_path: Path) -> None:
     cfg = load_exporter_config(
-        with_quickstart({
-            "allocationExporter": {
-                "config": {
-                    "api": "opencost", "metricMode": "total", "window": "today", "dataLag": "5m",
-                    "shareIdle": "none", "refreshInterval": "1h30m", "stalenessLimit": "2h",
-                    "logLevel": "warning", "logFormat": "json",
-                    "kubecostUrl": "http://opencost.opencost.svc:9003",
+        with_quickstart(
+            {
+                "allocationExporter": {
+                    "config": {
+                        "api": "opencost",
+                        "metricMode": "total",
+                        "window": "today",
+                        "dataLag": "5m",
+                        "shareIdle": "none",
+                        "refreshInterval": "1h30m",
+                        "stalenessLimit": "2h",
+                        "logLevel": "warning",
+                        "logFormat": "json",
+                        "kubecostUrl": "http://opencost.opencost.svc:9003",
+                    },
+                    "kubecostAuth": {"existingSecret": "kc", "tokenKey": "token", "apiKeyKey": "key"},
+                    "port": 9200,
                 },
-                "kubecostAuth": {"existingSecret": "kc", "tokenKey": "token", "apiKeyKey": "key"},
-                "port": 9200,
-            },
-            "cost-analyzer": {"enabled": False},
-        }),
+                "cost-analyzer": {"enabled": False},
+            }
+        ),
         tmp_path,
     )
     assert cfg.kubecost_url == "http://opencost.opencost.svc:9003"
     assert cfg.listen_port == 9200
-    assert cfg.metric_mode == "total" and cfg.share_idle == "none"
+    assert cfg.metric_mode == "total"
+    assert cfg.share_idle == "none"
 
 
 def test_schema_enums_match_the_exporter() -> None:

@@ -37,19 +37,27 @@ VALUES: dict[str, Any] = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
 PASS_THROUGH = {"cost-analyzer", "global"}  # the Kubecost subchart's values and Helm's globals, not rendered by us
 
 # Everything on, so that each value reaches a manifest (agent mode; the other modes render a subset of these).
-BASE = with_quickstart({
-    "serviceMonitor": {"enabled": True},
-    "prometheusRule": {"enabled": True},
-    "dashboards": {"enabled": True},
-    "networkPolicy": {"enabled": True},
-    "podDisruptionBudget": {"enabled": True},
-    "allocationExporter": {"kubecostAuth": {"existingSecret": "kc", "tokenKey": "token", "apiKeyKey": "key"}},
-    "prometheus": {"agent": {"persistence": {"enabled": True}}},
-    "remoteWrite": {
-        "auth": {"type": "basic", "existingSecret": "thanos-rw", "username": "kci"},
-        "tls": {"existingSecret": "thanos-tls", "caKey": "ca.crt", "certKey": "tls.crt", "keyKey": "tls.key", "serverName": "thanos.example"},
-    },
-})
+BASE = with_quickstart(
+    {
+        "serviceMonitor": {"enabled": True},
+        "prometheusRule": {"enabled": True},
+        "dashboards": {"enabled": True},
+        "networkPolicy": {"enabled": True},
+        "podDisruptionBudget": {"enabled": True},
+        "allocationExporter": {"kubecostAuth": {"existingSecret": "kc", "tokenKey": "token", "apiKeyKey": "key"}},
+        "prometheus": {"agent": {"persistence": {"enabled": True}}},
+        "remoteWrite": {
+            "auth": {"type": "basic", "existingSecret": "thanos-rw", "username": "kci"},
+            "tls": {
+                "existingSecret": "thanos-tls",
+                "caKey": "ca.crt",
+                "certKey": "tls.crt",
+                "keyKey": "tls.key",
+                "serverName": "thanos.example",
+            },
+        },
+    }
+)
 # Values the base does not render, with what makes them render.
 ACTIVATORS: dict[str, dict[str, Any]] = {
     "remoteWrite.auth.tokenKey": {"remoteWrite": {"auth": {"type": "bearer", "username": ""}}},
@@ -74,7 +82,11 @@ def resolve(schema: dict[str, Any]) -> dict[str, Any]:
 
 def is_string(schema: dict[str, Any]) -> bool:
     types = schema.get("type")
-    return (types == "string" or (isinstance(types, list) and "string" in types)) and "enum" not in schema and "const" not in schema
+    return (
+        (types == "string" or (isinstance(types, list) and "string" in types))
+        and "enum" not in schema
+        and "const" not in schema
+    )
 
 
 @dataclass(frozen=True)
@@ -85,7 +97,9 @@ class Target:
 
     @property
     def name(self) -> str:
-        text = ".".join("[]" if p == "[]" else f"[{p}]" if isinstance(p, int) else str(p) for p in self.path).replace(".[", "[")
+        text = ".".join("[]" if p == "[]" else f"[{p}]" if isinstance(p, int) else str(p) for p in self.path).replace(
+            ".[", "["
+        )
         return text + ("{key}" if self.key else "")
 
 
@@ -198,9 +212,9 @@ def default_at(path: tuple[Any, ...]) -> Any:
     """The value of values.yaml at `path`, or None."""
     node: Any = VALUES
     for part in path:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and part < len(node)
+        ):
             node = node[part]
         else:
             return None
@@ -219,7 +233,8 @@ def with_payload(target: Target, payload: str) -> dict[str, Any]:
             values = deep_merge(values, activator)
     node: Any = values
     path = target.path
-    for depth, part in enumerate(path):
+    for depth, step in enumerate(path):
+        part = step
         here = path[: depth + 1]
         last = depth == len(path) - 1 and not target.key
         if part == "[]":
@@ -241,7 +256,9 @@ def with_payload(target: Target, payload: str) -> dict[str, Any]:
             else:
                 built = example(schema_at(here))
                 nxt = path[depth + 1] if depth + 1 < len(path) else None  # None: a map for a key target
-                node[part] = built if isinstance(built, dict | list) else ([] if nxt == "[]" or isinstance(nxt, int) else {})
+                node[part] = (
+                    built if isinstance(built, dict | list) else ([] if nxt == "[]" or isinstance(nxt, int) else {})
+                )
         node = node[part]
     # a map key: the payload names an entry whose value is benign
     node[payload] = example(resolve(schema_at(path).get("additionalProperties") or {"type": "string"}))
@@ -275,7 +292,7 @@ def payloads(target: Target) -> list[str]:
         # a newline and a key: at column 0, and at a pod spec's indentation (where the old priorityClassName
         # injected); any other unquoted placement breaks the YAML, which fails the test too
         *(f"{start}\n{' ' * indent}{MARK}: true" for indent in (0, 6)),
-        start + "\"'{{\"" + MARK + "\"}}",  # quotes and a template, no whitespace
+        start + '"\'{{"' + MARK + '"}}',  # quotes and a template, no whitespace
         '{{ print "' + MARK + '" }}',  # a bare template
     ]
     return [p for p in out if not (target.tpl and "{{" in p)]
@@ -291,8 +308,12 @@ def render_literally(target: Target, payload: str, helm: str) -> bool:
     try:
         text = helm_template(with_payload(target, payload), helm=helm)
     except HelmError as err:
-        broken = [m for m in BROKEN_YAML if m in err.stderr]
-        assert not broken, f"{target.name} = {payload!r} broke a manifest: {err.stderr.strip()[:300]}"
+        refusal: str | None = err.stderr
+    else:
+        refusal = None
+    if refusal is not None:
+        broken = [m for m in BROKEN_YAML if m in refusal]
+        assert not broken, f"{target.name} = {payload!r} broke a manifest: {refusal.strip()[:300]}"
         return False  # refused: the schema's grammar or a validation
     docs = [d for d in yaml.safe_load_all(text) if d]
     seen = False

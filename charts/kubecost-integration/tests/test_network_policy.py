@@ -47,7 +47,7 @@ def sel(component: str) -> dict[str, Any]:
     }
 
 
-DNS = {
+DNS: dict[str, Any] = {
     "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
     "to": [
         {
@@ -114,7 +114,9 @@ def test_kubecost_mode_exact_rules(helm: str) -> None:
     pols = policies(render(values, helm=helm))
     # No agent in kubecost mode: Kubecost's own Prometheus scrapes and remote-writes (its pods are Kubecost's).
     assert set(pols) == {"allocation-exporter", "test"}
-    kubecost_prometheus = {"podSelector": {"matchLabels": {"app": "prometheus", "component": "server", "release": RELEASE}}}
+    kubecost_prometheus = {
+        "podSelector": {"matchLabels": {"app": "prometheus", "component": "server", "release": RELEASE}}
+    }
     assert pols["allocation-exporter"] == {
         "podSelector": sel("allocation-exporter"),
         "policyTypes": ["Ingress", "Egress"],
@@ -126,12 +128,14 @@ def test_kubecost_mode_exact_rules(helm: str) -> None:
 
 def test_external_mode_exact_rules(helm: str) -> None:
     monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
-    values = with_quickstart({
-        "prometheus": {"mode": "external"},
-        "cost-analyzer": {"enabled": False},
-        "allocationExporter": {"config": {"kubecostUrl": "http://opencost.opencost.svc:9003"}},
-        "networkPolicy": {"enabled": True, "extraIngressFrom": [monitoring]},
-    })
+    values = with_quickstart(
+        {
+            "prometheus": {"mode": "external"},
+            "cost-analyzer": {"enabled": False},
+            "allocationExporter": {"config": {"kubecostUrl": "http://opencost.opencost.svc:9003"}},
+            "networkPolicy": {"enabled": True, "extraIngressFrom": [monitoring]},
+        }
+    )
     pols = policies(render(values, helm=helm))
     assert set(pols) == {"allocation-exporter", "test"}
     assert pols["allocation-exporter"] == {
@@ -150,7 +154,9 @@ def test_external_mode_exact_rules(helm: str) -> None:
 
 
 def test_egress_disabled_renders_the_ingress_only_policies_of_0_1_0(helm: str) -> None:
-    pols = policies(render(with_quickstart({"networkPolicy": {"enabled": True, "egress": {"enabled": False}}}), helm=helm))
+    pols = policies(
+        render(with_quickstart({"networkPolicy": {"enabled": True, "egress": {"enabled": False}}}), helm=helm)
+    )
     assert set(pols) == {"allocation-exporter", "agent"}
     assert pols["allocation-exporter"] == {
         "podSelector": sel("allocation-exporter"),
@@ -161,7 +167,10 @@ def test_egress_disabled_renders_the_ingress_only_policies_of_0_1_0(helm: str) -
 
 
 def test_nothing_is_rendered_when_disabled_even_with_egress_settings(helm: str) -> None:
-    docs = render(with_quickstart({"networkPolicy": {"egress": {"thanos": {"to": [{"ipBlock": {"cidr": "192.0.2.0/24"}}]}}}}), helm=helm)
+    docs = render(
+        with_quickstart({"networkPolicy": {"egress": {"thanos": {"to": [{"ipBlock": {"cidr": "192.0.2.0/24"}}]}}}}),
+        helm=helm,
+    )
     assert not objects(docs, "NetworkPolicy")
 
 
@@ -191,10 +200,16 @@ MODES = {
     "agent": lambda helm: with_quickstart({**ON, "prometheus": {"agent": {"podLabels": {"team": "finops"}}}}),
     "agent-statefulset": lambda helm: with_quickstart({**ON, "prometheus": {"agent": {"kind": "StatefulSet"}}}),
     "kubecost": lambda helm: kubecost_mode(with_quickstart(ON), helm=helm),
-    "external": lambda helm: with_quickstart({
-        **ON, "prometheus": {"mode": "external"},
-        "networkPolicy": {"enabled": True, "extraIngressFrom": [{"podSelector": {"matchLabels": {"app": "prometheus"}}}]},
-    }),
+    "external": lambda helm: with_quickstart(
+        {
+            **ON,
+            "prometheus": {"mode": "external"},
+            "networkPolicy": {
+                "enabled": True,
+                "extraIngressFrom": [{"podSelector": {"matchLabels": {"app": "prometheus"}}}],
+            },
+        }
+    ),
 }
 
 
@@ -217,12 +232,16 @@ def test_every_pod_of_the_chart_is_selected_by_exactly_one_policy(helm: str, mod
 
 
 def exporter_egress(values: dict[str, Any], helm: str) -> list[dict[str, Any]]:
-    egress: list[dict[str, Any]] = policies(render(with_quickstart(deep_merge(ON, values)), helm=helm))["allocation-exporter"]["egress"]
+    egress: list[dict[str, Any]] = policies(render(with_quickstart(deep_merge(ON, values)), helm=helm))[
+        "allocation-exporter"
+    ]["egress"]
     return egress
 
 
 def agent_egress(values: dict[str, Any], helm: str) -> list[dict[str, Any]]:
-    egress: list[dict[str, Any]] = policies(render(with_quickstart(deep_merge(ON, values)), helm=helm))["agent"]["egress"]
+    egress: list[dict[str, Any]] = policies(render(with_quickstart(deep_merge(ON, values)), helm=helm))["agent"][
+        "egress"
+    ]
     return egress
 
 
@@ -247,7 +266,9 @@ KUBECOST_URLS = [
 
 @pytest.mark.parametrize(("url", "to", "port"), KUBECOST_URLS)
 def test_kubecost_peers_and_port_are_derived_from_the_url(helm: str, url: str, to: list[Any], port: int) -> None:
-    egress = exporter_egress({"cost-analyzer": {"enabled": False}, "allocationExporter": {"config": {"kubecostUrl": url}}}, helm)
+    egress = exporter_egress(
+        {"cost-analyzer": {"enabled": False}, "allocationExporter": {"config": {"kubecostUrl": url}}}, helm
+    )
     assert egress == [{"to": to, "ports": tcp(port)}, DNS]
 
 
@@ -263,11 +284,14 @@ def test_bundled_kubecost_in_ha_mode_keeps_the_peer_of_its_frontend_pods(helm: s
 
 def test_explicit_kubecost_peers_and_ports_win(helm: str) -> None:
     peers = [{"ipBlock": {"cidr": "192.0.2.0/24", "except": ["192.0.2.128/25"]}}]
-    egress = exporter_egress({
-        "cost-analyzer": {"enabled": False},
-        "allocationExporter": {"config": {"kubecostUrl": "https://kubecost.example.com"}},
-        "networkPolicy": {"egress": {"kubecost": {"to": peers, "ports": [{"port": 8443, "protocol": "TCP"}]}}},
-    }, helm)
+    egress = exporter_egress(
+        {
+            "cost-analyzer": {"enabled": False},
+            "allocationExporter": {"config": {"kubecostUrl": "https://kubecost.example.com"}},
+            "networkPolicy": {"egress": {"kubecost": {"to": peers, "ports": [{"port": 8443, "protocol": "TCP"}]}}},
+        },
+        helm,
+    )
     assert egress == [{"to": peers, "ports": tcp(8443)}, DNS]
     # ports alone: peers still derived
     egress = exporter_egress({"networkPolicy": {"egress": {"kubecost": {"ports": [{"port": "tcp-frontend"}]}}}}, helm)
@@ -290,7 +314,9 @@ def test_thanos_peers_and_port_are_derived_from_remote_write_url(helm: str, url:
 
 
 def test_cluster_cidrs_are_excepted_from_the_any_address_rule(helm: str) -> None:
-    egress = agent_egress({"networkPolicy": {"egress": {"clusterCIDRs": ["10.244.0.0/16", "fd00:10:244::/56", "10.96.0.0/12"]}}}, helm)
+    egress = agent_egress(
+        {"networkPolicy": {"egress": {"clusterCIDRs": ["10.244.0.0/16", "fd00:10:244::/56", "10.96.0.0/12"]}}}, helm
+    )
     assert egress[1] == {
         "to": [
             {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.244.0.0/16", "10.96.0.0/12"]}},
@@ -301,7 +327,10 @@ def test_cluster_cidrs_are_excepted_from_the_any_address_rule(helm: str) -> None
 
 
 def test_explicit_thanos_peers_and_ports_win(helm: str) -> None:
-    peers = [{"ipBlock": {"cidr": "198.51.100.0/24"}}, {**ns("egress-gateway"), "podSelector": {"matchLabels": {"app": "gw"}}}]
+    peers = [
+        {"ipBlock": {"cidr": "198.51.100.0/24"}},
+        {**ns("egress-gateway"), "podSelector": {"matchLabels": {"app": "gw"}}},
+    ]
     ports = [{"port": 443, "protocol": "TCP"}, {"port": 8443, "protocol": "TCP"}]
     egress = agent_egress({"networkPolicy": {"egress": {"thanos": {"to": peers, "ports": ports}}}}, helm)
     assert egress == [TO_EXPORTER, {"to": peers, "ports": ports}, DNS]
@@ -324,25 +353,47 @@ def test_every_extra_remote_write_endpoint_gets_its_own_rule(helm: str) -> None:
 
 def test_dns_peers_and_ports_are_configurable(helm: str) -> None:
     node_local = {"to": [{"ipBlock": {"cidr": "169.254.20.10/32"}}], "ports": [{"port": 53, "protocol": "UDP"}]}
-    pols = policies(render(with_quickstart(deep_merge(ON, {"networkPolicy": {"egress": {"dns": node_local}}})), helm=helm))
+    pols = policies(
+        render(with_quickstart(deep_merge(ON, {"networkPolicy": {"egress": {"dns": node_local}}})), helm=helm)
+    )
     for comp in ("allocation-exporter", "agent", "test"):
         assert pols[comp]["egress"][-1] == {"ports": node_local["ports"], "to": node_local["to"]}, comp
     # Empty peers: any destination, but only on the DNS ports.
-    pols = policies(render(with_quickstart(deep_merge(ON, {"networkPolicy": {"egress": {"dns": {"to": []}}}})), helm=helm))
+    pols = policies(
+        render(with_quickstart(deep_merge(ON, {"networkPolicy": {"egress": {"dns": {"to": []}}}})), helm=helm)
+    )
     for comp in ("allocation-exporter", "agent", "test"):
         assert pols[comp]["egress"][-1] == {"ports": DNS["ports"]}, comp
 
 
 def test_extra_rules_are_appended(helm: str) -> None:
-    scraper = {"from": [{**ns("monitoring"), "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}], "ports": [{"port": "http", "protocol": "TCP"}]}
+    scraper = {
+        "from": [{**ns("monitoring"), "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}],
+        "ports": [{"port": "http", "protocol": "TCP"}],
+    }
     proxy = {"to": [{"ipBlock": {"cidr": "10.0.0.10/32"}}], "ports": tcp(3128)}
     node_exporter = {"to": [ns("monitoring")], "ports": tcp(9100)}
     exp_extra = {"from": [ns("debug")], "ports": [{"port": "http-metrics", "protocol": "TCP"}]}
-    pols = policies(render(with_quickstart(deep_merge(ON, {"networkPolicy": {
-        "exporter": {"extraIngress": [exp_extra], "extraEgress": [proxy]},
-        "agent": {"extraIngress": [scraper], "extraEgress": [node_exporter]},
-    }})), helm=helm))
-    assert pols["allocation-exporter"]["ingress"] == [*exporter_ingress({"podSelector": sel("agent")}, {"podSelector": sel("test")}), exp_extra]
+    pols = policies(
+        render(
+            with_quickstart(
+                deep_merge(
+                    ON,
+                    {
+                        "networkPolicy": {
+                            "exporter": {"extraIngress": [exp_extra], "extraEgress": [proxy]},
+                            "agent": {"extraIngress": [scraper], "extraEgress": [node_exporter]},
+                        }
+                    },
+                )
+            ),
+            helm=helm,
+        )
+    )
+    assert pols["allocation-exporter"]["ingress"] == [
+        *exporter_ingress({"podSelector": sel("agent")}, {"podSelector": sel("test")}),
+        exp_extra,
+    ]
     assert pols["allocation-exporter"]["egress"] == [BUNDLED_KUBECOST, DNS, proxy]
     assert pols["agent"]["ingress"] == [scraper]
     assert pols["agent"]["egress"] == [TO_EXPORTER, ANY_ADDRESS_443, DNS, node_exporter]
@@ -359,42 +410,107 @@ def test_the_agent_scrape_rule_follows_the_exporter_port(helm: str) -> None:
 BAD: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "kubecost-host-outside-the-cluster",
-        {"cost-analyzer": {"enabled": False}, "allocationExporter": {"config": {"kubecostUrl": "https://kubecost.example.com"}}},
+        {
+            "cost-analyzer": {"enabled": False},
+            "allocationExporter": {"config": {"kubecostUrl": "https://kubecost.example.com"}},
+        },
         ["networkPolicy.egress.kubecost.to", '"kubecost.example.com"', "ipBlock", "networkPolicy.egress.enabled=false"],
     ),
     (
         "kubecost-two-label-host",
         {"allocationExporter": {"config": {"kubecostUrl": "http://kubecost-cost-analyzer.kubecost:9090"}}},
-        ["networkPolicy.egress.kubecost.to", '"kubecost-cost-analyzer.kubecost"', "http://<service>.<namespace>.svc:<port>"],
+        [
+            "networkPolicy.egress.kubecost.to",
+            '"kubecost-cost-analyzer.kubecost"',
+            "http://<service>.<namespace>.svc:<port>",
+        ],
     ),
-    ("dns-no-ports", {"networkPolicy": {"egress": {"dns": {"ports": []}}}}, ["/networkPolicy/egress/dns/ports", "minItems"]),
-    ("peer-typo", {"networkPolicy": {"egress": {"thanos": {"to": [{"namespaceSelecter": {}}]}}}}, ["/networkPolicy/egress/thanos/to/0", "namespaceSelecter"]),
-    ("peer-empty", {"networkPolicy": {"extraIngressFrom": [{}]}}, ["/networkPolicy/extraIngressFrom/0", "minProperties"]),
-    ("peer-ipblock-and-selector", {"networkPolicy": {"egress": {"kubecost": {"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}]}}}}, ["/networkPolicy/egress/kubecost/to/0/podSelector"]),
-    ("cidr-without-prefix", {"networkPolicy": {"egress": {"clusterCIDRs": ["10.244.0.0"]}}}, ["/networkPolicy/egress/clusterCIDRs/0", "pattern"]),
-    ("ipblock-bad-cidr", {"networkPolicy": {"egress": {"thanos": {"to": [{"ipBlock": {"cidr": "thanos.example"}}]}}}}, ["/networkPolicy/egress/thanos/to/0/ipBlock/cidr"]),
-    ("port-missing", {"networkPolicy": {"egress": {"thanos": {"ports": [{"protocol": "TCP"}]}}}}, ["/networkPolicy/egress/thanos/ports/0", "port"]),
-    ("port-protocol", {"networkPolicy": {"egress": {"kubecost": {"ports": [{"port": 9090, "protocol": "ICMP"}]}}}}, ["/networkPolicy/egress/kubecost/ports/0/protocol", "TCP"]),
-    ("port-range", {"networkPolicy": {"egress": {"dns": {"ports": [{"port": 70000}]}}}}, ["/networkPolicy/egress/dns/ports/0/port"]),
-    ("egress-rule-with-from", {"networkPolicy": {"agent": {"extraEgress": [{"from": [{"podSelector": {}}]}]}}}, ["/networkPolicy/agent/extraEgress/0", "from"]),
-    ("ingress-rule-with-to", {"networkPolicy": {"exporter": {"extraIngress": [{"to": [{"podSelector": {}}]}]}}}, ["/networkPolicy/exporter/extraIngress/0", "to"]),
+    (
+        "dns-no-ports",
+        {"networkPolicy": {"egress": {"dns": {"ports": []}}}},
+        ["/networkPolicy/egress/dns/ports", "minItems"],
+    ),
+    (
+        "peer-typo",
+        {"networkPolicy": {"egress": {"thanos": {"to": [{"namespaceSelecter": {}}]}}}},
+        ["/networkPolicy/egress/thanos/to/0", "namespaceSelecter"],
+    ),
+    (
+        "peer-empty",
+        {"networkPolicy": {"extraIngressFrom": [{}]}},
+        ["/networkPolicy/extraIngressFrom/0", "minProperties"],
+    ),
+    (
+        "peer-ipblock-and-selector",
+        {"networkPolicy": {"egress": {"kubecost": {"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}]}}}},
+        ["/networkPolicy/egress/kubecost/to/0/podSelector"],
+    ),
+    (
+        "cidr-without-prefix",
+        {"networkPolicy": {"egress": {"clusterCIDRs": ["10.244.0.0"]}}},
+        ["/networkPolicy/egress/clusterCIDRs/0", "pattern"],
+    ),
+    (
+        "ipblock-bad-cidr",
+        {"networkPolicy": {"egress": {"thanos": {"to": [{"ipBlock": {"cidr": "thanos.example"}}]}}}},
+        ["/networkPolicy/egress/thanos/to/0/ipBlock/cidr"],
+    ),
+    (
+        "port-missing",
+        {"networkPolicy": {"egress": {"thanos": {"ports": [{"protocol": "TCP"}]}}}},
+        ["/networkPolicy/egress/thanos/ports/0", "port"],
+    ),
+    (
+        "port-protocol",
+        {"networkPolicy": {"egress": {"kubecost": {"ports": [{"port": 9090, "protocol": "ICMP"}]}}}},
+        ["/networkPolicy/egress/kubecost/ports/0/protocol", "TCP"],
+    ),
+    (
+        "port-range",
+        {"networkPolicy": {"egress": {"dns": {"ports": [{"port": 70000}]}}}},
+        ["/networkPolicy/egress/dns/ports/0/port"],
+    ),
+    (
+        "egress-rule-with-from",
+        {"networkPolicy": {"agent": {"extraEgress": [{"from": [{"podSelector": {}}]}]}}},
+        ["/networkPolicy/agent/extraEgress/0", "from"],
+    ),
+    (
+        "ingress-rule-with-to",
+        {"networkPolicy": {"exporter": {"extraIngress": [{"to": [{"podSelector": {}}]}]}}},
+        ["/networkPolicy/exporter/extraIngress/0", "to"],
+    ),
     ("unknown-key", {"networkPolicy": {"egress": {"thanosPeers": []}}}, ["/networkPolicy/egress", "thanosPeers"]),
     ("external-without-scraper", {"prometheus": {"mode": "external"}}, ["networkPolicy.extraIngressFrom"]),
 ]
 
 
 @pytest.mark.parametrize(("values", "fragments"), [pytest.param(v, f, id=i) for i, v, f in BAD])
-def test_bad_network_policy_values_are_refused_naming_what_to_set(helm: str, values: dict[str, Any], fragments: list[str]) -> None:
+def test_bad_network_policy_values_are_refused_naming_what_to_set(
+    helm: str, values: dict[str, Any], fragments: list[str]
+) -> None:
     message = render_error(with_quickstart(deep_merge(ON, values)), helm=helm)
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} not in helm's message:\n{message}"
 
 
 def test_an_outside_kubecost_is_fine_once_its_peers_are_set_or_egress_is_off(helm: str) -> None:
-    outside = {"cost-analyzer": {"enabled": False}, "allocationExporter": {"config": {"kubecostUrl": "https://kubecost.example.com"}}}
-    assert exporter_egress(deep_merge(outside, {"networkPolicy": {"egress": {"kubecost": {"to": [{"ipBlock": {"cidr": "192.0.2.10/32"}}]}}}}), helm)[0] == {
-        "to": [{"ipBlock": {"cidr": "192.0.2.10/32"}}], "ports": tcp(443)}
-    pols = policies(render(with_quickstart(deep_merge(ON, deep_merge(outside, {"networkPolicy": {"egress": {"enabled": False}}}))), helm=helm))
+    outside = {
+        "cost-analyzer": {"enabled": False},
+        "allocationExporter": {"config": {"kubecostUrl": "https://kubecost.example.com"}},
+    }
+    assert exporter_egress(
+        deep_merge(
+            outside, {"networkPolicy": {"egress": {"kubecost": {"to": [{"ipBlock": {"cidr": "192.0.2.10/32"}}]}}}}
+        ),
+        helm,
+    )[0] == {"to": [{"ipBlock": {"cidr": "192.0.2.10/32"}}], "ports": tcp(443)}
+    pols = policies(
+        render(
+            with_quickstart(deep_merge(ON, deep_merge(outside, {"networkPolicy": {"egress": {"enabled": False}}}))),
+            helm=helm,
+        )
+    )
     assert "egress" not in pols["allocation-exporter"]
 
 
@@ -408,23 +524,38 @@ def kubeconform_schema_version() -> str:
 
 
 #: Every option at once: IPv4/IPv6 ipBlocks with except, named and numbered ports, extra rules, proxies.
-EVERYTHING = with_quickstart({
-    "networkPolicy": {
-        "enabled": True,
-        "extraIngressFrom": [ns("monitoring")],
-        "egress": {
-            "dns": {"to": [{"ipBlock": {"cidr": "169.254.20.10/32"}}, DNS["to"][0]]},
-            "kubecost": {"ports": [{"port": "tcp-frontend", "protocol": "TCP"}]},
-            "clusterCIDRs": ["10.244.0.0/16", "fd00:10:244::/56"],
+EVERYTHING = with_quickstart(
+    {
+        "networkPolicy": {
+            "enabled": True,
+            "extraIngressFrom": [ns("monitoring")],
+            "egress": {
+                "dns": {"to": [{"ipBlock": {"cidr": "169.254.20.10/32"}}, DNS["to"][0]]},
+                "kubecost": {"ports": [{"port": "tcp-frontend", "protocol": "TCP"}]},
+                "clusterCIDRs": ["10.244.0.0/16", "fd00:10:244::/56"],
+            },
+            "exporter": {
+                "extraIngress": [{"from": [ns("debug")]}],
+                "extraEgress": [{"to": [{"ipBlock": {"cidr": "10.0.0.10/32"}}], "ports": tcp(3128)}],
+            },
+            "agent": {
+                "extraIngress": [{"from": [ns("monitoring")], "ports": [{"port": "http", "protocol": "TCP"}]}],
+                "extraEgress": [
+                    {"to": [ns("monitoring")], "ports": [{"port": 9100, "endPort": 9110, "protocol": "TCP"}]}
+                ],
+            },
         },
-        "exporter": {"extraIngress": [{"from": [ns("debug")]}], "extraEgress": [{"to": [{"ipBlock": {"cidr": "10.0.0.10/32"}}], "ports": tcp(3128)}]},
-        "agent": {
-            "extraIngress": [{"from": [ns("monitoring")], "ports": [{"port": "http", "protocol": "TCP"}]}],
-            "extraEgress": [{"to": [ns("monitoring")], "ports": [{"port": 9100, "endPort": 9110, "protocol": "TCP"}]}],
+        "remoteWrite": {
+            "extraRemoteWrite": [
+                {
+                    "name": "proxy",
+                    "url": "https://vm.example.net/api/v1/write",
+                    "proxy_url": "http://squid.proxy.svc:3128",
+                }
+            ]
         },
-    },
-    "remoteWrite": {"extraRemoteWrite": [{"name": "proxy", "url": "https://vm.example.net/api/v1/write", "proxy_url": "http://squid.proxy.svc:3128"}]},
-})
+    }
+)
 
 
 def test_every_option_renders_valid_network_policies(
@@ -435,11 +566,26 @@ def test_every_option_renders_valid_network_policies(
     manifest = tmp_path / "netpol.yaml"
     manifest.write_text(yaml.safe_dump_all(docs))
     version = kubeconform_schema_version()
-    location = str(kci_cache() / "schemas") + "/{{.NormalizedKubernetesVersion}}-standalone{{.StrictSuffix}}/{{.ResourceKind}}{{.KindSuffix}}.json"
+    location = (
+        str(kci_cache() / "schemas")
+        + "/{{.NormalizedKubernetesVersion}}-standalone{{.StrictSuffix}}/{{.ResourceKind}}{{.KindSuffix}}.json"
+    )
     proc = subprocess.run(
-        [require_tool("kubeconform"), "-strict", "-summary", "-output", "json", "-kubernetes-version", version,
-         "-schema-location", location, str(manifest)],
-        capture_output=True, text=True, check=False,
+        [
+            require_tool("kubeconform"),
+            "-strict",
+            "-summary",
+            "-output",
+            "json",
+            "-kubernetes-version",
+            version,
+            "-schema-location",
+            location,
+            str(manifest),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert json.loads(proc.stdout)["summary"]["valid"] == 3

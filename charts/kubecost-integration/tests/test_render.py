@@ -74,7 +74,8 @@ def test_matrix(
     for doc in docs:
         meta = doc["metadata"]
         assert meta.get("namespace") == namespace, (doc["kind"], meta["name"])
-        assert DNS1123_LABEL.match(meta["name"]) and len(meta["name"]) <= 63, meta["name"]
+        assert DNS1123_LABEL.match(meta["name"]), meta["name"]
+        assert len(meta["name"]) <= 63, meta["name"]
         for key, value in (meta.get("labels") or {}).items():
             assert len(str(value)) <= 63, (meta["name"], key, value)
         assert (doc["kind"], meta["name"]) not in seen
@@ -83,7 +84,8 @@ def test_matrix(
     # The Kubecost URL names the Service that Kubecost (the stub follows its naming rule) really renders.
     env = exporter_env(docs)
     url = urlsplit(env["KUBECOST_URL"])
-    assert url.scheme == "http" and url.port == 9090
+    assert url.scheme == "http"
+    assert url.port == 9090
     assert url.hostname == f"{kubecost_service}.{namespace}.svc"
     kubecost_svc = find(docs, "Service", kubecost_service)
     assert {"name": "tcp-frontend", "port": 9090} in [
@@ -91,7 +93,8 @@ def test_matrix(
     ]
 
     # One source of truth for tenant and cluster.
-    assert env["TENANT_ID"] == TENANT and env["CLUSTER_NAME"] == CLUSTER
+    assert env["TENANT_ID"] == TENANT
+    assert env["CLUSTER_NAME"] == CLUSTER
 
     # The exporter Service carries the port the scrapers target, and selects the exporter pods.
     exporter_svc = by_component(docs, "Service", "allocation-exporter")
@@ -107,7 +110,8 @@ def test_matrix(
         cfg = agent_config(docs)
         assert cfg["global"]["external_labels"] == {"cluster": CLUSTER, "tenant_id": TENANT}
         [job] = cfg["scrape_configs"]
-        assert job["job_name"] == "kubecost-allocation-exporter" and job["honor_labels"] is True
+        assert job["job_name"] == "kubecost-allocation-exporter"
+        assert job["honor_labels"] is True
         assert job["static_configs"] == [{"targets": [exporter_target]}]
         [rw] = cfg["remote_write"]
         assert_platform_remote_write(rw)
@@ -122,21 +126,29 @@ def test_matrix(
         assert prom["global"]["external_labels"]["cluster_id"] == CLUSTER
         [rw] = prom["remote_write"]
         assert_platform_remote_write(rw)
-        assert not [d for d in docs if (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "agent"]
+        assert not [
+            d for d in docs if (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "agent"
+        ]
     else:
         sm = by_component(docs, "ServiceMonitor", "allocation-exporter")
         assert sm["spec"]["selector"]["matchLabels"].items() <= exporter_svc["metadata"]["labels"].items()
         assert sm["spec"]["namespaceSelector"] == {"matchNames": [namespace]}
         assert sm["spec"]["endpoints"][0]["port"] == "http-metrics"
         assert sm["spec"]["endpoints"][0]["honorLabels"] is True
-        assert not [d for d in docs if (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "agent"]
+        assert not [
+            d for d in docs if (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "agent"
+        ]
 
 
 def assert_platform_remote_write(rw: dict[str, Any]) -> None:
     assert rw["url"] == "https://thanos-receive.cloudtuner.ai/api/v1/receive"
     assert rw["headers"] == {"THANOS-TENANT": TENANT}
     assert rw["write_relabel_configs"] == [
-        {"source_labels": ["__name__", "job"], "regex": "cloudtuner_kubecost_.*;(kubecost-allocation-exporter)", "action": "keep"}
+        {
+            "source_labels": ["__name__", "job"],
+            "regex": "cloudtuner_kubecost_.*;(kubecost-allocation-exporter)",
+            "action": "keep",
+        }
     ]
     assert rw["tls_config"]["insecure_skip_verify"] is False
 
@@ -208,7 +220,13 @@ def test_external_kubecost_url_is_used_verbatim_and_no_kubecost_is_installed(hel
 
 def test_kubecost_url_goes_through_tpl(helm: str) -> None:
     docs = render(
-        with_quickstart({"allocationExporter": {"config": {"kubecostUrl": "http://{{ .Release.Name }}-x.{{ .Release.Namespace }}.svc:9090/"}}}),
+        with_quickstart(
+            {
+                "allocationExporter": {
+                    "config": {"kubecostUrl": "http://{{ .Release.Name }}-x.{{ .Release.Namespace }}.svc:9090/"}
+                }
+            }
+        ),
         release="r1",
         namespace="n1",
         helm=helm,
@@ -218,8 +236,15 @@ def test_kubecost_url_goes_through_tpl(helm: str) -> None:
 
 def test_exporter_env_carries_every_config_value(helm: str) -> None:
     cfg = {
-        "api": "opencost", "metricMode": "total", "window": "today", "dataLag": "5m", "shareIdle": "none",
-        "refreshInterval": "300s", "stalenessLimit": "1h", "logLevel": "debug", "logFormat": "json",
+        "api": "opencost",
+        "metricMode": "total",
+        "window": "today",
+        "dataLag": "5m",
+        "shareIdle": "none",
+        "refreshInterval": "300s",
+        "stalenessLimit": "1h",
+        "logLevel": "debug",
+        "logFormat": "json",
     }
     env = exporter_env(render(with_quickstart({"allocationExporter": {"config": cfg}}), helm=helm))
     assert env["KUBECOST_API"] == "opencost"
@@ -229,7 +254,8 @@ def test_exporter_env_carries_every_config_value(helm: str) -> None:
     assert env["SHARE_IDLE"] == "none"
     assert env["REFRESH_INTERVAL"] == "300s"
     assert env["STALENESS_LIMIT"] == "1h"
-    assert env["LOG_LEVEL"] == "debug" and env["LOG_FORMAT"] == "json"
+    assert env["LOG_LEVEL"] == "debug"
+    assert env["LOG_FORMAT"] == "json"
     assert env["LISTEN_ADDRESS"] == "0.0.0.0:9103"
 
 
@@ -252,7 +278,10 @@ def test_kubecost_api_credentials_are_files_from_the_secret(helm: str) -> None:
 
 def test_allow_list_extends_the_keep_regex(helm: str) -> None:
     cfg = agent_config(
-        render(with_quickstart({"remoteWrite": {"extraMetricsAllowList": ["up", "prometheus_remote_storage_.*"]}}), helm=helm)
+        render(
+            with_quickstart({"remoteWrite": {"extraMetricsAllowList": ["up", "prometheus_remote_storage_.*"]}}),
+            helm=helm,
+        )
     )
     keep = cfg["remote_write"][0]["write_relabel_configs"]
     assert keep == [
@@ -264,7 +293,8 @@ def test_allow_list_extends_the_keep_regex(helm: str) -> None:
     ]
     regex = re.compile(f"^(?:{keep[0]['regex']})$")  # Prometheus anchors relabel regexes; ";" joins the labels
     assert regex.match("cloudtuner_kubecost_cluster_total_cost;kubecost-allocation-exporter")
-    assert regex.match("up;node-exporter") and regex.match("prometheus_remote_storage_samples_total;agent")
+    assert regex.match("up;node-exporter")
+    assert regex.match("prometheus_remote_storage_samples_total;agent")
     assert not regex.match("kubecost_cluster_management_cost;kubecost-allocation-exporter")
     assert not regex.match("container_cpu_usage_seconds_total;kubelet")
 
@@ -280,7 +310,8 @@ def test_cost_series_leave_the_cluster_only_from_the_exporters_job(helm: str, mo
     docs = render(values, helm=helm)
     config = agent_config(docs) if mode == "agent" else kubecost_prometheus_config(docs)
     [keep] = config["remote_write"][0]["write_relabel_configs"]
-    assert keep["source_labels"] == ["__name__", "job"] and keep["action"] == "keep"
+    assert keep["source_labels"] == ["__name__", "job"]
+    assert keep["action"] == "keep"
     regex = re.compile(f"^(?:{keep['regex']})$")
     assert regex.match("cloudtuner_kubecost_cluster_total_cost;kubecost-allocation-exporter")
     for job in ("kubecost", "kubecost-networking", "evil", "my-kubecost-kubecost-integration-exporter", ""):
@@ -289,28 +320,43 @@ def test_cost_series_leave_the_cluster_only_from_the_exporters_job(helm: str, mo
 
 def test_remote_write_url_goes_through_tpl(helm: str) -> None:
     cfg = agent_config(
-        render(with_quickstart({"remoteWrite": {"url": "https://thanos.{{ .Release.Namespace }}.example/api/v1/receive"}}), namespace="ns1", helm=helm)
+        render(
+            with_quickstart({"remoteWrite": {"url": "https://thanos.{{ .Release.Namespace }}.example/api/v1/receive"}}),
+            namespace="ns1",
+            helm=helm,
+        )
     )
     assert cfg["remote_write"][0]["url"] == "https://thanos.ns1.example/api/v1/receive"
 
 
 def test_bearer_auth_is_a_mounted_file_never_config(helm: str) -> None:
-    docs = render(with_quickstart({"remoteWrite": {"auth": {"type": "bearer", "existingSecret": "thanos-rw"}}}), helm=helm)
+    docs = render(
+        with_quickstart({"remoteWrite": {"auth": {"type": "bearer", "existingSecret": "thanos-rw"}}}), helm=helm
+    )
     rw = agent_config(docs)["remote_write"][0]
     assert rw["authorization"] == {"type": "Bearer", "credentials_file": "/etc/prometheus/remote-write/auth/token"}
     pod = by_component(docs, "Deployment", "agent")["spec"]["template"]["spec"]
-    assert {"name": "remote-write-auth", "secret": {"secretName": "thanos-rw", "defaultMode": 0o440, "items": [{"key": "token", "path": "token"}]}} in pod["volumes"]
+    assert {
+        "name": "remote-write-auth",
+        "secret": {"secretName": "thanos-rw", "defaultMode": 0o440, "items": [{"key": "token", "path": "token"}]},
+    } in pod["volumes"]
     mounts = pod["containers"][0]["volumeMounts"]
     assert {"name": "remote-write-auth", "mountPath": "/etc/prometheus/remote-write/auth", "readOnly": True} in mounts
 
 
 def test_basic_auth_reads_the_password_from_a_file(helm: str) -> None:
     rw = agent_config(
-        render(with_quickstart({"remoteWrite": {"auth": {"type": "basic", "existingSecret": "s", "username": "u"}}}), helm=helm)
+        render(
+            with_quickstart({"remoteWrite": {"auth": {"type": "basic", "existingSecret": "s", "username": "u"}}}),
+            helm=helm,
+        )
     )["remote_write"][0]
     assert rw["basic_auth"] == {"username": "u", "password_file": "/etc/prometheus/remote-write/auth/password"}
     rw = agent_config(
-        render(with_quickstart({"remoteWrite": {"auth": {"type": "basic", "existingSecret": "s", "usernameKey": "user"}}}), helm=helm)
+        render(
+            with_quickstart({"remoteWrite": {"auth": {"type": "basic", "existingSecret": "s", "usernameKey": "user"}}}),
+            helm=helm,
+        )
     )["remote_write"][0]
     assert rw["basic_auth"] == {
         "username_file": "/etc/prometheus/remote-write/auth/user",
@@ -320,7 +366,19 @@ def test_basic_auth_reads_the_password_from_a_file(helm: str) -> None:
 
 def test_tls_ca_and_client_certificate_are_files(helm: str) -> None:
     docs = render(
-        with_quickstart({"remoteWrite": {"tls": {"existingSecret": "rw-tls", "caKey": "ca.crt", "certKey": "tls.crt", "keyKey": "tls.key", "serverName": "thanos"}}}),
+        with_quickstart(
+            {
+                "remoteWrite": {
+                    "tls": {
+                        "existingSecret": "rw-tls",
+                        "caKey": "ca.crt",
+                        "certKey": "tls.crt",
+                        "keyKey": "tls.key",
+                        "serverName": "thanos",
+                    }
+                }
+            }
+        ),
         helm=helm,
     )
     tls = agent_config(docs)["remote_write"][0]["tls_config"]
@@ -340,17 +398,20 @@ def test_tls_ca_and_client_certificate_are_files(helm: str) -> None:
 def test_queue_config_and_extra_remote_write(helm: str) -> None:
     cfg = agent_config(
         render(
-            with_quickstart({
-                "remoteWrite": {
-                    "queueConfig": {"max_shards": 3, "capacity": 100},
-                    "extraRemoteWrite": [{"name": "mirror", "url": "https://mirror.example/api/v1/receive"}],
+            with_quickstart(
+                {
+                    "remoteWrite": {
+                        "queueConfig": {"max_shards": 3, "capacity": 100},
+                        "extraRemoteWrite": [{"name": "mirror", "url": "https://mirror.example/api/v1/receive"}],
+                    }
                 }
-            }),
+            ),
             helm=helm,
         )
     )
     first, second = cfg["remote_write"]
-    assert first["queue_config"]["max_shards"] == 3 and first["queue_config"]["capacity"] == 100
+    assert first["queue_config"]["max_shards"] == 3
+    assert first["queue_config"]["capacity"] == 100
     assert first["queue_config"]["max_samples_per_send"] == 500  # defaults kept (maps merge)
     assert second == {"name": "mirror", "url": "https://mirror.example/api/v1/receive"}
 
@@ -363,7 +424,9 @@ def test_only_urls_of_extra_remote_write_go_through_tpl(helm: str) -> None:
         "url": "https://{{ .Release.Namespace }}.mirror.example/api/v1/receive",
         "headers": {"X-Note": '{{ printf "evaluated" }}'},
     }
-    cfg = agent_config(render(with_quickstart({"remoteWrite": {"extraRemoteWrite": [entry]}}), namespace="ns1", helm=helm))
+    cfg = agent_config(
+        render(with_quickstart({"remoteWrite": {"extraRemoteWrite": [entry]}}), namespace="ns1", helm=helm)
+    )
     assert cfg["remote_write"][1] == {
         "name": "{{ .Release.Name }}-mirror",
         "url": "https://ns1.mirror.example/api/v1/receive",
@@ -372,7 +435,11 @@ def test_only_urls_of_extra_remote_write_go_through_tpl(helm: str) -> None:
 
 
 def test_a_tenant_header_in_extra_remote_write_needs_the_escape_hatch(helm: str) -> None:
-    backup = {"name": "own-thanos", "url": "https://thanos.backup.example/api/v1/receive", "headers": {"THANOS-TENANT": "backup"}}
+    backup = {
+        "name": "own-thanos",
+        "url": "https://thanos.backup.example/api/v1/receive",
+        "headers": {"THANOS-TENANT": "backup"},
+    }
     values = with_quickstart({"remoteWrite": {"extraRemoteWrite": [backup]}})
     assert "rule: tenant header" in render_error(values, helm=helm)
     allowed = with_quickstart({"remoteWrite": {"extraRemoteWrite": [backup], "allowTenantHeaderOverride": True}})
@@ -391,25 +458,46 @@ def test_ordinary_extra_headers_pass_the_header_rules(helm: str) -> None:
 
 
 def test_the_wal_is_bounded_by_retention_and_extra_secrets_are_read_only(helm: str) -> None:
-    values = with_quickstart({
-        "prometheus": {
-            "agent": {
-                "walRetention": "12h",
-                "extraSecretMounts": [{"name": "backup-rw", "secretName": "backup-remote-write", "mountPath": "/etc/prometheus/secrets/backup-rw"}],
-            }
-        },
-        "remoteWrite": {
-            "extraRemoteWrite": [
-                {"name": "backup", "url": "https://backup.example/api/v1/receive",
-                 "basic_auth": {"username": "kci", "password_file": "/etc/prometheus/secrets/backup-rw/password"}}
-            ]
-        },
-    })
+    values = with_quickstart(
+        {
+            "prometheus": {
+                "agent": {
+                    "walRetention": "12h",
+                    "extraSecretMounts": [
+                        {
+                            "name": "backup-rw",
+                            "secretName": "backup-remote-write",
+                            "mountPath": "/etc/prometheus/secrets/backup-rw",
+                        }
+                    ],
+                }
+            },
+            "remoteWrite": {
+                "extraRemoteWrite": [
+                    {
+                        "name": "backup",
+                        "url": "https://backup.example/api/v1/receive",
+                        "basic_auth": {
+                            "username": "kci",
+                            "password_file": "/etc/prometheus/secrets/backup-rw/password",
+                        },
+                    }
+                ]
+            },
+        }
+    )
     pod = by_component(render(values, helm=helm), "Deployment", "agent")["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert "--storage.agent.retention.max-time=12h" in container["args"]
-    assert {"name": "extra-secret-backup-rw", "mountPath": "/etc/prometheus/secrets/backup-rw", "readOnly": True} in container["volumeMounts"]
-    assert {"name": "extra-secret-backup-rw", "secret": {"secretName": "backup-remote-write", "defaultMode": 0o440}} in pod["volumes"]
+    assert {
+        "name": "extra-secret-backup-rw",
+        "mountPath": "/etc/prometheus/secrets/backup-rw",
+        "readOnly": True,
+    } in container["volumeMounts"]
+    assert {
+        "name": "extra-secret-backup-rw",
+        "secret": {"secretName": "backup-remote-write", "defaultMode": 0o440},
+    } in pod["volumes"]
     default = by_component(render(QUICKSTART_VALUES, helm=helm), "Deployment", "agent")["spec"]["template"]["spec"]
     assert "--storage.agent.retention.max-time=4h" in default["containers"][0]["args"]
 
@@ -425,7 +513,10 @@ def test_the_agent_overwrites_any_scraped_tenant_id_with_the_charts(helm: str) -
 
 def test_extra_headers_and_custom_tenant_header(helm: str) -> None:
     rw = agent_config(
-        render(with_quickstart({"remoteWrite": {"tenantHeader": "X-Scope-OrgID", "headers": {"X-Source": "kci"}}}), helm=helm)
+        render(
+            with_quickstart({"remoteWrite": {"tenantHeader": "X-Scope-OrgID", "headers": {"X-Source": "kci"}}}),
+            helm=helm,
+        )
     )["remote_write"][0]
     assert rw["headers"] == {"X-Scope-OrgID": "acme", "X-Source": "kci"}
 
@@ -433,12 +524,18 @@ def test_extra_headers_and_custom_tenant_header(helm: str) -> None:
 def test_extra_external_labels_and_scrape_configs(helm: str) -> None:
     cfg = agent_config(
         render(
-            with_quickstart({
-                "prometheus": {
-                    "externalLabels": {"region": "eu"},
-                    "agent": {"extraScrapeConfigs": [{"job_name": "self", "static_configs": [{"targets": ["localhost:9090"]}]}]},
+            with_quickstart(
+                {
+                    "prometheus": {
+                        "externalLabels": {"region": "eu"},
+                        "agent": {
+                            "extraScrapeConfigs": [
+                                {"job_name": "self", "static_configs": [{"targets": ["localhost:9090"]}]}
+                            ]
+                        },
+                    }
                 }
-            }),
+            ),
             helm=helm,
         )
     )
@@ -458,7 +555,9 @@ def test_agent_flag_follows_prometheus_major(helm: str, tag: str, flag: str) -> 
 def test_config_change_rolls_the_agent(helm: str) -> None:
     def checksum(values: dict[str, Any]) -> str:
         docs = render(with_quickstart(values), helm=helm)
-        return str(by_component(docs, "Deployment", "agent")["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
+        return str(
+            by_component(docs, "Deployment", "agent")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+        )
 
     base = checksum({})
     assert re.fullmatch(r"[0-9a-f]{64}", base)
@@ -469,15 +568,23 @@ def test_config_change_rolls_the_agent(helm: str) -> None:
 
 
 def test_agent_wal_persistence_deployment_and_statefulset(helm: str) -> None:
-    docs = render(with_quickstart({"prometheus": {"agent": {"persistence": {"enabled": True, "size": "5Gi", "storageClassName": "fast"}}}}), helm=helm)
+    docs = render(
+        with_quickstart(
+            {"prometheus": {"agent": {"persistence": {"enabled": True, "size": "5Gi", "storageClassName": "fast"}}}}
+        ),
+        helm=helm,
+    )
     pvc = by_component(docs, "PersistentVolumeClaim", "agent")
-    assert pvc["spec"]["resources"]["requests"]["storage"] == "5Gi" and pvc["spec"]["storageClassName"] == "fast"
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert pvc["spec"]["storageClassName"] == "fast"
     deploy = by_component(docs, "Deployment", "agent")
     assert deploy["spec"]["strategy"] == {"type": "Recreate"}
     wal = next(v for v in deploy["spec"]["template"]["spec"]["volumes"] if v["name"] == "wal")
     assert wal == {"name": "wal", "persistentVolumeClaim": {"claimName": pvc["metadata"]["name"]}}
 
-    docs = render(with_quickstart({"prometheus": {"agent": {"kind": "StatefulSet", "persistence": {"enabled": True}}}}), helm=helm)
+    docs = render(
+        with_quickstart({"prometheus": {"agent": {"kind": "StatefulSet", "persistence": {"enabled": True}}}}), helm=helm
+    )
     assert not objects(docs, "PersistentVolumeClaim")
     sts = by_component(docs, "StatefulSet", "agent")
     assert sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "wal"
@@ -485,18 +592,26 @@ def test_agent_wal_persistence_deployment_and_statefulset(helm: str) -> None:
     assert "wal" not in [v["name"] for v in sts["spec"]["template"]["spec"]["volumes"]]
 
     docs = render(QUICKSTART_VALUES, helm=helm)
-    wal = next(v for v in by_component(docs, "Deployment", "agent")["spec"]["template"]["spec"]["volumes"] if v["name"] == "wal")
+    wal = next(
+        v
+        for v in by_component(docs, "Deployment", "agent")["spec"]["template"]["spec"]["volumes"]
+        if v["name"] == "wal"
+    )
     assert wal == {"name": "wal", "emptyDir": {"sizeLimit": "1Gi"}}
 
 
 def test_exporter_image_defaults_to_app_version_and_digest_wins(helm: str) -> None:
     chart_yaml = yaml.safe_load((Path(__file__).parent.parent / "Chart.yaml").read_text())
     docs = render(QUICKSTART_VALUES, helm=helm)
-    image = by_component(docs, "Deployment", "allocation-exporter")["spec"]["template"]["spec"]["containers"][0]["image"]
+    image = by_component(docs, "Deployment", "allocation-exporter")["spec"]["template"]["spec"]["containers"][0][
+        "image"
+    ]
     assert image == f"ghcr.io/cloudtuner/kubecost-allocation-exporter:{chart_yaml['appVersion']}"
     digest = "sha256:" + "a" * 64
     docs = render(with_quickstart({"allocationExporter": {"image": {"digest": digest}}}), helm=helm)
-    image = by_component(docs, "Deployment", "allocation-exporter")["spec"]["template"]["spec"]["containers"][0]["image"]
+    image = by_component(docs, "Deployment", "allocation-exporter")["spec"]["template"]["spec"]["containers"][0][
+        "image"
+    ]
     assert image == f"ghcr.io/cloudtuner/kubecost-allocation-exporter@{digest}"
 
 
@@ -510,7 +625,8 @@ def test_helm_test_pod_checks_scrape_success_with_this_release_labels(helm: str)
     env = {e["name"]: e["value"] for e in container["env"]}
     svc = by_component(docs, "Service", "allocation-exporter")["metadata"]["name"]
     assert env["METRICS_URL"] == f"http://{svc}.my-ns.svc:9103/metrics"
-    assert env["CLUSTER_NAME"] == "prod-eu-1" and env["TENANT_ID"] == "acme"
+    assert env["CLUSTER_NAME"] == "prod-eu-1"
+    assert env["TENANT_ID"] == "acme"
 
 
 def test_helm_test_pod_prints_its_output_and_is_deleted_passed_or_failed(helm: str) -> None:
@@ -549,16 +665,24 @@ def test_helm_test_script_accepts_only_this_releases_success(tmp_path: Path) -> 
         server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
-            env = {**os.environ, "METRICS_URL": f"http://127.0.0.1:{server.server_port}/metrics",
-                   "CLUSTER_NAME": "prod-eu-1", "TENANT_ID": "acme", "TIMEOUT_SECONDS": "0"}
-            return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False)
+            env = {
+                **os.environ,
+                "METRICS_URL": f"http://127.0.0.1:{server.server_port}/metrics",
+                "CLUSTER_NAME": "prod-eu-1",
+                "TENANT_ID": "acme",
+                "TIMEOUT_SECONDS": "0",
+            }
+            return subprocess.run(
+                [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False
+            )
         finally:
             server.shutdown()
 
     ok = run_against('# TYPE x gauge\ncloudtuner_kubecost_scrape_success{cluster="prod-eu-1",tenant_id="acme"} 1.0\n')
     assert ok.returncode == 0, ok.stdout + ok.stderr
     failing = run_against('cloudtuner_kubecost_scrape_success{cluster="prod-eu-1",tenant_id="acme"} 0.0\n')
-    assert failing.returncode == 1 and "FAIL" in failing.stdout
+    assert failing.returncode == 1
+    assert "FAIL" in failing.stdout
     other = run_against('cloudtuner_kubecost_scrape_success{cluster="other",tenant_id="acme"} 1.0\n')
     assert other.returncode == 1
 
@@ -569,13 +693,15 @@ def test_optional_objects_are_off_by_default_and_render_when_enabled(helm: str) 
         assert not objects(docs, kind), kind
     assert {d["kind"] for d in docs} == {"ServiceAccount", "ConfigMap", "Service", "Deployment", "Pod"}
     docs = render(
-        with_quickstart({
-            "serviceMonitor": {"enabled": True, "labels": {"release": "kps"}},
-            "prometheusRule": {"enabled": True},
-            "dashboards": {"enabled": True},
-            "networkPolicy": {"enabled": True},
-            "podDisruptionBudget": {"enabled": True},
-        }),
+        with_quickstart(
+            {
+                "serviceMonitor": {"enabled": True, "labels": {"release": "kps"}},
+                "prometheusRule": {"enabled": True},
+                "dashboards": {"enabled": True},
+                "networkPolicy": {"enabled": True},
+                "podDisruptionBudget": {"enabled": True},
+            }
+        ),
         helm=helm,
     )
     assert by_component(docs, "ServiceMonitor", "allocation-exporter")["metadata"]["labels"]["release"] == "kps"
@@ -583,7 +709,8 @@ def test_optional_objects_are_off_by_default_and_render_when_enabled(helm: str) 
     dash = by_component(docs, "ConfigMap", "dashboards")
     assert dash["metadata"]["labels"]["grafana_dashboard"] == "1"
     # exporter, agent and the helm test pod (egress is restricted by default once policies are on)
-    assert len(objects(docs, "NetworkPolicy")) == 3 and len(objects(docs, "PodDisruptionBudget")) == 2
+    assert len(objects(docs, "NetworkPolicy")) == 3
+    assert len(objects(docs, "PodDisruptionBudget")) == 2
     for pdb in objects(docs, "PodDisruptionBudget"):
         assert pdb["spec"]["maxUnavailable"] == 1
 
@@ -599,7 +726,8 @@ def test_network_policy_admits_the_agent_and_the_test_pod(helm: str) -> None:
     exporter_labels = by_component(docs, "Deployment", "allocation-exporter")["spec"]["template"]["metadata"]["labels"]
     assert not any(p["podSelector"]["matchLabels"].items() <= exporter_labels.items() for p in peers)
     agent_policy = by_component(docs, "NetworkPolicy", "agent")
-    assert agent_policy["spec"]["ingress"] == [] and agent_policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert agent_policy["spec"]["ingress"] == []
+    assert agent_policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
 
 
 def test_kubecost_subchart_is_render_safe_for_gitops(helm: str, chart: Path) -> None:
@@ -611,7 +739,10 @@ def test_kubecost_subchart_is_render_safe_for_gitops(helm: str, chart: Path) -> 
         "data:\n  cicd: {{ .Values.global.platforms.cicd | toJson | quote }}\n"
     )
     docs = render(QUICKSTART_VALUES, helm=helm, chart=chart)
-    assert yaml.safe_load(find(docs, "ConfigMap", "probe")["data"]["cicd"]) == {"enabled": True, "skipSanityChecks": True}
+    assert yaml.safe_load(find(docs, "ConfigMap", "probe")["data"]["cicd"]) == {
+        "enabled": True,
+        "skipSanityChecks": True,
+    }
 
 
 def test_network_policy_admits_kubecosts_prometheus_in_kubecost_mode(helm: str) -> None:
@@ -619,4 +750,6 @@ def test_network_policy_admits_kubecosts_prometheus_in_kubecost_mode(helm: str) 
     docs = render(values, helm=helm)
     peers = by_component(docs, "NetworkPolicy", "allocation-exporter")["spec"]["ingress"][0]["from"]
     # Kubecost 2.x labels its Prometheus server pods app=prometheus, component=<server.name>, release=<release>.
-    assert {"podSelector": {"matchLabels": {"app": "prometheus", "component": "server", "release": "my-kubecost"}}} in peers
+    assert {
+        "podSelector": {"matchLabels": {"app": "prometheus", "component": "server", "release": "my-kubecost"}}
+    } in peers

@@ -32,19 +32,21 @@ from testsupport.render import (
 pytestmark = pytest.mark.chart
 
 CI_FILES = sorted((CHART_DIR / "ci").glob("*-values.yaml"))
-ALL_ON = with_quickstart({
-    "serviceMonitor": {"enabled": True},
-    "prometheusRule": {"enabled": True},
-    "dashboards": {"enabled": True},
-    "networkPolicy": {"enabled": True},
-    "podDisruptionBudget": {"enabled": True},
-    "allocationExporter": {"kubecostAuth": {"existingSecret": "kc", "tokenKey": "token"}},
-    "prometheus": {"agent": {"persistence": {"enabled": True}}},
-    "remoteWrite": {
-        "auth": {"type": "basic", "existingSecret": "thanos-rw", "username": "kci"},
-        "tls": {"existingSecret": "thanos-tls", "caKey": "ca.crt", "certKey": "tls.crt", "keyKey": "tls.key"},
-    },
-})
+ALL_ON = with_quickstart(
+    {
+        "serviceMonitor": {"enabled": True},
+        "prometheusRule": {"enabled": True},
+        "dashboards": {"enabled": True},
+        "networkPolicy": {"enabled": True},
+        "podDisruptionBudget": {"enabled": True},
+        "allocationExporter": {"kubecostAuth": {"existingSecret": "kc", "tokenKey": "token"}},
+        "prometheus": {"agent": {"persistence": {"enabled": True}}},
+        "remoteWrite": {
+            "auth": {"type": "basic", "existingSecret": "thanos-rw", "username": "kci"},
+            "tls": {"existingSecret": "thanos-tls", "caKey": "ca.crt", "certKey": "tls.crt", "keyKey": "tls.key"},
+        },
+    }
+)
 
 
 def ci_values(path: Path) -> dict[str, Any]:
@@ -57,7 +59,10 @@ def _scenarios() -> Iterator[Any]:
     for path in CI_FILES:
         yield pytest.param(ci_values(path), id=path.name)
     yield pytest.param(ALL_ON, id="everything-on")
-    yield pytest.param(with_quickstart({**ALL_ON, "prometheus": {"agent": {"kind": "StatefulSet", "persistence": {"enabled": True}}}}), id="statefulset-everything-on")
+    yield pytest.param(
+        with_quickstart({**ALL_ON, "prometheus": {"agent": {"kind": "StatefulSet", "persistence": {"enabled": True}}}}),
+        id="statefulset-everything-on",
+    )
 
 
 def scenarios() -> list[Any]:
@@ -86,14 +91,20 @@ def test_kubecost_ci_scenario_is_exactly_what_the_chart_prints(helm: str) -> Non
 def test_helm_lint_strict(helm: str, chart: Path, values_file: Path, require_tool: Callable[[str], str]) -> None:
     proc = subprocess.run(
         [require_tool(helm), "lint", "--strict", str(chart), "--values", str(values_file)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 chart(s) failed" in proc.stdout
 
 
-def test_helm_lint_strict_fails_without_required_values(helm: str, chart: Path, require_tool: Callable[[str], str]) -> None:
-    proc = subprocess.run([require_tool(helm), "lint", "--strict", str(chart)], capture_output=True, text=True, check=False)
+def test_helm_lint_strict_fails_without_required_values(
+    helm: str, chart: Path, require_tool: Callable[[str], str]
+) -> None:
+    proc = subprocess.run(
+        [require_tool(helm), "lint", "--strict", str(chart)], capture_output=True, text=True, check=False
+    )
     assert proc.returncode != 0
     assert "tenantId" in proc.stdout + proc.stderr
 
@@ -107,9 +118,24 @@ def test_ct_lint(chart: Path, require_tool: Callable[[str], str]) -> None:
     tool_dirs = {str(Path(require_tool(t)).parent) for t in ("yamllint", "yamale", "helm")}
     env = {**os.environ, "PATH": os.pathsep.join([*sorted(tool_dirs), os.environ.get("PATH", "")])}
     proc = subprocess.run(
-        [require_tool("ct"), "lint", "--config", str(ROOT / "ct.yaml"), "--lint-conf", str(ROOT / "lintconf.yaml"),
-         "--chart-yaml-schema", str(schema), "--charts", str(chart)],
-        capture_output=True, text=True, check=False, cwd=ROOT, timeout=300, env=env,
+        [
+            require_tool("ct"),
+            "lint",
+            "--config",
+            str(ROOT / "ct.yaml"),
+            "--lint-conf",
+            str(ROOT / "lintconf.yaml"),
+            "--chart-yaml-schema",
+            str(schema),
+            "--charts",
+            str(chart),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        timeout=300,
+        env=env,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "All charts linted successfully" in proc.stdout + proc.stderr
@@ -136,16 +162,35 @@ def test_kubeconform_validates_every_object(
         pytest.fail(f"kubeconform schemas missing in {schemas}: run `make tools`", pytrace=False)
     manifest = tmp_path / "manifest.yaml"
     manifest.write_text(helm_template(values, helm=helm))
-    location = str(kci_cache() / "schemas") + "/{{.NormalizedKubernetesVersion}}-standalone{{.StrictSuffix}}/{{.ResourceKind}}{{.KindSuffix}}.json"
+    location = (
+        str(kci_cache() / "schemas")
+        + "/{{.NormalizedKubernetesVersion}}-standalone{{.StrictSuffix}}/{{.ResourceKind}}{{.KindSuffix}}.json"
+    )
     proc = subprocess.run(
-        [require_tool("kubeconform"), "-strict", "-summary", "-output", "json", "-kubernetes-version", version,
-         "-schema-location", location, "-skip", CRD_KINDS, str(manifest)],
-        capture_output=True, text=True, check=False,
+        [
+            require_tool("kubeconform"),
+            "-strict",
+            "-summary",
+            "-output",
+            "json",
+            "-kubernetes-version",
+            version,
+            "-schema-location",
+            location,
+            "-skip",
+            CRD_KINDS,
+            str(manifest),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads(proc.stdout)["summary"]
     rendered = [d for d in yaml.safe_load_all(manifest.read_text()) if d and d["kind"] not in CRD_KINDS.split(",")]
-    assert summary["valid"] == len(rendered) and summary["invalid"] == 0 and summary["errors"] == 0, summary
+    assert summary["valid"] == len(rendered), summary
+    assert summary["invalid"] == 0, summary
+    assert summary["errors"] == 0, summary
 
 
 def test_kubeconform_catches_a_broken_manifest(tmp_path: Path, require_tool: Callable[[str], str]) -> None:
@@ -156,12 +201,26 @@ def test_kubeconform_catches_a_broken_manifest(tmp_path: Path, require_tool: Cal
     deploy["spec"]["replica"] = 1
     manifest = tmp_path / "bad.yaml"
     manifest.write_text(yaml.safe_dump(deploy))
-    location = str(kci_cache() / "schemas") + "/{{.NormalizedKubernetesVersion}}-standalone{{.StrictSuffix}}/{{.ResourceKind}}{{.KindSuffix}}.json"
-    proc = subprocess.run(
-        [require_tool("kubeconform"), "-strict", "-kubernetes-version", version, "-schema-location", location, str(manifest)],
-        capture_output=True, text=True, check=False,
+    location = (
+        str(kci_cache() / "schemas")
+        + "/{{.NormalizedKubernetesVersion}}-standalone{{.StrictSuffix}}/{{.ResourceKind}}{{.KindSuffix}}.json"
     )
-    assert proc.returncode != 0 and "replica" in proc.stdout + proc.stderr
+    proc = subprocess.run(
+        [
+            require_tool("kubeconform"),
+            "-strict",
+            "-kubernetes-version",
+            version,
+            "-schema-location",
+            location,
+            str(manifest),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "replica" in proc.stdout + proc.stderr
 
 
 # --------------------------------------------------------------------------------------------- GitOps
@@ -174,11 +233,15 @@ def test_two_renders_are_identical_and_tidy(helm: str, values: dict[str, Any]) -
     ours = [doc for doc in first.split("\n---\n") if "# Source: kubecost-integration/templates/" in doc]
     assert ours
     for doc in ours:  # (the stub reproduces Kubecost's own output, stray whitespace included)
-        assert not re.findall(r"^[ \t]+$", doc, re.MULTILINE), f"whitespace-only line (an include emitted nothing):\n{doc}"
+        assert not re.findall(r"^[ \t]+$", doc, re.MULTILINE), (
+            f"whitespace-only line (an include emitted nothing):\n{doc}"
+        )
 
 
 def test_templates_use_no_lookup_random_or_time_functions() -> None:
-    banned = re.compile(r"\b(lookup|randAlphaNum|randAlpha|randNumeric|randAscii|randBytes|randInt|uuidv4|now|date|dateInZone|unixEpoch|genCA|genPrivateKey|genSelfSignedCert|genSignedCert|htpasswd)\b")
+    banned = re.compile(
+        r"\b(lookup|randAlphaNum|randAlpha|randNumeric|randAscii|randBytes|randInt|uuidv4|now|date|dateInZone|unixEpoch|genCA|genPrivateKey|genSelfSignedCert|genSignedCert|htpasswd)\b"
+    )
     for path in sorted((CHART_DIR / "templates").rglob("*")):
         if path.is_file():
             text = re.sub(r"\{\{-?\s*/\*.*?\*/\s*-?\}\}", "", path.read_text(), flags=re.DOTALL)
@@ -217,27 +280,42 @@ def test_every_pod_is_restricted_with_requests_and_limits(helm: str, values: dic
     assert len(specs) >= 2
     for name, spec in specs:
         assert spec.get("automountServiceAccountToken") is False, name
-        assert not spec.get("hostNetwork") and not spec.get("hostPID") and not spec.get("hostIPC"), name
+        assert not spec.get("hostNetwork"), name
+        assert not spec.get("hostPID"), name
+        assert not spec.get("hostIPC"), name
         assert all("hostPath" not in v for v in spec.get("volumes", [])), name
         psc = spec["securityContext"]
-        assert psc["runAsNonRoot"] is True and psc["seccompProfile"]["type"] == "RuntimeDefault", name
+        assert psc["runAsNonRoot"] is True, name
+        assert psc["seccompProfile"]["type"] == "RuntimeDefault", name
         for c in spec["containers"] + spec.get("initContainers", []):
             sc = c["securityContext"]
             assert sc["allowPrivilegeEscalation"] is False, (name, c["name"])
             assert sc["readOnlyRootFilesystem"] is True, (name, c["name"])
-            assert sc["capabilities"]["drop"] == ["ALL"] and not sc["capabilities"].get("add"), (name, c["name"])
+            assert sc["capabilities"]["drop"] == ["ALL"], (name, c["name"])
+            assert not sc["capabilities"].get("add"), (name, c["name"])
             assert sc.get("privileged") in (None, False), (name, c["name"])
             assert sc.get("runAsNonRoot", psc["runAsNonRoot"]) is True, (name, c["name"])
             res = c["resources"]
-            assert res["requests"]["cpu"] and res["requests"]["memory"], (name, c["name"])
-            assert res["limits"]["cpu"] and res["limits"]["memory"], (name, c["name"])
+            assert res["requests"]["cpu"], (name, c["name"])
+            assert res["requests"]["memory"], (name, c["name"])
+            assert res["limits"]["cpu"], (name, c["name"])
+            assert res["limits"]["memory"], (name, c["name"])
             assert ":" in c["image"] or "@" in c["image"], c["image"]
             assert not c["image"].endswith(":latest"), c["image"]
 
 
 NAMESPACED_KINDS = {
-    "ServiceAccount", "ConfigMap", "Service", "Deployment", "StatefulSet", "Pod", "PersistentVolumeClaim",
-    "NetworkPolicy", "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule",
+    "ServiceAccount",
+    "ConfigMap",
+    "Service",
+    "Deployment",
+    "StatefulSet",
+    "Pod",
+    "PersistentVolumeClaim",
+    "NetworkPolicy",
+    "PodDisruptionBudget",
+    "ServiceMonitor",
+    "PrometheusRule",
 }
 
 
@@ -256,7 +334,9 @@ def test_two_releases_in_one_namespace_do_not_collide(helm: str) -> None:
     assert not names("team-a") & names("team-b")
 
 
-CREDENTIAL_KEYS = re.compile(r"^\s*(password|credentials|bearer_token|token|api_key|secret)\s*:", re.MULTILINE | re.IGNORECASE)
+CREDENTIAL_KEYS = re.compile(
+    r"^\s*(password|credentials|bearer_token|token|api_key|secret)\s*:", re.MULTILINE | re.IGNORECASE
+)
 
 
 @pytest.mark.parametrize("values", scenarios())
@@ -306,7 +386,14 @@ def test_values_and_schema_are_in_step() -> None:
     values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
     schema = json.loads((CHART_DIR / "values.schema.json").read_text())
     leaves = set(leaf_paths({k: v for k, v in values.items() if k != "cost-analyzer"}))
-    documented = set(schema_paths({**schema, "properties": {k: v for k, v in schema["properties"].items() if k not in ("cost-analyzer", "global")}}))
+    documented = set(
+        schema_paths(
+            {
+                **schema,
+                "properties": {k: v for k, v in schema["properties"].items() if k not in ("cost-analyzer", "global")},
+            }
+        )
+    )
     # Every value has a schema entry (either the leaf itself or a free-form object above it) and vice versa.
     missing = {leaf for leaf in leaves if not any(leaf == d or leaf.startswith(d + ".") for d in documented)}
     assert not missing, f"values without schema: {sorted(missing)}"
@@ -331,7 +418,7 @@ def test_every_value_has_a_helm_docs_comment() -> None:
     for n, (i, indent, commented) in enumerate(keys):
         path = lines[i].strip().split(":")[0]
         ancestors = [k for k in keys[:n] if k[1] < indent]
-        chain = []
+        chain: list[tuple[int, int, bool]] = []
         for k in reversed(ancestors):
             if not chain or k[1] < chain[-1][1]:
                 chain.append(k)
@@ -349,11 +436,16 @@ def test_readme_is_generated_and_current(tmp_path: Path, require_tool: Callable[
     (copy / "README.md").unlink()
     proc = subprocess.run(
         [require_tool("helm-docs"), "--chart-search-root", str(copy), "--log-level", "warning"],
-        capture_output=True, text=True, check=False, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     generated = (copy / "README.md").read_text()
-    assert generated == (CHART_DIR / "README.md").read_text(), "README.md is stale: run helm-docs --chart-search-root charts/kubecost-integration"
+    assert generated == (CHART_DIR / "README.md").read_text(), (
+        "README.md is stale: run helm-docs --chart-search-root charts/kubecost-integration"
+    )
     for key in ("allocationExporter.config.tenantId", "prometheus.mode", "remoteWrite.url", "cost-analyzer.enabled"):
         assert f"| {key} |" in generated
 
@@ -361,7 +453,9 @@ def test_readme_is_generated_and_current(tmp_path: Path, require_tool: Callable[
 def test_package_ships_templates_but_not_tests_stub_or_ci(tmp_path: Path, require_tool: Callable[[str], str]) -> None:
     copy = chart_copy(tmp_path / "src")
     shutil.copytree(CHART_DIR / "tests", copy / "tests", ignore=shutil.ignore_patterns("__pycache__"))
-    proc = subprocess.run([require_tool("helm"), "package", str(copy), "-d", str(tmp_path)], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [require_tool("helm"), "package", str(copy), "-d", str(tmp_path)], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     [tgz] = tmp_path.glob("kubecost-integration-*.tgz")
     with tarfile.open(tgz) as archive:
@@ -374,12 +468,14 @@ def test_package_ships_templates_but_not_tests_stub_or_ci(tmp_path: Path, requir
 def test_dependency_is_kubecost_2x_without_alias_and_stub_matches_it() -> None:
     chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
     [dep] = chart["dependencies"]
-    assert dep["name"] == "cost-analyzer" and "alias" not in dep
+    assert dep["name"] == "cost-analyzer"
+    assert "alias" not in dep
     assert dep["repository"] == "https://kubecost.github.io/cost-analyzer/"
     assert dep["condition"] == "cost-analyzer.enabled"
     assert re.match(r"^[~^]?2\.", dep["version"])
     stub = yaml.safe_load((CHART_DIR / "tests" / "stub" / "cost-analyzer" / "Chart.yaml").read_text())
-    assert stub["name"] == "cost-analyzer" and stub["version"].startswith("2.")
+    assert stub["name"] == "cost-analyzer"
+    assert stub["version"].startswith("2.")
     assert (CHART_DIR / "tests" / "stub" / "cost-analyzer" / "templates" / "_helpers.tpl").is_file()
     ignored = set((ROOT / ".gitignore").read_text().splitlines())
     # Neither the dependency nor its lock is committed (CONTRIBUTING.md): a committed Chart.lock makes
@@ -393,15 +489,31 @@ def test_notes_print_copy_paste_verification(require_tool: Callable[[str], str],
     helm = "helm4"
     from testsupport.render import kubecost_mode
 
-    for mode, expect in [("agent", "prometheus_remote_storage_(samples_total"), ("external", "writeRelabelConfigs"), ("kubecost", "kubecost-allocation-exporter")]:
+    for mode, expect in [
+        ("agent", "prometheus_remote_storage_(samples_total"),
+        ("external", "writeRelabelConfigs"),
+        ("kubecost", "kubecost-allocation-exporter"),
+    ]:
         values = with_quickstart({"prometheus": {"mode": mode}})
         if mode == "kubecost":
             values = kubecost_mode(values, helm=helm)
         # NOTES are not part of `helm template` output: render them with a client-side dry-run install.
         proc = subprocess.run(
-            [require_tool(helm), "install", "my-kubecost", str(chart), "-n", "my-ns", "--dry-run=client",
-             "--values", "/dev/stdin"],
-            input=yaml.safe_dump(values), capture_output=True, text=True, check=False,
+            [
+                require_tool(helm),
+                "install",
+                "my-kubecost",
+                str(chart),
+                "-n",
+                "my-ns",
+                "--dry-run=client",
+                "--values",
+                "/dev/stdin",
+            ],
+            input=yaml.safe_dump(values),
+            capture_output=True,
+            text=True,
+            check=False,
         )
         assert proc.returncode == 0, proc.stderr
         notes = proc.stdout.split("NOTES:", 1)[1]
@@ -415,7 +527,8 @@ def test_notes_print_copy_paste_verification(require_tool: Callable[[str], str],
 
 def test_argocd_example_points_at_this_chart_and_renders(helm: str) -> None:
     app = yaml.safe_load((ROOT / "docs" / "argocd-application.yaml").read_text())
-    assert app["kind"] == "Application" and app["apiVersion"] == "argoproj.io/v1alpha1"
+    assert app["kind"] == "Application"
+    assert app["apiVersion"] == "argoproj.io/v1alpha1"
     source = app["spec"]["source"]
     assert (ROOT / source["path"] / "Chart.yaml").is_file()
     assert source["helm"]["releaseName"]
@@ -451,40 +564,72 @@ def test_kubecost_default_jobs_match_the_real_dependency_when_built() -> None:
         upstream = yaml.safe_load(member.read())
     names = re.findall(r"(?m)^\s*-\s*job_name:\s*['\"]?([\w-]+)", upstream["prometheus"]["extraScrapeConfigs"])
     template = (CHART_DIR / "templates" / "kubecost" / "_kubecost.tpl").read_text()
-    ours = re.findall(r"(?m)^- job_name: ([\w-]+)", template.split('define "kubecost-integration.kubecost.defaultJobs"')[1].split("{{- end -}}")[0])
+    ours = re.findall(
+        r"(?m)^- job_name: ([\w-]+)",
+        template.split('define "kubecost-integration.kubecost.defaultJobs"')[1].split("{{- end -}}")[0],
+    )
     assert names == ours
 
 
-def test_external_mode_notes_snippets_match_the_agent_remote_write(require_tool: Callable[[str], str], chart: Path) -> None:
+def test_external_mode_notes_snippets_match_the_agent_remote_write(
+    require_tool: Callable[[str], str], chart: Path
+) -> None:
     """The copy-paste remote_write for `external` mode says the same as the agent's: tenant header, keep regex,
     queue settings, auth from the Secret."""
     from testsupport.render import agent_config
 
-    values = with_quickstart({
-        "remoteWrite": {"auth": {"type": "bearer", "existingSecret": "rw"}, "extraMetricsAllowList": ["up"], "queueConfig": {"max_shards": 4}},
-    })
+    values = with_quickstart(
+        {
+            "remoteWrite": {
+                "auth": {"type": "bearer", "existingSecret": "rw"},
+                "extraMetricsAllowList": ["up"],
+                "queueConfig": {"max_shards": 4},
+            },
+        }
+    )
     agent_rw = agent_config(render(values))["remote_write"][0]
     proc = subprocess.run(
-        [require_tool("helm4"), "install", "r", str(chart), "-n", "my-ns", "--dry-run=client", "--values", "/dev/stdin"],
+        [
+            require_tool("helm4"),
+            "install",
+            "r",
+            str(chart),
+            "-n",
+            "my-ns",
+            "--dry-run=client",
+            "--values",
+            "/dev/stdin",
+        ],
         input=yaml.safe_dump(with_quickstart({**values, "prometheus": {"mode": "external"}})),
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     notes = proc.stdout.split("NOTES:", 1)[1]
     operator_text = notes.split("(spec.remoteWrite;", 1)[1].split("\n\n", 1)[1].split("\n\n", 1)[0]
     operator = yaml.safe_load(operator_text)["remoteWrite"][0]
-    assert operator["url"] == agent_rw["url"] and operator["headers"] == agent_rw["headers"] == {"THANOS-TENANT": "acme"}
+    assert operator["url"] == agent_rw["url"]
+    assert operator["headers"] == agent_rw["headers"] == {"THANOS-TENANT": "acme"}
     # cloudtuner_kubecost_* only from the exporter's job: the agent's, or in external mode the ServiceMonitor's (the
     # exporter Service's name), so that no other target of your Prometheus can send series with that prefix
-    assert agent_rw["write_relabel_configs"][0]["regex"] == "cloudtuner_kubecost_.*;(kubecost-allocation-exporter)|(up);.*"
+    assert (
+        agent_rw["write_relabel_configs"][0]["regex"] == "cloudtuner_kubecost_.*;(kubecost-allocation-exporter)|(up);.*"
+    )
     external_keep = "cloudtuner_kubecost_.*;(kubecost-allocation-exporter|r-kubecost-integration-exporter)|(up);.*"
-    assert operator["writeRelabelConfigs"][0] == {"sourceLabels": ["__name__", "job"], "regex": external_keep, "action": "keep"}
+    assert operator["writeRelabelConfigs"][0] == {
+        "sourceLabels": ["__name__", "job"],
+        "regex": external_keep,
+        "action": "keep",
+    }
     assert operator["authorization"]["credentials"] == {"name": "rw", "key": "token"}
     assert operator["queueConfig"]["maxShards"] == agent_rw["queue_config"]["max_shards"] == 4
     assert operator["queueConfig"]["maxSamplesPerSend"] == agent_rw["queue_config"]["max_samples_per_send"]
     plain_text = notes.split("remote_write:\n", 1)[1].split("\n\n", 1)[0]
     plain = yaml.safe_load(plain_text)[0]
-    assert plain["write_relabel_configs"] == [{"source_labels": ["__name__", "job"], "regex": external_keep, "action": "keep"}]
+    assert plain["write_relabel_configs"] == [
+        {"source_labels": ["__name__", "job"], "regex": external_keep, "action": "keep"}
+    ]
     assert {k: v for k, v in plain.items() if k != "write_relabel_configs"} == {
         k: v for k, v in agent_rw.items() if k != "write_relabel_configs"
     }

@@ -52,79 +52,364 @@ BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("kubecost-url-scheme", {"allocationExporter": {"config": {"kubecostUrl": "kubecost:9090"}}}, ["kubecostUrl"]),
     ("scrape-interval", {"prometheus": {"scrapeInterval": "one minute"}}, ["scrapeInterval"]),
     ("refresh-interval", {"allocationExporter": {"config": {"refreshInterval": "2 min"}}}, ["refreshInterval"]),
-    ("queue-unknown-key", {"remoteWrite": {"queueConfig": {"retry_on_http_429": True}}}, ["queueConfig", "retry_on_http_429"]),
+    (
+        "queue-unknown-key",
+        {"remoteWrite": {"queueConfig": {"retry_on_http_429": True}}},
+        ["queueConfig", "retry_on_http_429"],
+    ),
     ("queue-shards", {"remoteWrite": {"queueConfig": {"max_shards": 0}}}, ["max_shards"]),
     ("port", {"allocationExporter": {"port": 80}}, ["port"]),
     ("digest", {"allocationExporter": {"image": {"digest": "latest"}}}, ["digest"]),
     ("agent-image-major", {"prometheus": {"agent": {"image": {"tag": "latest"}}}}, ["/prometheus/agent/image/tag"]),
     ("root-user", {"allocationExporter": {"podSecurityContext": {"runAsNonRoot": False}}}, ["runAsNonRoot"]),
-    ("privilege-escalation", {"prometheus": {"agent": {"securityContext": {"allowPrivilegeEscalation": True}}}}, ["allowPrivilegeEscalation"]),
+    (
+        "privilege-escalation",
+        {"prometheus": {"agent": {"securityContext": {"allowPrivilegeEscalation": True}}}},
+        ["allowPrivilegeEscalation"],
+    ),
     ("no-limits", {"allocationExporter": {"resources": {"limits": None}}}, ["resources"]),
     ("allow-list-alternation", {"remoteWrite": {"extraMetricsAllowList": ["up|.*"]}}, ["extraMetricsAllowList"]),
     ("extra-rw-without-url", {"remoteWrite": {"extraRemoteWrite": [{"name": "x"}]}}, ["extraRemoteWrite", "url"]),
     ("unknown-top-level", {"remotewrite": {"url": "https://x"}}, ["remotewrite", "not allowed"]),
     # cross-field (validations template): the message says what to set
     ("no-kubecost-no-url", NO_CA, ["allocationExporter.config.kubecostUrl", "cost-analyzer.enabled=false"]),
-    ("frontend-disabled", {"cost-analyzer": {"kubecostFrontend": {"enabled": False}}}, ["allocationExporter.config.kubecostUrl"]),
-    ("kubecost-url-tpl-bad", {"allocationExporter": {"config": {"kubecostUrl": "{{ .Release.Name }}:9090"}}}, ["allocationExporter.config.kubecostUrl", "http(s) URL"]),
+    (
+        "frontend-disabled",
+        {"cost-analyzer": {"kubecostFrontend": {"enabled": False}}},
+        ["allocationExporter.config.kubecostUrl"],
+    ),
+    (
+        "kubecost-url-tpl-bad",
+        {"allocationExporter": {"config": {"kubecostUrl": "{{ .Release.Name }}:9090"}}},
+        ["allocationExporter.config.kubecostUrl", "http(s) URL"],
+    ),
     ("rw-url-tpl-bad", {"remoteWrite": {"url": "{{ .Release.Name }}"}}, ["remoteWrite.url", "Thanos Receive endpoint"]),
-    ("bearer-without-secret", {"remoteWrite": {"auth": {"type": "bearer"}}}, ["remoteWrite.auth.existingSecret", "kubectl -n my-ns create secret"]),
-    ("basic-without-username", {"remoteWrite": {"auth": {"type": "basic", "existingSecret": "s"}}}, ["remoteWrite.auth.username"]),
-    ("basic-both-usernames", {"remoteWrite": {"auth": {"type": "basic", "existingSecret": "s", "username": "u", "usernameKey": "user"}}}, ["username or usernameKey"]),
+    (
+        "bearer-without-secret",
+        {"remoteWrite": {"auth": {"type": "bearer"}}},
+        ["remoteWrite.auth.existingSecret", "kubectl -n my-ns create secret"],
+    ),
+    (
+        "basic-without-username",
+        {"remoteWrite": {"auth": {"type": "basic", "existingSecret": "s"}}},
+        ["remoteWrite.auth.username"],
+    ),
+    (
+        "basic-both-usernames",
+        {"remoteWrite": {"auth": {"type": "basic", "existingSecret": "s", "username": "u", "usernameKey": "user"}}},
+        ["username or usernameKey"],
+    ),
     ("secret-without-type", {"remoteWrite": {"auth": {"existingSecret": "s"}}}, ["remoteWrite.auth.type"]),
     ("tls-key-without-secret", {"remoteWrite": {"tls": {"caKey": "ca.crt"}}}, ["remoteWrite.tls.existingSecret"]),
     ("tls-secret-without-keys", {"remoteWrite": {"tls": {"existingSecret": "tls"}}}, ["remoteWrite.tls.caKey"]),
-    ("tls-cert-without-key", {"remoteWrite": {"tls": {"existingSecret": "tls", "certKey": "tls.crt"}}}, ["remoteWrite.tls.keyKey"]),
-    ("tenant-header-override", {"remoteWrite": {"headers": {"thanos-tenant": "other"}}}, ["remoteWrite.headers.thanos-tenant", "allocationExporter.config.tenantId"]),
-    ("authorization-header", {"remoteWrite": {"headers": {"Authorization": "Bearer x"}}}, ["remoteWrite.auth", "existingSecret"]),
-    ("reserved-header", {"remoteWrite": {"headers": {"User-Agent": "x"}}}, ["remoteWrite.headers.User-Agent", "remove it"]),
-    ("external-label-cluster", {"prometheus": {"externalLabels": {"cluster": "x"}}}, ["prometheus.externalLabels.cluster", "clusterName"]),
-    ("external-label-name", {"prometheus": {"externalLabels": {"bad-name": "x"}}}, ["prometheus.externalLabels", "bad-name"]),
-    ("timeout-over-interval", {"prometheus": {"scrapeInterval": "30s", "scrapeTimeout": "1m"}}, ["prometheus.scrapeTimeout", "at most"]),
-    ("extra-rw-same-name", {"remoteWrite": {"extraRemoteWrite": [{"name": "cloudtuner-thanos", "url": "https://x.example"}]}}, ["extraRemoteWrite", "another name"]),
-    ("external-netpol-without-peers", {"prometheus": {"mode": "external"}, "networkPolicy": {"enabled": True}}, ["networkPolicy.extraIngressFrom"]),
-    ("kubecost-mode-without-kubecost", {"prometheus": {"mode": "kubecost"}, **NO_CA, "allocationExporter": {"config": {"kubecostUrl": "http://k:9090"}}}, ["cost-analyzer.enabled=true"]),
-    ("kubecost-mode-without-prometheus", {"prometheus": {"mode": "kubecost"}, "cost-analyzer": {"global": {"prometheus": {"enabled": False}}}}, ["cost-analyzer.global.prometheus.enabled=true"]),
-    ("kubecost-mode-with-amp", {"prometheus": {"mode": "kubecost"}, "cost-analyzer": {"global": {"amp": {"enabled": True}}}}, ["cost-analyzer.global.amp.enabled=false"]),
-    ("kubecost-mode-unwired", {"prometheus": {"mode": "kubecost"}}, ["cost-analyzer:", "remoteWrite:", "extraScrapeConfigs: |", "THANOS-TENANT: acme"]),
+    (
+        "tls-cert-without-key",
+        {"remoteWrite": {"tls": {"existingSecret": "tls", "certKey": "tls.crt"}}},
+        ["remoteWrite.tls.keyKey"],
+    ),
+    (
+        "tenant-header-override",
+        {"remoteWrite": {"headers": {"thanos-tenant": "other"}}},
+        ["remoteWrite.headers.thanos-tenant", "allocationExporter.config.tenantId"],
+    ),
+    (
+        "authorization-header",
+        {"remoteWrite": {"headers": {"Authorization": "Bearer x"}}},
+        ["remoteWrite.auth", "existingSecret"],
+    ),
+    (
+        "reserved-header",
+        {"remoteWrite": {"headers": {"User-Agent": "x"}}},
+        ["remoteWrite.headers.User-Agent", "remove it"],
+    ),
+    (
+        "external-label-cluster",
+        {"prometheus": {"externalLabels": {"cluster": "x"}}},
+        ["prometheus.externalLabels.cluster", "clusterName"],
+    ),
+    (
+        "external-label-name",
+        {"prometheus": {"externalLabels": {"bad-name": "x"}}},
+        ["prometheus.externalLabels", "bad-name"],
+    ),
+    (
+        "timeout-over-interval",
+        {"prometheus": {"scrapeInterval": "30s", "scrapeTimeout": "1m"}},
+        ["prometheus.scrapeTimeout", "at most"],
+    ),
+    (
+        "extra-rw-same-name",
+        {"remoteWrite": {"extraRemoteWrite": [{"name": "cloudtuner-thanos", "url": "https://x.example"}]}},
+        ["extraRemoteWrite", "another name"],
+    ),
+    (
+        "external-netpol-without-peers",
+        {"prometheus": {"mode": "external"}, "networkPolicy": {"enabled": True}},
+        ["networkPolicy.extraIngressFrom"],
+    ),
+    (
+        "kubecost-mode-without-kubecost",
+        {
+            "prometheus": {"mode": "kubecost"},
+            **NO_CA,
+            "allocationExporter": {"config": {"kubecostUrl": "http://k:9090"}},
+        },
+        ["cost-analyzer.enabled=true"],
+    ),
+    (
+        "kubecost-mode-without-prometheus",
+        {"prometheus": {"mode": "kubecost"}, "cost-analyzer": {"global": {"prometheus": {"enabled": False}}}},
+        ["cost-analyzer.global.prometheus.enabled=true"],
+    ),
+    (
+        "kubecost-mode-with-amp",
+        {"prometheus": {"mode": "kubecost"}, "cost-analyzer": {"global": {"amp": {"enabled": True}}}},
+        ["cost-analyzer.global.amp.enabled=false"],
+    ),
+    (
+        "kubecost-mode-unwired",
+        {"prometheus": {"mode": "kubecost"}},
+        ["cost-analyzer:", "remoteWrite:", "extraScrapeConfigs: |", "THANOS-TENANT: acme"],
+    ),
     # YAML injection through values that reach a manifest (schema grammar; test_injection.py covers every value)
-    ("priority-class-injection", {"allocationExporter": {"priorityClassName": "x\n      hostNetwork: true"}}, ["/allocationExporter/priorityClassName", "pattern"]),
-    ("agent-priority-class-injection", {"prometheus": {"agent": {"priorityClassName": "x\n  hostPID: true"}}}, ["/prometheus/agent/priorityClassName", "pattern"]),
+    (
+        "priority-class-injection",
+        {"allocationExporter": {"priorityClassName": "x\n      hostNetwork: true"}},
+        ["/allocationExporter/priorityClassName", "pattern"],
+    ),
+    (
+        "agent-priority-class-injection",
+        {"prometheus": {"agent": {"priorityClassName": "x\n  hostPID: true"}}},
+        ["/prometheus/agent/priorityClassName", "pattern"],
+    ),
     # (helm's validator reports a bad map key at an unrelated location, so only the key is checked)
     ("label-key", {"commonLabels": {"team name": "x"}}, ["invalid propertyName 'team name'"]),
-    ("label-value-newline", {"allocationExporter": {"podLabels": {"team": "a\nb"}}}, ["/allocationExporter/podLabels/team", "pattern"]),
-    ("annotation-key", {"allocationExporter": {"podAnnotations": {"bad key": "x"}}}, ["invalid propertyName 'bad key'"]),
+    (
+        "label-value-newline",
+        {"allocationExporter": {"podLabels": {"team": "a\nb"}}},
+        ["/allocationExporter/podLabels/team", "pattern"],
+    ),
+    (
+        "annotation-key",
+        {"allocationExporter": {"podAnnotations": {"bad key": "x"}}},
+        ["invalid propertyName 'bad key'"],
+    ),
     ("image-tag", {"allocationExporter": {"image": {"tag": "1.0\nx: y"}}}, ["/allocationExporter/image/tag"]),
-    ("storage-class", {"prometheus": {"agent": {"persistence": {"storageClassName": "Fast SSD"}}}}, ["storageClassName"]),
-    ("basic-username-colon", {"remoteWrite": {"auth": {"type": "basic", "existingSecret": "s", "username": "a:b"}}}, ["/remoteWrite/auth/username"]),
+    (
+        "storage-class",
+        {"prometheus": {"agent": {"persistence": {"storageClassName": "Fast SSD"}}}},
+        ["storageClassName"],
+    ),
+    (
+        "basic-username-colon",
+        {"remoteWrite": {"auth": {"type": "basic", "existingSecret": "s", "username": "a:b"}}},
+        ["/remoteWrite/auth/username"],
+    ),
     # remote_write headers: each refusal names its rule
-    ("reserved-content-type", {"remoteWrite": {"headers": {"Content-Type": "text/plain"}}}, ["remoteWrite.headers.Content-Type", "rule: reserved header"]),
-    ("reserved-content-length", {"remoteWrite": {"headers": {"Content-Length": "1"}}}, ["remoteWrite.headers.Content-Length", "rule: reserved header"]),
-    ("reserved-accept-encoding", {"remoteWrite": {"headers": {"accept-encoding": "gzip"}}}, ["remoteWrite.headers.accept-encoding", "rule: reserved header"]),
-    ("reserved-amz-date", {"remoteWrite": {"headers": {"X-Amz-Date": "x"}}}, ["remoteWrite.headers.X-Amz-Date", "rule: reserved header"]),
-    ("header-value-crlf", {"remoteWrite": {"headers": {"X-Source": "kci\r\nX-Injected: 1"}}}, ["remoteWrite.headers.X-Source", "rule: header value"]),
-    ("header-value-lf", {"remoteWrite": {"headers": {"X-Source": "kci\nX-Injected: 1"}}}, ["remoteWrite.headers.X-Source", "rule: header value"]),
-    ("header-name", {"remoteWrite": {"headers": {"X Source": "kci"}}}, ["remoteWrite.headers", "X Source", "rule: header name"]),
-    ("tenant-header-reserved", {"remoteWrite": {"tenantHeader": "Content-Type"}}, ["remoteWrite.tenantHeader", "rule: reserved remote_write header"]),
-    ("renamed-tenant-header-plus-thanos-tenant", {"remoteWrite": {"tenantHeader": "X-Scope-OrgID", "headers": {"THANOS-TENANT": "other"}}}, ["remoteWrite.headers.THANOS-TENANT", "rule: tenant header", "remoteWrite.allowTenantHeaderOverride"]),
-    ("extra-rw-tenant-header", {"remoteWrite": {"extraRemoteWrite": [{"url": "https://thanos-receive.cloudtuner.ai/api/v1/receive", "name": "x", "headers": {"thanos-tenant": "victim"}}]}}, ["remoteWrite.extraRemoteWrite[0].headers.thanos-tenant", "rule: tenant header"]),
-    ("extra-rw-scope-orgid", {"remoteWrite": {"extraRemoteWrite": [{"url": "https://m.example/api/v1/push", "name": "x", "headers": {"X-Scope-OrgID": "victim"}}]}}, ["remoteWrite.extraRemoteWrite[0].headers.X-Scope-OrgID", "rule: tenant header"]),
-    ("extra-rw-reserved", {"remoteWrite": {"extraRemoteWrite": [{"url": "https://b.example/x", "name": "x", "headers": {"Content-Encoding": "gzip"}}]}}, ["remoteWrite.extraRemoteWrite[0].headers.Content-Encoding", "rule: reserved header"]),
-    ("extra-rw-crlf", {"remoteWrite": {"extraRemoteWrite": [{"url": "https://b.example/x", "name": "x", "headers": {"X-A": "a\rb"}}]}}, ["remoteWrite.extraRemoteWrite[0].headers.X-A", "rule: header value"]),
-    ("extra-rw-authorization", {"remoteWrite": {"extraRemoteWrite": [{"url": "https://b.example/x", "name": "x", "headers": {"Authorization": "Bearer t"}}]}}, ["remoteWrite.extraRemoteWrite[0].headers.Authorization", "credentials only from Secrets"]),
+    (
+        "reserved-content-type",
+        {"remoteWrite": {"headers": {"Content-Type": "text/plain"}}},
+        ["remoteWrite.headers.Content-Type", "rule: reserved header"],
+    ),
+    (
+        "reserved-content-length",
+        {"remoteWrite": {"headers": {"Content-Length": "1"}}},
+        ["remoteWrite.headers.Content-Length", "rule: reserved header"],
+    ),
+    (
+        "reserved-accept-encoding",
+        {"remoteWrite": {"headers": {"accept-encoding": "gzip"}}},
+        ["remoteWrite.headers.accept-encoding", "rule: reserved header"],
+    ),
+    (
+        "reserved-amz-date",
+        {"remoteWrite": {"headers": {"X-Amz-Date": "x"}}},
+        ["remoteWrite.headers.X-Amz-Date", "rule: reserved header"],
+    ),
+    (
+        "header-value-crlf",
+        {"remoteWrite": {"headers": {"X-Source": "kci\r\nX-Injected: 1"}}},
+        ["remoteWrite.headers.X-Source", "rule: header value"],
+    ),
+    (
+        "header-value-lf",
+        {"remoteWrite": {"headers": {"X-Source": "kci\nX-Injected: 1"}}},
+        ["remoteWrite.headers.X-Source", "rule: header value"],
+    ),
+    (
+        "header-name",
+        {"remoteWrite": {"headers": {"X Source": "kci"}}},
+        ["remoteWrite.headers", "X Source", "rule: header name"],
+    ),
+    (
+        "tenant-header-reserved",
+        {"remoteWrite": {"tenantHeader": "Content-Type"}},
+        ["remoteWrite.tenantHeader", "rule: reserved remote_write header"],
+    ),
+    (
+        "renamed-tenant-header-plus-thanos-tenant",
+        {"remoteWrite": {"tenantHeader": "X-Scope-OrgID", "headers": {"THANOS-TENANT": "other"}}},
+        ["remoteWrite.headers.THANOS-TENANT", "rule: tenant header", "remoteWrite.allowTenantHeaderOverride"],
+    ),
+    (
+        "extra-rw-tenant-header",
+        {
+            "remoteWrite": {
+                "extraRemoteWrite": [
+                    {
+                        "url": "https://thanos-receive.cloudtuner.ai/api/v1/receive",
+                        "name": "x",
+                        "headers": {"thanos-tenant": "victim"},
+                    }
+                ]
+            }
+        },
+        ["remoteWrite.extraRemoteWrite[0].headers.thanos-tenant", "rule: tenant header"],
+    ),
+    (
+        "extra-rw-scope-orgid",
+        {
+            "remoteWrite": {
+                "extraRemoteWrite": [
+                    {"url": "https://m.example/api/v1/push", "name": "x", "headers": {"X-Scope-OrgID": "victim"}}
+                ]
+            }
+        },
+        ["remoteWrite.extraRemoteWrite[0].headers.X-Scope-OrgID", "rule: tenant header"],
+    ),
+    (
+        "extra-rw-reserved",
+        {
+            "remoteWrite": {
+                "extraRemoteWrite": [
+                    {"url": "https://b.example/x", "name": "x", "headers": {"Content-Encoding": "gzip"}}
+                ]
+            }
+        },
+        ["remoteWrite.extraRemoteWrite[0].headers.Content-Encoding", "rule: reserved header"],
+    ),
+    (
+        "extra-rw-crlf",
+        {
+            "remoteWrite": {
+                "extraRemoteWrite": [{"url": "https://b.example/x", "name": "x", "headers": {"X-A": "a\rb"}}]
+            }
+        },
+        ["remoteWrite.extraRemoteWrite[0].headers.X-A", "rule: header value"],
+    ),
+    (
+        "extra-rw-authorization",
+        {
+            "remoteWrite": {
+                "extraRemoteWrite": [
+                    {"url": "https://b.example/x", "name": "x", "headers": {"Authorization": "Bearer t"}}
+                ]
+            }
+        },
+        ["remoteWrite.extraRemoteWrite[0].headers.Authorization", "credentials only from Secrets"],
+    ),
     # credentials only from Secrets
-    ("extra-rw-inline-password", {"remoteWrite": {"extraRemoteWrite": [{"url": "https://b.example/x", "name": "x", "basic_auth": {"username": "u", "password": "hunter2"}}]}}, ["remoteWrite.extraRemoteWrite[0] sets password inline", "credentials only from Secrets", "extraSecretMounts", "password_file"]),
-    ("extra-rw-inline-credentials", {"remoteWrite": {"extraRemoteWrite": [{"url": "https://b.example/x", "name": "x", "authorization": {"credentials": "t"}}]}}, ["sets credentials inline", "credentials_file"]),
-    ("extra-rw-inline-oauth2", {"remoteWrite": {"extraRemoteWrite": [{"url": "https://b.example/x", "name": "x", "oauth2": {"client_id": "i", "client_secret": "s", "token_url": "https://t"}}]}}, ["sets client_secret inline"]),
-    ("extra-rw-url-userinfo", {"remoteWrite": {"extraRemoteWrite": [{"url": "https://u:p@b.example/x", "name": "x"}]}}, ["remoteWrite.extraRemoteWrite[0].url has user:password@", "credentials only from Secrets"]),
-    ("rw-url-userinfo", {"remoteWrite": {"url": "https://u:p@thanos.example/api/v1/receive"}}, ["remoteWrite.url has user:password@", "remoteWrite.auth"]),
-    ("kubecost-url-userinfo", {"allocationExporter": {"config": {"kubecostUrl": "http://admin:hunter2@kubecost.kubecost.svc:9090"}}}, ["allocationExporter.config.kubecostUrl has user:password@", "allocationExporter.kubecostAuth"]),
-    ("kubecost-url-token", {"allocationExporter": {"config": {"kubecostUrl": "http://kubecost.kubecost.svc:9090/model/allocation?token=abc"}}}, ["allocationExporter.config.kubecostUrl has a credential in its query (token=...)", "allocationExporter.kubecostAuth"]),
+    (
+        "extra-rw-inline-password",
+        {
+            "remoteWrite": {
+                "extraRemoteWrite": [
+                    {"url": "https://b.example/x", "name": "x", "basic_auth": {"username": "u", "password": "hunter2"}}
+                ]
+            }
+        },
+        [
+            "remoteWrite.extraRemoteWrite[0] sets password inline",
+            "credentials only from Secrets",
+            "extraSecretMounts",
+            "password_file",
+        ],
+    ),
+    (
+        "extra-rw-inline-credentials",
+        {
+            "remoteWrite": {
+                "extraRemoteWrite": [{"url": "https://b.example/x", "name": "x", "authorization": {"credentials": "t"}}]
+            }
+        },
+        ["sets credentials inline", "credentials_file"],
+    ),
+    (
+        "extra-rw-inline-oauth2",
+        {
+            "remoteWrite": {
+                "extraRemoteWrite": [
+                    {
+                        "url": "https://b.example/x",
+                        "name": "x",
+                        "oauth2": {"client_id": "i", "client_secret": "s", "token_url": "https://t"},
+                    }
+                ]
+            }
+        },
+        ["sets client_secret inline"],
+    ),
+    (
+        "extra-rw-url-userinfo",
+        {"remoteWrite": {"extraRemoteWrite": [{"url": "https://u:p@b.example/x", "name": "x"}]}},
+        ["remoteWrite.extraRemoteWrite[0].url has user:password@", "credentials only from Secrets"],
+    ),
+    (
+        "rw-url-userinfo",
+        {"remoteWrite": {"url": "https://u:p@thanos.example/api/v1/receive"}},
+        ["remoteWrite.url has user:password@", "remoteWrite.auth"],
+    ),
+    (
+        "kubecost-url-userinfo",
+        {"allocationExporter": {"config": {"kubecostUrl": "http://admin:hunter2@kubecost.kubecost.svc:9090"}}},
+        ["allocationExporter.config.kubecostUrl has user:password@", "allocationExporter.kubecostAuth"],
+    ),
+    (
+        "kubecost-url-token",
+        {
+            "allocationExporter": {
+                "config": {"kubecostUrl": "http://kubecost.kubecost.svc:9090/model/allocation?token=abc"}
+            }
+        },
+        [
+            "allocationExporter.config.kubecostUrl has a credential in its query (token=...)",
+            "allocationExporter.kubecostAuth",
+        ],
+    ),
     # WAL and extra secret mounts
-    ("wal-retention-in-extra-args", {"prometheus": {"agent": {"extraArgs": ["--storage.agent.retention.max-time=48h"]}}}, ["prometheus.agent.walRetention"]),
-    ("wal-retention-format", {"prometheus": {"agent": {"walRetention": "4 hours"}}}, ["/prometheus/agent/walRetention"]),
-    ("extra-secret-over-wal", {"prometheus": {"agent": {"extraSecretMounts": [{"name": "x", "secretName": "s", "mountPath": "/prometheus"}]}}}, ["extraSecretMounts[x].mountPath", "WAL"]),
-    ("extra-secret-twice", {"prometheus": {"agent": {"extraSecretMounts": [{"name": "x", "secretName": "s", "mountPath": "/a"}, {"name": "x", "secretName": "t", "mountPath": "/b"}]}}}, ["used twice"]),
+    (
+        "wal-retention-in-extra-args",
+        {"prometheus": {"agent": {"extraArgs": ["--storage.agent.retention.max-time=48h"]}}},
+        ["prometheus.agent.walRetention"],
+    ),
+    (
+        "wal-retention-format",
+        {"prometheus": {"agent": {"walRetention": "4 hours"}}},
+        ["/prometheus/agent/walRetention"],
+    ),
+    (
+        "extra-secret-over-wal",
+        {
+            "prometheus": {
+                "agent": {"extraSecretMounts": [{"name": "x", "secretName": "s", "mountPath": "/prometheus"}]}
+            }
+        },
+        ["extraSecretMounts[x].mountPath", "WAL"],
+    ),
+    (
+        "extra-secret-twice",
+        {
+            "prometheus": {
+                "agent": {
+                    "extraSecretMounts": [
+                        {"name": "x", "secretName": "s", "mountPath": "/a"},
+                        {"name": "x", "secretName": "t", "mountPath": "/b"},
+                    ]
+                }
+            }
+        },
+        ["used twice"],
+    ),
 ]
 
 
@@ -143,7 +428,8 @@ def test_there_are_at_least_25_bad_values() -> None:
 
 def test_no_values_at_all_names_both_required_values(helm: str) -> None:
     message = render_error(None, helm=helm)
-    assert "tenantId" in message and "clusterName" in message
+    assert "tenantId" in message
+    assert "clusterName" in message
 
 
 @pytest.mark.parametrize(
@@ -174,9 +460,18 @@ def test_kubecost_mode_printed_values_make_the_render_pass_and_wire_everything(h
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"allocationExporter": {"config": {"tenantId": "other-tenant"}}}, 'THANOS-TENANT header is "acme", allocationExporter.config.tenantId is "other-tenant"'),
-        ({"allocationExporter": {"config": {"clusterName": "other-cluster"}}}, 'cluster_id is "prod-eu-1", allocationExporter.config.clusterName is "other-cluster"'),
-        ({"remoteWrite": {"url": "https://elsewhere.example/api/v1/receive"}}, "differs from this chart's remote_write"),
+        (
+            {"allocationExporter": {"config": {"tenantId": "other-tenant"}}},
+            'THANOS-TENANT header is "acme", allocationExporter.config.tenantId is "other-tenant"',
+        ),
+        (
+            {"allocationExporter": {"config": {"clusterName": "other-cluster"}}},
+            'cluster_id is "prod-eu-1", allocationExporter.config.clusterName is "other-cluster"',
+        ),
+        (
+            {"remoteWrite": {"url": "https://elsewhere.example/api/v1/receive"}},
+            "differs from this chart's remote_write",
+        ),
         ({"allocationExporter": {"port": 9200}}, "does not target"),
     ],
 )
@@ -195,7 +490,9 @@ def test_kubecost_mode_needs_all_four_kubecost_jobs(helm: str) -> None:
     scrape = wired["cost-analyzer"]["prometheus"]["extraScrapeConfigs"]
     without = re.sub(r"(?ms)^- job_name: kubecost-dcgm-exporter\n.*?(?=^- job_name:)", "", scrape)
     assert "kubecost-dcgm-exporter" not in without
-    message = render_error(deep_merge(wired, {"cost-analyzer": {"prometheus": {"extraScrapeConfigs": without}}}), helm=helm)
+    message = render_error(
+        deep_merge(wired, {"cost-analyzer": {"prometheus": {"extraScrapeConfigs": without}}}), helm=helm
+    )
     assert 'lacks the job "kubecost-dcgm-exporter"' in message
 
 
@@ -204,7 +501,13 @@ def test_kubecost_mode_with_auth_mounts_the_secret_into_kubecosts_prometheus(hel
     wired = kubecost_mode(base, helm=helm)
     mounts = wired["cost-analyzer"]["prometheus"]["server"]["extraSecretMounts"]
     assert mounts == [
-        {"name": "remote-write-auth", "mountPath": "/etc/prometheus/remote-write/auth", "secretName": "thanos-rw", "readOnly": True, "subPath": ""}
+        {
+            "name": "remote-write-auth",
+            "mountPath": "/etc/prometheus/remote-write/auth",
+            "secretName": "thanos-rw",
+            "readOnly": True,
+            "subPath": "",
+        }
     ]
     rw = kubecost_prometheus_config(render(wired, helm=helm))["remote_write"][0]
     assert rw["authorization"]["credentials_file"] == "/etc/prometheus/remote-write/auth/token"
@@ -213,7 +516,8 @@ def test_kubecost_mode_with_auth_mounts_the_secret_into_kubecosts_prometheus(hel
 def test_kubecost_mode_values_work_under_any_release_name_and_namespace(helm: str) -> None:
     """The printed block has no release name in it: Kubecost's tpl resolves the exporter address itself."""
     wired = kubecost_mode(QUICKSTART_VALUES, release="first", namespace="ns-a", helm=helm)
-    assert "first" not in str(wired["cost-analyzer"]) and "ns-a" not in str(wired["cost-analyzer"])
+    assert "first" not in str(wired["cost-analyzer"])
+    assert "ns-a" not in str(wired["cost-analyzer"])
     for release, namespace in [("first", "ns-a"), ("kubecost-integration", "ns-b"), ("cost-analyzer", "kubecost")]:
         docs = render(wired, release=release, namespace=namespace, helm=helm)
         from testsupport.render import by_component
@@ -225,7 +529,13 @@ def test_kubecost_mode_values_work_under_any_release_name_and_namespace(helm: st
 
 # Numbers where the chart documents strings: `--set` gives Helm an int64, a values file a float64 (which Go prints as
 # 1.2e+07). Both render as the digits given, in every place the value reaches.
-NUMERIC_IDENTITY = {"tenantId": 12345678, "clusterName": 20261206, "dataLag": 120, "refreshInterval": 90, "stalenessLimit": 900}
+NUMERIC_IDENTITY = {
+    "tenantId": 12345678,
+    "clusterName": 20261206,
+    "dataLag": 120,
+    "refreshInterval": 90,
+    "stalenessLimit": 900,
+}
 
 
 @pytest.mark.parametrize("given_as", ["set", "values-file"])

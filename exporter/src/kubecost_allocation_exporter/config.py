@@ -355,7 +355,10 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
+        usage="%(prog)s [options]\n       %(prog)s verify [--help] [options]",
         description="Export Kubecost/OpenCost Allocation API costs as Prometheus metrics.",
+        epilog="To check a running install end to end (Kubecost, the exporter, the agent's "
+        f"target and remote_write, the costs in Thanos): `{PROG} verify --help`.",
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     for s in SETTINGS:

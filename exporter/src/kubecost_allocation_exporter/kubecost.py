@@ -37,6 +37,7 @@ from kubecost_allocation_exporter.decode import (
     not_json,
     one_line,
 )
+from kubecost_allocation_exporter.hints import connection_hint
 from kubecost_allocation_exporter.redact import header_value_problem, redact_url
 
 __all__ = ["REASONS", "AllocationClient", "ApiError", "Budget", "Endpoint", "new_session"]
@@ -138,6 +139,7 @@ def _short_cause(exc: BaseException) -> str:
         r"RemoteDisconnected\([^)]*\)",
         r"IncompleteRead\([^)]*\)",
         r"certificate verify failed[^'\")]*",
+        r"\[SSL[^\]]*\] [^'\"(]*",  # e.g. "[SSL: WRONG_VERSION_NUMBER] wrong version number"
     ):
         m = re.search(pattern, text)
         if m:
@@ -405,8 +407,9 @@ class AllocationClient:
                 raise ApiError(
                     "timeout", f"no answer from {where} within {timeout[1]:g}s (read timeout)"
                 ) from None
+            hint = connection_hint(url, exc)
             raise ApiError(
-                "connection", f"cannot connect to {where}: {_short_cause(exc)}"
+                "connection", f"cannot connect to {where}: {_short_cause(exc)}{hint}"
             ) from None
         except requests.exceptions.RequestException as exc:
             raise ApiError(
