@@ -37,8 +37,8 @@ from cyclonedx.model.bom import Bom
 from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.model.license import LicenseExpression
 from cyclonedx.output.json import JsonV1Dot6
-from cyclonedx.validation.json import JsonStrictValidator
 from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,15 +89,31 @@ def check_version(image: str, want: str) -> None:
 
 
 def check_serves_metrics(image: str) -> None:
-    sim = serve("127.0.0.1", 0, default_cluster("image-check"))
+    sim = serve("127.0.0.1", 0, cluster=default_cluster("image-check"))
     threading.Thread(target=sim.serve_forever, daemon=True).start()
     port = free_port()
     name = f"kci-image-check-{os.getpid()}"
     docker(
-        "run", "--detach", "--name", name, "--read-only", "--cap-drop", "ALL", "--network", "host",
-        "--security-opt", "no-new-privileges", image,
-        "--kubecost-url", sim.url, "--listen-address", f"127.0.0.1:{port}",
-        "--tenant-id", "image-check", "--cluster-name", "image-check",
+        "run",
+        "--detach",
+        "--name",
+        name,
+        "--read-only",
+        "--cap-drop",
+        "ALL",
+        "--network",
+        "host",
+        "--security-opt",
+        "no-new-privileges",
+        image,
+        "--kubecost-url",
+        sim.url,
+        "--listen-address",
+        f"127.0.0.1:{port}",
+        "--tenant-id",
+        "image-check",
+        "--cluster-name",
+        "image-check",
     )
     try:
         deadline, text = time.monotonic() + 60, ""
@@ -105,29 +121,32 @@ def check_serves_metrics(image: str) -> None:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
                     text = resp.read().decode()
-                if "\ncloudtuner_kubecost_scrape_success{" in text and '} 1.0' in text.split("scrape_success{", 1)[1][:300]:
+                if (
+                    "\ncloudtuner_kubecost_scrape_success{" in text
+                    and "} 1.0" in text.split("scrape_success{", 1)[1][:300]
+                ):
                     break
             except OSError:
                 pass
             time.sleep(1)
         namespaces = text.count("cloudtuner_kubecost_namespace_total_cost{")
         if namespaces == 0:
-            logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True).stderr[-2000:]
+            logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True, check=False).stderr[-2000:]
             fail(f"no namespace costs on /metrics within 60 s; exporter log:\n{logs}")
         ok(f"/metrics read-only, no capabilities: scrape_success 1, {namespaces} namespace cost series")
     finally:
-        subprocess.run(["docker", "rm", "--force", name], capture_output=True)
+        subprocess.run(["docker", "rm", "--force", name], capture_output=True, check=False)
         sim.shutdown()
         sim.server_close()
 
 
 def check_no_installer(image: str) -> None:
     script = (
-        'import importlib.util as u, shutil, pathlib; '
+        "import importlib.util as u, shutil, pathlib; "
         'mods = [m for m in ("pip", "setuptools", "wheel", "ensurepip") if u.find_spec(m)]; '
         'tools = [t for t in ("gcc", "cc", "c++", "g++", "ld", "make", "pip", "pip3") if shutil.which(t)]; '
         'wheels = [str(p) for d in ("/usr", "/opt") for p in pathlib.Path(d).rglob("*.whl")]; '
-        'print(mods, tools, wheels)'
+        "print(mods, tools, wheels)"
     )
     out = docker("run", "--rm", "--entrypoint", "python", image, "-c", script).stdout.strip()
     if out != "[] [] []":
@@ -168,7 +187,9 @@ def sbom(image: str, dest: Path) -> int:
         )
         bom = Bom()
         bom.metadata.component = Component(
-            name="kubecost-allocation-exporter", version=version(), type=ComponentType.CONTAINER,
+            name="kubecost-allocation-exporter",
+            version=version(),
+            type=ComponentType.CONTAINER,
             description=f"the image {image}: its Python environment /opt/exporter",
         )
         components: dict[str, Component] = {}
@@ -176,7 +197,10 @@ def sbom(image: str, dest: Path) -> int:
             name, ver = d.metadata["Name"], d.version
             lic = d.metadata["License-Expression"]
             components[canonical(name)] = Component(
-                name=name, version=ver, type=ComponentType.LIBRARY, bom_ref=f"pypi:{canonical(name)}@{ver}",
+                name=name,
+                version=ver,
+                type=ComponentType.LIBRARY,
+                bom_ref=f"pypi:{canonical(name)}@{ver}",
                 purl=PackageURL(type="pypi", name=canonical(name), version=ver),
                 licenses=[LicenseExpression(lic)] if lic else [],
             )
@@ -202,7 +226,9 @@ def sbom(image: str, dest: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--image", default=f"localhost/kubecost-allocation-exporter:{version()}")
-    ap.add_argument("--sbom", type=Path, default=CACHE / "images" / f"kubecost-allocation-exporter-{version()}.cdx.json")
+    ap.add_argument(
+        "--sbom", type=Path, default=CACHE / "images" / f"kubecost-allocation-exporter-{version()}.cdx.json"
+    )
     args = ap.parse_args(argv)
     os.environ.setdefault("DOCKER_HOST", f"unix://{CACHE}/docker/docker.sock")
     check_version(args.image, version())

@@ -77,9 +77,7 @@ def release(root: Path, version: str, app_version: str, date: str) -> None:
 
     helm_docs = shutil.which("helm-docs")
     if helm_docs:
-        subprocess.run(
-            [helm_docs, "--chart-search-root", str(root / CHART)], check=True, capture_output=True
-        )
+        subprocess.run([helm_docs, "--chart-search-root", str(root / CHART)], check=True, capture_output=True)
 
 
 def main(argv: list[str] | None = None) -> int:

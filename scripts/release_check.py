@@ -45,9 +45,7 @@ def changelog_entries(text: str) -> list[tuple[str, str | None, str]]:
         if m:
             entries.append((m["name"], m["date"], []))
         elif line.startswith("## "):
-            raise SystemExit(
-                f"release-check: CHANGELOG.md: heading {line!r} is not `## [X.Y.Z] - YYYY-MM-DD`"
-            )
+            raise SystemExit(f"release-check: CHANGELOG.md: heading {line!r} is not `## [X.Y.Z] - YYYY-MM-DD`")
         elif entries:
             entries[-1][2].append(line)
     return [(n, d, "\n".join(b).strip()) for n, d, b in entries]
@@ -67,16 +65,12 @@ def check(root: Path, tag: str | None) -> list[str]:
     chart_v = semver(version, "Chart.yaml version")
     semver(app_version, "Chart.yaml appVersion")
     if exporter_version != app_version:
-        problems.append(
-            f"exporter __version__ {exporter_version} != Chart.yaml appVersion {app_version}"
-        )
+        problems.append(f"exporter __version__ {exporter_version} != Chart.yaml appVersion {app_version}")
 
     image = values["allocationExporter"]["image"]
     default_tag = str(image.get("tag") or app_version)
     if default_tag != app_version:
-        problems.append(
-            f"values.yaml allocationExporter.image.tag {default_tag} != appVersion {app_version}"
-        )
+        problems.append(f"values.yaml allocationExporter.image.tag {default_tag} != appVersion {app_version}")
     images = image_tags(chart.get("annotations", {}).get("artifacthub.io/images", ""))
     want = f"{image['repository']}:{app_version}"
     if images.get("kubecost-allocation-exporter") != want:
@@ -86,9 +80,7 @@ def check(root: Path, tag: str | None) -> list[str]:
     prom = values["prometheus"]["agent"]["image"]
     want_prom = f"{prom['repository']}:{prom['tag']}"
     if images.get("prometheus") != want_prom:
-        problems.append(
-            f"artifacthub.io/images names {images.get('prometheus')}, the chart deploys {want_prom}"
-        )
+        problems.append(f"artifacthub.io/images names {images.get('prometheus')}, the chart deploys {want_prom}")
 
     entries = changelog_entries((root / "CHANGELOG.md").read_text())
     unreleased = [e for e in entries if e[0] == "Unreleased"]
@@ -113,28 +105,20 @@ def check(root: Path, tag: str | None) -> list[str]:
             problems.append(f"Chart.yaml version {version} != CHANGELOG.md newest entry {newest}")
     upgrading = (root / "UPGRADING.md").read_text()
     unreleased_sections = [
-        line
-        for line in upgrading.splitlines()
-        if line.startswith("#") and "unreleased" in line.lower()
+        line for line in upgrading.splitlines() if line.startswith("#") and "unreleased" in line.lower()
     ]
     if unreleased_sections and not pending:
-        problems.append(
-            f"UPGRADING.md has unreleased sections but CHANGELOG.md has none: {unreleased_sections[0]!r}"
-        )
+        problems.append(f"UPGRADING.md has unreleased sections but CHANGELOG.md has none: {unreleased_sections[0]!r}")
 
     if tag is not None:
         if tag != f"v{version}":
             problems.append(f"tag {tag} != v + Chart.yaml version {version}")
         if pending:
-            problems.append(
-                "CHANGELOG.md still has unreleased changes (scripts/release.py moves them)"
-            )
+            problems.append("CHANGELOG.md still has unreleased changes (scripts/release.py moves them)")
         if released and (released[0][0] != version or not released[0][1]):
             problems.append(f"CHANGELOG.md's first entry is not [{version}] with a date")
         if unreleased_sections:
-            problems.append(
-                f"UPGRADING.md still has an unreleased section: {unreleased_sections[0]!r}"
-            )
+            problems.append(f"UPGRADING.md still has an unreleased section: {unreleased_sections[0]!r}")
     return problems
 
 

@@ -79,10 +79,7 @@ def prom_api() -> Iterator[Callable[[Answer], PromApi]]:
 
 
 def test_selector_builds_and_refuses_injection() -> None:
-    assert (
-        selector("prod", "acme", namespace="ns")
-        == '{cluster="prod",tenant_id="acme",namespace="ns"}'
-    )
+    assert selector("prod", "acme", namespace="ns") == '{cluster="prod",tenant_id="acme",namespace="ns"}'
     for bad in ('a"}or vector(1)', "a\\b", "a\nb"):
         with pytest.raises(ValueError, match="not allowed"):
             selector(bad, "acme")
@@ -155,9 +152,7 @@ def test_no_data_is_an_answer_not_an_empty_result(
     assert "cluster='prod' tenant_id='acme'" in result.reason
     # Only the presence query ran, and it is the one reported.
     assert [c[1]["query"] for c in api.calls] == list(result.queries)
-    assert result.queries[0].startswith(
-        'count(last_over_time({__name__=~"cloudtuner_kubecost_.+",cluster="prod"'
-    )
+    assert result.queries[0].startswith('count(last_over_time({__name__=~"cloudtuner_kubecost_.+",cluster="prod"')
     assert result.queries[0].endswith("[600s]))")
 
 

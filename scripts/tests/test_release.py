@@ -26,9 +26,7 @@ pytestmark = pytest.mark.unit
 
 
 def tracked_copy(dest: Path) -> Path:
-    files = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
-    ).stdout
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
     names = [n for n in files.decode().split("\0") if n and (ROOT / n).is_file()]
     for name in names:
         if name.startswith(("charts/", "exporter/", "CHANGELOG", "UPGRADING")):
@@ -51,7 +49,7 @@ def _app(root: Path) -> str:
     return str(yaml.safe_load((root / CHART / "Chart.yaml").read_text())["appVersion"])
 
 
-MUTATIONS: dict[str, tuple[Callable[[Path], None], str]] = {
+MUTATIONS: dict[str, tuple[Callable[[Path], object], str]] = {
     "exporter version": (
         lambda r: edit(r / EXPORTER_INIT, f'"{_app(r)}"', '"9.9.9"'),
         "exporter __version__ 9.9.9 != Chart.yaml appVersion",
@@ -128,9 +126,7 @@ def test_a_prepared_release_passes_the_tag_check_and_packages(tmp_path: Path) ->
     assert (
         "unreleased"
         not in "".join(
-            line
-            for line in (root / "UPGRADING.md").read_text().splitlines()
-            if line.startswith("#")
+            line for line in (root / "UPGRADING.md").read_text().splitlines() if line.startswith("#")
         ).lower()
     )
     # The release workflow's packaging step, with the real helm; the test-only stub charts stand in for the
@@ -149,12 +145,8 @@ def test_a_prepared_release_passes_the_tag_check_and_packages(tmp_path: Path) ->
         chart = yaml.safe_load(member.read())
         names = tgz.getnames()
     assert (chart["version"], chart["appVersion"]) == ("0.2.0", "0.2.0")
-    assert not any(n.startswith("kubecost-integration/tests/") for n in names), (
-        "test-only files are shipped"
-    )
-    assert (
-        "kubecost-integration/templates/tests/test-exporter.yaml" in names
-    )  # the chart's helm test ships
+    assert not any(n.startswith("kubecost-integration/tests/") for n in names), "test-only files are shipped"
+    assert "kubecost-integration/templates/tests/test-exporter.yaml" in names  # the chart's helm test ships
 
 
 def test_artifact_hub_metadata_is_well_formed() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from cloudtuner_kubecost_queries import (
     QueryError,
+    QueryResult,
     ThanosClient,
     asset_coverage,
     cluster_totals,
@@ -16,6 +17,7 @@ from cloudtuner_kubecost_queries import (
     namespace_costs,
     selector,
 )
+
 from testsupport.procs import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -160,14 +162,19 @@ def test_asset_drift_and_a_failing_assets_api_reach_thanos(ops_bench: Any) -> No
     want = _thanos_one(ops_bench, f"cloudtuner_kubecost_cluster_total_cost{sel}") / (assets + 0.1 * node)
     try:
         ops_bench.tenant.sim_config(assets_drift=1.1)
-        drifted = wait_until(
-            lambda: (r := asset_coverage(client, cluster, tenant)).ok and r.value < 0.99 and r, 90, "drift in Thanos"
-        )
+
+        def drifted_coverage() -> QueryResult[float] | None:
+            r = asset_coverage(client, cluster, tenant)
+            return r if r.ok and r.value < 0.99 else None
+
+        drifted = wait_until(drifted_coverage, 90, "drift in Thanos")
         assert drifted.value == pytest.approx(want, abs=1e-3)
         ops_bench.tenant.sim_config(assets="error")
         wait_until(
-            lambda: {s["metric"]["assets"] for s in ops_bench.thanos.query(f"cloudtuner_kubecost_exporter_info{sel}")}
-            == {"failed"},
+            lambda: (
+                {s["metric"]["assets"] for s in ops_bench.thanos.query(f"cloudtuner_kubecost_exporter_info{sel}")}
+                == {"failed"}
+            ),
             90,
             'assets="failed" in Thanos',
         )
@@ -178,8 +185,10 @@ def test_asset_drift_and_a_failing_assets_api_reach_thanos(ops_bench: Any) -> No
         ops_bench.tenant.sim_config(assets="present", assets_drift=1.0)
         # The bench is shared: later tests (verify's) expect the exporter to have read the assets again.
         wait_until(
-            lambda: {s["metric"]["assets"] for s in ops_bench.thanos.query(f"cloudtuner_kubecost_exporter_info{sel}")}
-            == {"present"},
+            lambda: (
+                {s["metric"]["assets"] for s in ops_bench.thanos.query(f"cloudtuner_kubecost_exporter_info{sel}")}
+                == {"present"}
+            ),
             90,
             'assets="present" in Thanos again',
         )

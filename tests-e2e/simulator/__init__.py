@@ -21,8 +21,9 @@ $0.27/hour in total (idle included). Costs accrue linearly with time, so any win
 and every aggregation is derived from the same per-container figures (`model.py`), so `aggregate=cluster`
 equals the sum over namespaces plus `__idle__`.
 
-Run-time control (for tests): `POST /__sim__/fault`, `POST /__sim__/config` (cost scale, NaN quirk, window quirks, Assets API present/absent/error and drift),
-`GET /__sim__/state`, `GET /__sim__/requests`, `POST /__sim__/reset` — see `server.py`.
+Run-time control (for tests): `POST /__sim__/fault`, `POST /__sim__/config` (cost scale, NaN quirk, window quirks,
+Assets API present/absent/error and drift), `GET /__sim__/state`, `GET /__sim__/requests`, `POST /__sim__/reset`
+— see `server.py`.
 
 CLI: `python -m simulator --port 9090` (with `tests-e2e/` on `sys.path`).
 """

@@ -5,7 +5,8 @@ Kubecost 2.x/3.x `/model/assets` and OpenCost's `/assets` answer `{"code": 200, 
 has `type`, `properties`, `window`, `start`, `end`, `minutes`, `adjustment` and `totalCost` (Node also `cpuCost`,
 `ramCost`, `gpuCost`). The answer is consistent with the Allocation API's for the same window, as an engine's assets
 are after reconciliation: Node = CPU + RAM + GPU of the allocations (incl. adjustments) and idle, Disk = PV,
-LoadBalancer = LB, Network = network, ClusterManagement = shared, Cloud = external; allocations incl. idle add up to the assets exactly.
+LoadBalancer = LB, Network = network, ClusterManagement = shared, Cloud = external; allocations incl. idle add up to
+the assets exactly.
 `drift` (a `/__sim__/config` switch) prices the Node assets that much higher (1.1 = 10 % above the allocations).
 """
 
@@ -35,9 +36,10 @@ def assets_query(
     params: Mapping[str, str],
     flavour: Flavour,
     now: datetime,
+    *,
     scale: float = 1.0,
     drift: float = 1.0,
-    quirks: Quirks = Quirks(),
+    quirks: Quirks | None = None,
 ) -> list[dict[str, Any]]:
     """The `data` of one Assets API answer (raises `model.ApiError` for a window the API refuses)."""
     alloc_params = {
@@ -48,7 +50,7 @@ def assets_query(
         "includeIdle": "true",
         "shareIdle": "false",
     }
-    result = allocation_query(cluster, alloc_params, flavour, now, scale, frozenset(), quirks)
+    result = allocation_query(cluster, alloc_params, flavour, now, scale=scale, quirks=quirks or Quirks())
     by_cluster = "cluster" in (params.get("aggregate") or "").split(",")
     sets: list[dict[str, Any]] = []
     for rows in result.json_data():

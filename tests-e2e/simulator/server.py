@@ -274,7 +274,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(500, envelope(None, 500, "Error: asset ETL not available (assets error)"))
                 return
             try:
-                data = assets_query(state.cluster, dict(parse_qsl(query)), flavour, utcnow(), scale, drift, quirks)
+                data = assets_query(
+                    state.cluster, dict(parse_qsl(query)), flavour, utcnow(), scale=scale, drift=drift, quirks=quirks
+                )
             except ApiError as err:
                 self._send(err.status, envelope(None, err.status, err.message))
                 return

@@ -191,7 +191,8 @@ def test_assets_drift_share_sets_the_drift_alert_threshold(helm: str, share: flo
     groups = rendered_groups({"prometheusRule": values}, helm=helm)
     [expr] = [r["expr"] for g in groups for r in g["rules"] if r["alert"] == "KubecostAllocationsDriftFromAssets"]
     assert threshold + "\n" in expr
-    assert expr.count(")  > ") == 0 and expr.count(") > ") == 1
+    assert expr.count(")  > ") == 0
+    assert expr.count(") > ") == 1
 
 
 def test_schema_rejects_a_drift_share_of_zero(helm: str) -> None:

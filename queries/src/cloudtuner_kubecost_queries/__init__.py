@@ -71,24 +71,18 @@ class ThanosClient:
     def _get(self, path: str, params: Mapping[str, str]) -> Any:
         url = self.url.rstrip("/") + path
         try:
-            resp = self.session.get(
-                url, params=params, headers=dict(self.headers), timeout=self.timeout
-            )
+            resp = self.session.get(url, params=params, headers=dict(self.headers), timeout=self.timeout)
         except requests.RequestException as exc:
             raise QueryError(f"{url}: {type(exc).__name__}: {exc}") from exc
         try:
             doc = resp.json()
         except ValueError as exc:
-            raise QueryError(
-                f"{url}: HTTP {resp.status_code}, not JSON: {resp.text[:200]!r}"
-            ) from exc
+            raise QueryError(f"{url}: HTTP {resp.status_code}, not JSON: {resp.text[:200]!r}") from exc
         if resp.status_code != 200 or doc.get("status") != "success":
             raise QueryError(f"{url}: HTTP {resp.status_code}: {doc.get('error') or doc}")
         return doc["data"]
 
-    def instant(
-        self, promql: str, at: datetime | None = None
-    ) -> list[tuple[dict[str, str], float]]:
+    def instant(self, promql: str, at: datetime | None = None) -> list[tuple[dict[str, str], float]]:
         """(labels, value) of every series of an instant vector; NaN samples dropped."""
         params = {"query": promql}
         if at is not None:
@@ -109,10 +103,7 @@ class ThanosClient:
             "step": f"{step.total_seconds():g}s",
         }
         data = self._get("/api/v1/query_range", params)
-        return [
-            (dict(r["metric"]), [(float(t), float(v)) for t, v in r["values"]])
-            for r in data["result"]
-        ]
+        return [(dict(r["metric"]), [(float(t), float(v)) for t, v in r["values"]]) for r in data["result"]]
 
 
 def selector(cluster: str, tenant_id: str, **extra: str) -> str:
@@ -120,9 +111,7 @@ def selector(cluster: str, tenant_id: str, **extra: str) -> str:
     labels = {"cluster": cluster, "tenant_id": tenant_id, **extra}
     for k, v in labels.items():
         if not _LABEL_VALUE.match(v):
-            raise ValueError(
-                f"{k}={v!r}: quotes, backslashes and newlines are not allowed in a label value"
-            )
+            raise ValueError(f"{k}={v!r}: quotes, backslashes and newlines are not allowed in a label value")
     return "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
 
 
@@ -135,9 +124,7 @@ def _check_range(start: datetime, end: datetime) -> None:
         raise ValueError(f"end {end.isoformat()} is not after start {start.isoformat()}")
 
 
-def data_present(
-    client: ThanosClient, cluster: str, tenant_id: str, start: datetime, end: datetime
-) -> bool:
+def data_present(client: ThanosClient, cluster: str, tenant_id: str, start: datetime, end: datetime) -> bool:
     """True when a `cloudtuner_kubecost_*` series of cluster and tenant has a sample in range."""
     promql = data_presence_query(cluster, tenant_id, _seconds(end - start))
     return bool(client.instant(promql, at=end))
@@ -162,9 +149,7 @@ def metric_mode(
     return "total" if modes == {"total"} else "rate"
 
 
-def _no_data(
-    value: T, cluster: str, tenant_id: str, start: datetime, end: datetime, *q: str
-) -> QueryResult[T]:
+def _no_data(value: T, cluster: str, tenant_id: str, start: datetime, end: datetime, *q: str) -> QueryResult[T]:
     return QueryResult(
         "no_data",
         value,
@@ -190,9 +175,7 @@ def namespace_costs(
             data_presence_query(cluster, tenant_id, seconds),
         )
     if metric_mode(client, cluster, tenant_id, end, end - start) != "rate":
-        return QueryResult(
-            "unsupported", {}, (), "cost over a range needs the exporter in rate mode"
-        )
+        return QueryResult("unsupported", {}, (), "cost over a range needs the exporter in rate mode")
     promql = (
         f"sum by (namespace) "
         f"(avg_over_time({PREFIX}namespace_total_cost{selector(cluster, tenant_id)}"
@@ -229,16 +212,13 @@ def cluster_totals(
         f'"resource", "$1", "__name__", "{PREFIX}cluster_(.+)_cost")'
     )
     promql = f"max by (resource) ({promql})"
-    return QueryResult(
-        "ok", {m["resource"]: v for m, v in client.instant(promql, at=at)}, (promql,)
-    )
+    return QueryResult("ok", {m["resource"]: v for m, v in client.instant(promql, at=at)}, (promql,))
 
 
 def asset_coverage_query(cluster: str, tenant_id: str) -> str:
     assets = selector(cluster, tenant_id, type="total")
     return (
-        f"max({PREFIX}cluster_total_cost{selector(cluster, tenant_id)})"
-        f" / max({PREFIX}cluster_assets_cost{assets} > 0)"
+        f"max({PREFIX}cluster_total_cost{selector(cluster, tenant_id)}) / max({PREFIX}cluster_assets_cost{assets} > 0)"
     )
 
 
@@ -288,10 +268,7 @@ def efficiency(
     value = Efficiency({}, {})
     for kind in ("cpu", "ram", "total"):
         q_cluster = f"max(avg_over_time({PREFIX}cluster_{kind}_efficiency{sel}[{seconds}s]))"
-        q_ns = (
-            f"max by (namespace) "
-            f"(avg_over_time({PREFIX}namespace_{kind}_efficiency{sel}[{seconds}s]))"
-        )
+        q_ns = f"max by (namespace) (avg_over_time({PREFIX}namespace_{kind}_efficiency{sel}[{seconds}s]))"
         queries += [q_cluster, q_ns]
         for _, v in client.instant(q_cluster, at=end):
             value.cluster[kind] = v
@@ -330,10 +307,7 @@ def cost_per_day(
         seconds = _seconds(day_end - day)
         promql = f"sum(avg_over_time({PREFIX}cluster_total_cost{sel}[{seconds}s])) * 24"
         if day_end < day + timedelta(days=1):
-            promql = (
-                f"sum(avg_over_time({PREFIX}cluster_total_cost{sel}[{seconds}s]))"
-                f" * {seconds} / 3600"
-            )
+            promql = f"sum(avg_over_time({PREFIX}cluster_total_cost{sel}[{seconds}s])) * {seconds} / 3600"
         queries.append(promql)
         result = client.instant(promql, at=day_end)
         if result:
