@@ -8,6 +8,8 @@
 #   ruff check, ruff format --check, mypy --strict   exporter/ (config: exporter/pyproject.toml)
 #   helm lint --strict (helm 3 and helm 4)           charts/kubecost-integration, copied with the test-only stub
 #                                                    cost-analyzer dependency (testsupport/render.py chart_copy)
+#   values.schema.json vs values.yaml                 scripts/check_values_schema.py (GenSON infers values.yaml's
+#                                                    structure; every key declared, types agree, defaults valid)
 #   ct lint                                           same copy; ct.yaml + lintconf.yaml from the repo,
 #                                                    chart_schema.yaml from $KCI_CACHE/etc/ct (see tools/README.md)
 #   helm-docs check                                   regenerates the chart README in a temp copy, diffs it
@@ -111,6 +113,7 @@ elif [[ -f $CHART/Chart.yaml ]]; then
     exit 1
   fi
   COPY=$(cd "$ROOT" && PYTHONPATH="$ROOT" chart_copy)
+  run "values.schema.json agrees with values.yaml" "$VENV/bin/python" scripts/check_values_schema.py "$CHART"
   run "helm lint --strict ($(helm version --template '{{.Version}}'), $(ci_values_desc))" helm_lint helm
   run "helm lint --strict ($(helm4 version --template '{{.Version}}'), $(ci_values_desc))" helm_lint helm4
   # ct: offline settings live in ct.yaml (no maintainer lookups, no dependency build, no version

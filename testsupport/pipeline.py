@@ -258,7 +258,7 @@ class Tenant:
 def render_tenant(spec: TenantSpec) -> list[dict[str, Any]]:
     values = deep_merge(
         {
-            "allocationExporter": {"config": {"tenantId": spec.tenant_id, "clusterName": spec.cluster_name}},
+            "tenantId": spec.tenant_id, "clusterName": spec.cluster_name,
             "prometheus": {"mode": "agent"},
         },
         spec.values,

@@ -32,7 +32,8 @@ STUB_DIR = CHART_DIR / "tests" / "stub" / "cost-analyzer"
 
 #: The only values the quick start needs (README "Quick start").
 QUICKSTART_VALUES: dict[str, Any] = {
-    "allocationExporter": {"config": {"tenantId": "acme", "clusterName": "prod-eu-1"}},
+    "tenantId": "acme",
+    "clusterName": "prod-eu-1",
 }
 
 #: Name of the key holding the agent's Prometheus config in its ConfigMap.

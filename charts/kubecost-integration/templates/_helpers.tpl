@@ -203,7 +203,7 @@ else "<release>-cost-analyzer"; 63 characters. Port: the frontend Service port (
 {{- define "kubecost-integration.rw.tlsDir" -}}/etc/prometheus/remote-write/tls{{- end -}}
 
 {{/*
-A value documented as a string that may also be given as a number (`--set allocationExporter.config.tenantId=12345`,
+A value documented as a string that may also be given as a number (`--set tenantId=12345`,
 `dataLag: 120` in a values file), as a string. YAML and JSON numbers reach templates as float64, which `toString`
 would print as 1.2345e+07: an integral number renders as its digits, any other value through toString.
 */}}
@@ -213,13 +213,4 @@ would print as 1.2345e+07: an integral number renders as its digits, any other v
 {{- else -}}
 {{- toString . -}}
 {{- end -}}
-{{- end -}}
-
-{{/* allocationExporter.config.tenantId / clusterName as strings (numbers accepted); the argument is the root context. */}}
-{{- define "kubecost-integration.tenantId" -}}
-{{- include "kubecost-integration.str" .Values.allocationExporter.config.tenantId -}}
-{{- end -}}
-
-{{- define "kubecost-integration.clusterName" -}}
-{{- include "kubecost-integration.str" .Values.allocationExporter.config.clusterName -}}
 {{- end -}}

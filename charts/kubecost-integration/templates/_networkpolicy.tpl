@@ -152,3 +152,46 @@ networkPolicy.egress.thanos.to/ports win) and each remoteWrite.extraRemoteWrite 
     - port: {{ int .Values.allocationExporter.port }}
       protocol: TCP
 {{- end -}}
+
+{{/* Policies that would cut a needed path: the scraper in external mode, an underivable Kubecost API peer. */}}
+{{- define "kubecost-integration.np.validate" -}}
+{{- if and .Values.networkPolicy.enabled (eq .Values.prometheus.mode "external") (not .Values.networkPolicy.extraIngressFrom) -}}
+{{- include "kubecost-integration.fail" (include "kubecost-integration.np.msg.externalIngress" .) -}}
+{{- end -}}
+{{- if include "kubecost-integration.np.egress" . -}}
+{{- $kc := include "kubecost-integration.np.kubecostRule" . | fromYaml -}}
+{{- if not $kc.to -}}
+{{- include "kubecost-integration.fail" (include "kubecost-integration.np.msg.kubecostPeer" $kc) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kubecost-integration.np.msg.externalIngress" -}}
+networkPolicy.enabled=true in external mode would block your Prometheus;
+set networkPolicy.extraIngressFrom to its peers, e.g.
+  networkPolicy:
+    extraIngressFrom:
+      - namespaceSelector:
+          matchLabels:
+            kubernetes.io/metadata.name: monitoring
+{{- end -}}
+
+{{/* Argument: the derived Kubecost rule (hostname, to). */}}
+{{- define "kubecost-integration.np.msg.kubecostPeer" -}}
+networkPolicy.egress: the exporter's egress to the Kubecost/OpenCost API cannot be derived from
+allocationExporter.config.kubecostUrl (host {{ .hostname | quote }} is neither <service>.<namespace>.svc[.cluster.local],
+a bare <service> nor an IP address; write an in-cluster API as http://<service>.<namespace>.svc:<port>).
+Set networkPolicy.egress.kubecost.to to the API's peers (and networkPolicy.egress.kubecost.ports if its pods
+listen on another port than the URL's), e.g.
+  networkPolicy:
+    egress:
+      kubecost:
+        to:
+          - ipBlock:
+              cidr: 10.0.0.0/24   # the addresses {{ .hostname }} resolves to
+          # or an in-cluster namespace:
+          # - namespaceSelector:
+          #     matchLabels:
+          #       kubernetes.io/metadata.name: kubecost
+or set networkPolicy.egress.enabled=false to restrict ingress only.
+{{- end -}}

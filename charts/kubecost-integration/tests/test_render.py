@@ -54,7 +54,7 @@ TENANT, CLUSTER = "acme-corp", "prod.eu-1"
 
 
 def values_for(mode: str, release: str, namespace: str, helm: str) -> dict[str, Any]:
-    base = with_quickstart({"allocationExporter": {"config": {"tenantId": TENANT, "clusterName": CLUSTER}}})
+    base = with_quickstart({"tenantId": TENANT, "clusterName": CLUSTER})
     if mode == "kubecost":
         # The chart's own failure message supplies the subchart wiring (tested for exactness in test_kubecost_mode).
         return kubecost_mode(base, release, namespace, helm)
@@ -163,7 +163,7 @@ def test_quickstart_needs_only_tenant_and_cluster(helm: str) -> None:
         release="my-kubecost",
         namespace="my-ns",
         helm=helm,
-        set_args=["allocationExporter.config.tenantId=acme", "allocationExporter.config.clusterName=prod-eu-1"],
+        set_args=["tenantId=acme", "clusterName=prod-eu-1"],
     )
     cfg = agent_config(docs)
     assert cfg["remote_write"][0]["headers"]["THANOS-TENANT"] == "acme"
@@ -416,7 +416,7 @@ def test_the_wal_is_bounded_by_retention_and_extra_secrets_are_read_only(helm: s
 
 def test_the_agent_overwrites_any_scraped_tenant_id_with_the_charts(helm: str) -> None:
     """The scraped data cannot choose its tenant: the exporter job's metric_relabel_configs set
-    tenant_id to allocationExporter.config.tenantId, whatever the target exposes (honor_labels
+    tenant_id to tenantId, whatever the target exposes (honor_labels
     would otherwise keep it)."""
     job = agent_config(render(with_quickstart(), helm=helm))["scrape_configs"][0]
     assert job["honor_labels"] is True
@@ -464,7 +464,7 @@ def test_config_change_rolls_the_agent(helm: str) -> None:
     assert re.fullmatch(r"[0-9a-f]{64}", base)
     assert checksum({}) == base
     assert checksum({"remoteWrite": {"url": "https://other.example/api/v1/receive"}}) != base
-    assert checksum({"allocationExporter": {"config": {"tenantId": "other"}}}) != base
+    assert checksum({"tenantId": "other"}) != base
     assert checksum({"allocationExporter": {"config": {"logLevel": "debug"}}}) == base  # exporter-only change
 
 

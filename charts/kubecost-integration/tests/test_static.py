@@ -75,7 +75,7 @@ def test_kubecost_ci_scenario_is_exactly_what_the_chart_prints(helm: str) -> Non
 
     path = CHART_DIR / "ci" / "02-kubecost-values.yaml"
     values = ci_values(path)
-    identity = {"allocationExporter": values["allocationExporter"]}
+    identity = {"tenantId": values["tenantId"], "clusterName": values["clusterName"]}
     assert kubecost_mode(identity, helm=helm)["cost-analyzer"] == values["cost-analyzer"]
 
 
@@ -280,38 +280,7 @@ def test_credential_check_can_fail() -> None:
 # --------------------------------------------------------------------------------------------- values, schema, docs
 
 
-def leaf_paths(node: Any, prefix: str = "") -> Iterator[str]:
-    if isinstance(node, dict) and node:
-        for key, value in node.items():
-            yield from leaf_paths(value, f"{prefix}.{key}" if prefix else str(key))
-    else:
-        yield prefix
-
-
-# Kubernetes-typed objects: the schema constrains them (restricted Pod Security, requests/limits) but they accept
-# more fields than values.yaml sets, so they are compared as one value.
-K8S_TYPED = {"podSecurityContext", "securityContext", "resources"}
-
-
-def schema_paths(schema: dict[str, Any], prefix: str = "") -> Iterator[str]:
-    props = schema.get("properties")
-    if props and schema.get("additionalProperties") is False and prefix.rsplit(".", 1)[-1] not in K8S_TYPED:
-        for key, sub in props.items():
-            yield from schema_paths(sub, f"{prefix}.{key}" if prefix else key)
-    else:
-        yield prefix
-
-
-def test_values_and_schema_are_in_step() -> None:
-    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
-    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
-    leaves = set(leaf_paths({k: v for k, v in values.items() if k != "cost-analyzer"}))
-    documented = set(schema_paths({**schema, "properties": {k: v for k, v in schema["properties"].items() if k not in ("cost-analyzer", "global")}}))
-    # Every value has a schema entry (either the leaf itself or a free-form object above it) and vice versa.
-    missing = {leaf for leaf in leaves if not any(leaf == d or leaf.startswith(d + ".") for d in documented)}
-    assert not missing, f"values without schema: {sorted(missing)}"
-    extra = {d for d in documented if not any(leaf == d or leaf.startswith(d + ".") for leaf in leaves)}
-    assert not extra, f"schema entries without a value in values.yaml: {sorted(extra)}"
+# values.yaml and values.schema.json in step: scripts/check_values_schema.py (test_schema_sync.py, `make lint`).
 
 
 def test_every_value_has_a_helm_docs_comment() -> None:
@@ -354,7 +323,7 @@ def test_readme_is_generated_and_current(tmp_path: Path, require_tool: Callable[
     assert proc.returncode == 0, proc.stderr
     generated = (copy / "README.md").read_text()
     assert generated == (CHART_DIR / "README.md").read_text(), "README.md is stale: run helm-docs --chart-search-root charts/kubecost-integration"
-    for key in ("allocationExporter.config.tenantId", "prometheus.mode", "remoteWrite.url", "cost-analyzer.enabled"):
+    for key in ("tenantId", "prometheus.mode", "remoteWrite.url", "cost-analyzer.enabled"):
         assert f"| {key} |" in generated
 
 

@@ -30,13 +30,13 @@ NO_CA = {"cost-analyzer": {"enabled": False}}
 # (id, values overlaid on the quick start, fragments expected in helm's message)
 BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
     # identity (schema)
-    ("tenant-empty", {"allocationExporter": {"config": {"tenantId": ""}}}, ["tenantId"]),
-    ("cluster-empty", {"allocationExporter": {"config": {"clusterName": ""}}}, ["clusterName"]),
-    ("tenant-slash", {"allocationExporter": {"config": {"tenantId": "acme/prod"}}}, ["tenantId", "pattern"]),
-    ("tenant-space", {"allocationExporter": {"config": {"tenantId": "acme corp"}}}, ["tenantId", "pattern"]),
-    ("cluster-quote", {"allocationExporter": {"config": {"clusterName": 'prod"1'}}}, ["clusterName", "pattern"]),
-    ("cluster-too-long", {"allocationExporter": {"config": {"clusterName": "c" * 64}}}, ["clusterName"]),
-    ("tenant-trailing-dash", {"allocationExporter": {"config": {"tenantId": "acme-"}}}, ["tenantId", "pattern"]),
+    ("tenant-empty", {"tenantId": ""}, ["tenantId"]),
+    ("cluster-empty", {"clusterName": ""}, ["clusterName"]),
+    ("tenant-slash", {"tenantId": "acme/prod"}, ["tenantId", "pattern"]),
+    ("tenant-space", {"tenantId": "acme corp"}, ["tenantId", "pattern"]),
+    ("cluster-quote", {"clusterName": 'prod"1'}, ["clusterName", "pattern"]),
+    ("cluster-too-long", {"clusterName": "c" * 64}, ["clusterName"]),
+    ("tenant-trailing-dash", {"tenantId": "acme-"}, ["tenantId", "pattern"]),
     ("tenant-typo-key", {"allocationExporter": {"config": {"tenantID": "acme"}}}, ["tenantID", "not allowed"]),
     # enums (schema)
     ("mode", {"prometheus": {"mode": "sidecar"}}, ["mode", "agent", "kubecost", "external"]),
@@ -75,7 +75,7 @@ BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("tls-key-without-secret", {"remoteWrite": {"tls": {"caKey": "ca.crt"}}}, ["remoteWrite.tls.existingSecret"]),
     ("tls-secret-without-keys", {"remoteWrite": {"tls": {"existingSecret": "tls"}}}, ["remoteWrite.tls.caKey"]),
     ("tls-cert-without-key", {"remoteWrite": {"tls": {"existingSecret": "tls", "certKey": "tls.crt"}}}, ["remoteWrite.tls.keyKey"]),
-    ("tenant-header-override", {"remoteWrite": {"headers": {"thanos-tenant": "other"}}}, ["remoteWrite.headers.thanos-tenant", "allocationExporter.config.tenantId"]),
+    ("tenant-header-override", {"remoteWrite": {"headers": {"thanos-tenant": "other"}}}, ["remoteWrite.headers.thanos-tenant", "tenantId"]),
     ("authorization-header", {"remoteWrite": {"headers": {"Authorization": "Bearer x"}}}, ["remoteWrite.auth", "existingSecret"]),
     ("reserved-header", {"remoteWrite": {"headers": {"User-Agent": "x"}}}, ["remoteWrite.headers.User-Agent", "remove it"]),
     ("external-label-cluster", {"prometheus": {"externalLabels": {"cluster": "x"}}}, ["prometheus.externalLabels.cluster", "clusterName"]),
@@ -149,9 +149,9 @@ def test_no_values_at_all_names_both_required_values(helm: str) -> None:
 @pytest.mark.parametrize(
     "values",
     [
-        {"allocationExporter": {"config": {"tenantId": "a"}}},
-        {"allocationExporter": {"config": {"tenantId": "Acme_Corp.prod-1"}}},
-        {"allocationExporter": {"config": {"clusterName": "c" * 63}}},
+        {"tenantId": "a"},
+        {"tenantId": "Acme_Corp.prod-1"},
+        {"clusterName": "c" * 63},
         {"prometheus": {"scrapeInterval": "1m30s", "scrapeTimeout": "90s"}},
         {"allocationExporter": {"config": {"refreshInterval": "120"}}},
     ],
@@ -174,8 +174,8 @@ def test_kubecost_mode_printed_values_make_the_render_pass_and_wire_everything(h
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"allocationExporter": {"config": {"tenantId": "other-tenant"}}}, 'THANOS-TENANT header is "acme", allocationExporter.config.tenantId is "other-tenant"'),
-        ({"allocationExporter": {"config": {"clusterName": "other-cluster"}}}, 'cluster_id is "prod-eu-1", allocationExporter.config.clusterName is "other-cluster"'),
+        ({"tenantId": "other-tenant"}, 'THANOS-TENANT header is "acme", tenantId is "other-tenant"'),
+        ({"clusterName": "other-cluster"}, 'cluster_id is "prod-eu-1", clusterName is "other-cluster"'),
         ({"remoteWrite": {"url": "https://elsewhere.example/api/v1/receive"}}, "differs from this chart's remote_write"),
         ({"allocationExporter": {"port": 9200}}, "does not target"),
     ],
@@ -232,11 +232,14 @@ NUMERIC_IDENTITY = {"tenantId": 12345678, "clusterName": 20261206, "dataLag": 12
 def test_numeric_identity_and_durations_render_as_strings(helm: str, given_as: str) -> None:
     from testsupport.render import agent_config, by_component, exporter_env
 
+    identity = {k: v for k, v in NUMERIC_IDENTITY.items() if k in ("tenantId", "clusterName")}
+    durations = {k: v for k, v in NUMERIC_IDENTITY.items() if k not in identity}
     if given_as == "set":
-        set_args = [f"allocationExporter.config.{k}={v}" for k, v in NUMERIC_IDENTITY.items()]
+        set_args = [f"{k}={v}" for k, v in identity.items()]
+        set_args += [f"allocationExporter.config.{k}={v}" for k, v in durations.items()]
         docs = render(None, helm=helm, set_args=set_args)
     else:
-        docs = render(with_quickstart({"allocationExporter": {"config": NUMERIC_IDENTITY}}), helm=helm)
+        docs = render({**identity, "allocationExporter": {"config": durations}}, helm=helm)
     env = exporter_env(docs)
     assert (env["TENANT_ID"], env["CLUSTER_NAME"]) == ("12345678", "20261206"), env
     assert (env["DATA_LAG"], env["REFRESH_INTERVAL"], env["STALENESS_LIMIT"]) == ("120", "90", "900"), env
@@ -248,7 +251,7 @@ def test_numeric_identity_and_durations_render_as_strings(helm: str, given_as: s
 
 
 def test_numeric_cluster_name_is_kubecosts_cluster_id_as_a_string(helm: str) -> None:
-    values = with_quickstart({"allocationExporter": {"config": {"tenantId": 12345678, "clusterName": 20261206}}})
+    values = with_quickstart({"tenantId": 12345678, "clusterName": 20261206})
     wired = kubecost_mode(values, helm=helm)
     assert wired["cost-analyzer"]["prometheus"]["server"]["global"]["external_labels"]["cluster_id"] == "20261206"
     assert render(wired, helm=helm)
@@ -256,12 +259,12 @@ def test_numeric_cluster_name_is_kubecosts_cluster_id_as_a_string(helm: str) -> 
 
 @pytest.mark.parametrize("missing", ["tenantId", "clusterName"])
 def test_a_missing_required_value_names_the_value_to_set(helm: str, missing: str) -> None:
-    message = render_error(with_quickstart({"allocationExporter": {"config": {missing: ""}}}), helm=helm)
-    assert f"--set allocationExporter.config.{missing}=" in message, message
+    message = render_error(with_quickstart({missing: ""}), helm=helm)
+    assert f"--set {missing}=" in message, message
     assert "minLength" not in message, message
 
 
 def test_no_values_at_all_says_how_to_set_both(helm: str) -> None:
     message = render_error(None, helm=helm)
     for value in ("tenantId", "clusterName"):
-        assert f"--set allocationExporter.config.{value}=" in message, message
+        assert f"--set {value}=" in message, message
