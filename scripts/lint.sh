@@ -72,7 +72,7 @@ else
 fi
 
 # ------------------------------------------------------------------ chart
-# The chart is linted as a copy with the stub cost-analyzer dependency in charts/, so no step needs
+# The chart is linted as a copy with the stub engine dependencies in charts/, so no step needs
 # `helm dependency build` (network). chart_copy comes from testsupport/render.py (chart engineer).
 chart_copy() {
   if [[ -f testsupport/render.py ]]; then
@@ -81,7 +81,7 @@ chart_copy() {
   else # fallback: same recipe by hand
     mkdir -p "$TMP/chart/kubecost-integration/charts"
     tar -C "$CHART" --exclude=./charts --exclude=./tests -cf - . | tar -C "$TMP/chart/kubecost-integration" -xf -
-    cp -r "$CHART/tests/stub/cost-analyzer" "$TMP/chart/kubecost-integration/charts/cost-analyzer"
+    cp -r "$CHART/tests/stub/"* "$TMP/chart/kubecost-integration/charts/"
     echo "$TMP/chart/kubecost-integration"
   fi
 }
@@ -108,10 +108,12 @@ helm_lint() {
 if ! want chart; then :
 elif [[ -f $CHART/Chart.yaml ]]; then
   need helm helm4 ct yamllint yamale
-  if [[ ! -d $CHART/tests/stub/cost-analyzer ]]; then
-    echo "==> lint: ERROR: $CHART/tests/stub/cost-analyzer (test-only stub dependency) is missing" >&2
-    exit 1
-  fi
+  for stub in kubecost cost-analyzer opencost; do
+    if [[ ! -d $CHART/tests/stub/$stub ]]; then
+      echo "==> lint: ERROR: $CHART/tests/stub/$stub (test-only stub dependency) is missing" >&2
+      exit 1
+    fi
+  done
   COPY=$(cd "$ROOT" && PYTHONPATH="$ROOT" chart_copy)
   run "values.schema.json agrees with values.yaml" "$VENV/bin/python" scripts/check_values_schema.py "$CHART"
   run "helm lint --strict ($(helm version --template '{{.Version}}'), $(ci_values_desc))" helm_lint helm

@@ -56,7 +56,7 @@ import pytest
 import yaml
 
 from testsupport.cluster import KwokCluster, cache_bin, create_kwok_cluster, eventually, wait_until
-from testsupport.render import ROOT, STUB_DIR, chart_copy, helm_binary, kci_cache
+from testsupport.render import ROOT, STUB_DIRS, chart_copy, helm_binary, kci_cache
 
 pytestmark = pytest.mark.controlplane
 
@@ -78,6 +78,8 @@ RUN_BY_TESTS = {
     ("UPGRADING.md", "upgrade"): "test_upgrading_general_procedure",
 }
 KUBECOST_REPO = "https://kubecost.github.io/cost-analyzer/"
+#: Every engine repository of Chart.yaml: all served by the one local repository of stubs.
+ENGINE_REPOS = (KUBECOST_REPO, "https://kubecost.github.io/kubecost", "https://opencost.github.io/opencost-helm-chart")
 CRD = Path(__file__).resolve().parent / "prometheusrule-crd.yaml"
 STAGES_DIR = Path(__file__).resolve().parent / "stages"
 NS, RELEASE = "kubecost-integration", "kci"
@@ -237,10 +239,11 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def chart_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A local HTTP Helm repository serving the stub `cost-analyzer` chart (packaged and indexed with real helm)."""
+    """A local HTTP Helm repository serving the stub engine charts (packaged and indexed with real helm)."""
     root = tmp_path_factory.mktemp("chart-repo")
     helm = helm_binary("helm")
-    subprocess.run([helm, "package", str(STUB_DIR), "-d", str(root)], check=True, capture_output=True, timeout=60)
+    for stub in STUB_DIRS:
+        subprocess.run([helm, "package", str(stub), "-d", str(root)], check=True, capture_output=True, timeout=60)
     subprocess.run([helm, "repo", "index", str(root)], check=True, capture_output=True, timeout=60)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
     thread = threading.Thread(target=server.serve_forever, name="chart-repo", daemon=True)
@@ -314,8 +317,10 @@ def checkout(tmp_path_factory: pytest.TempPathFactory, chart_repo: str) -> Itera
     shutil.rmtree(chart / "charts")  # as in a fresh clone: the dependency is fetched by the docs' commands
     chart_yaml = chart / "Chart.yaml"
     text = chart_yaml.read_text()
-    assert text.count(f"repository: {KUBECOST_REPO}") == 1, f"Chart.yaml no longer names {KUBECOST_REPO} once"
-    chart_yaml.write_text(text.replace(f"repository: {KUBECOST_REPO}", f"repository: {chart_repo}"))
+    for repo in ENGINE_REPOS:
+        assert text.count(f"repository: {repo}") == 1, f"Chart.yaml no longer names {repo} once"
+        text = text.replace(f"repository: {repo}", f"repository: {chart_repo}")
+    chart_yaml.write_text(text)
     # a developer's working copy may hold a Chart.lock from an earlier `helm dependency update`; it
     # is git-ignored, so a fresh clone has none
     (chart / "Chart.lock").unlink(missing_ok=True)

@@ -51,19 +51,10 @@ translation, so a Service whose targetPort differs needs its ports set explicitl
 {{- toYaml (dict "hostname" $hostname "port" (int $port) "to" $to) -}}
 {{- end -}}
 
-{{/* Label selector of the Kubecost 2.x pods serving the frontend port (the cost-analyzer pod and, with
-`kubecostFrontend.deployMethod: haMode`, the frontend pods: both carry app=cost-analyzer and the release). */}}
-{{- define "kubecost-integration.np.bundledKubecostPeer" -}}
-- podSelector:
-    matchLabels:
-      app: cost-analyzer
-      app.kubernetes.io/instance: {{ .Release.Name }}
-{{- end -}}
-
 {{/*
 The exporter's egress rule to the Kubecost/OpenCost API as YAML {to, ports, derivable, hostname}. Explicit
-networkPolicy.egress.kubecost.to/ports win. Derived: the bundled Kubecost (no kubecostUrl) -> its pods, port
-cost-analyzer.service.targetPort; an explicit URL -> np.endpoint.
+networkPolicy.egress.kubecost.to/ports win. Derived: the enabled engine (no kubecostUrl) -> the pods behind its API
+Service and their targetPort (engine.endpoint); an explicit URL -> np.endpoint.
 */}}
 {{- define "kubecost-integration.np.kubecostRule" -}}
 {{- $np := .Values.networkPolicy.egress.kubecost -}}
@@ -76,9 +67,14 @@ cost-analyzer.service.targetPort; an explicit URL -> np.endpoint.
 {{- $port = $ep.port -}}
 {{- $hostname = $ep.hostname -}}
 {{- else -}}
-{{- $ca := index .Values "cost-analyzer" | default dict -}}
-{{- $to = include "kubecost-integration.np.bundledKubecostPeer" . | fromYamlArray -}}
-{{- $port = ($ca.service | default dict).targetPort | default 9090 -}}
+{{- with include "kubecost-integration.engine.endpoint" . | fromYaml -}}
+{{- $peer := dict "podSelector" (dict "matchLabels" .selector) -}}
+{{- if ne .namespace $.Release.Namespace -}}
+{{- $_ := set $peer "namespaceSelector" (dict "matchLabels" (dict "kubernetes.io/metadata.name" .namespace)) -}}
+{{- end -}}
+{{- $to = list $peer -}}
+{{- $port = .targetPort -}}
+{{- end -}}
 {{- end -}}
 {{- $ports := list (dict "port" $port "protocol" "TCP") -}}
 {{- with $np.ports -}}

@@ -1,6 +1,7 @@
 {{/*
 Cross-field rules that values.schema.json cannot express, each kept next to its domain:
   identity (tenantId, clusterName)   _identity.tpl                 kubecost-integration.identity.validate
+  cost engines                       engines/_engines.tpl          kubecost-integration.engine.validate
   Kubecost/OpenCost API              exporter/_validate.tpl        kubecost-integration.exporter.validate
   remote write                       _remotewrite_validate.tpl     kubecost-integration.rw.validate
   Prometheus agent and scraping      agent/_validate.tpl           kubecost-integration.agent.validate
@@ -12,6 +13,7 @@ half-right manifest.
 */}}
 {{- define "kubecost-integration.validations" -}}
 {{- include "kubecost-integration.identity.validate" . -}}
+{{- include "kubecost-integration.engine.validate" . -}}
 {{- include "kubecost-integration.exporter.validate" . -}}
 {{- include "kubecost-integration.rw.validate" . -}}
 {{- include "kubecost-integration.agent.validate" . -}}

@@ -17,8 +17,10 @@ from testsupport.render import agent_config, exporter_env, render, render_error
 
 pytestmark = pytest.mark.chart
 
-TOP = {"tenantId": "acme", "clusterName": "prod-eu-1"}
-OLD = {"allocationExporter": {"config": {"tenantId": "acme", "clusterName": "prod-eu-1"}}}
+#: Kubecost 3, the default engine, needs its cluster id in any case (test_engines.py).
+GLOBAL = {"global": {"clusterId": "prod-eu-1"}}
+TOP = {"tenantId": "acme", "clusterName": "prod-eu-1", **GLOBAL}
+OLD = {"allocationExporter": {"config": {"tenantId": "acme", "clusterName": "prod-eu-1"}}, **GLOBAL}
 
 
 def _identity(docs: list[dict[str, Any]]) -> tuple[str, str, dict[str, str], str]:
@@ -44,7 +46,7 @@ def test_both_paths_with_different_values_are_refused_with_the_fix(helm: str, ke
 
 
 def test_one_value_from_each_path_is_accepted(helm: str) -> None:
-    docs = render({"tenantId": "acme", "allocationExporter": {"config": {"clusterName": "prod-eu-1"}}}, helm=helm)
+    docs = render({"tenantId": "acme", "allocationExporter": {"config": {"clusterName": "prod-eu-1"}}, **GLOBAL}, helm=helm)
     assert _identity(docs)[:2] == ("acme", "prod-eu-1")
 
 
@@ -62,5 +64,5 @@ def test_notes_name_the_deprecated_paths_in_use(require_tool: Callable[[str], st
     assert "DEPRECATED" not in _notes(helm4, chart, TOP)
     notes = _notes(helm4, chart, OLD)
     assert "DEPRECATED: allocationExporter.config.tenantId, allocationExporter.config.clusterName will be removed" in notes
-    notes = _notes(helm4, chart, {"tenantId": "acme", "allocationExporter": {"config": {"clusterName": "prod-eu-1"}}})
+    notes = _notes(helm4, chart, {"tenantId": "acme", "allocationExporter": {"config": {"clusterName": "prod-eu-1"}}, **GLOBAL})
     assert "DEPRECATED: allocationExporter.config.clusterName will be removed" in notes, notes

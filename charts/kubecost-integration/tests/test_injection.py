@@ -34,7 +34,8 @@ pytestmark = pytest.mark.chart
 MARK = "kciinjected"
 SCHEMA: dict[str, Any] = json.loads((CHART_DIR / "values.schema.json").read_text())
 VALUES: dict[str, Any] = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
-PASS_THROUGH = {"cost-analyzer", "global"}  # the Kubecost subchart's values and Helm's globals, not rendered by us
+# the engines' values and Helm's globals, not rendered by us
+PASS_THROUGH = {"kubecost", "cost-analyzer", "opencost", "global"}
 
 # Everything on, so that each value reaches a manifest (agent mode; the other modes render a subset of these).
 BASE = with_quickstart({
@@ -54,6 +55,11 @@ BASE = with_quickstart({
 ACTIVATORS: dict[str, dict[str, Any]] = {
     "remoteWrite.auth.tokenKey": {"remoteWrite": {"auth": {"type": "bearer", "username": ""}}},
     "remoteWrite.auth.usernameKey": {"remoteWrite": {"auth": {"username": ""}}},
+    # an explicit URL is for an existing API (with an engine it may only repeat the derived one)
+    "allocationExporter.config.kubecostUrl": {"kubecost": {"enabled": False}},
+    # Kubecost 3 must carry the same cluster name in global.clusterId: the payload goes to an engine without one
+    "clusterName": {"kubecost": {"enabled": False}, "cost-analyzer": {"enabled": True}},
+    "allocationExporter.config.clusterName": {"kubecost": {"enabled": False}, "cost-analyzer": {"enabled": True}},
 }
 
 

@@ -67,7 +67,13 @@ def scenarios() -> list[Any]:
 def test_there_is_a_ci_scenario_per_mode() -> None:
     modes = {ci_values(p).get("prometheus", {}).get("mode", "agent") for p in CI_FILES}
     assert modes == {"agent", "kubecost", "external"}
-    assert any(ci_values(p).get("cost-analyzer", {}).get("enabled") is False for p in CI_FILES)
+    # and one per cost engine: Kubecost 3 (default), Kubecost 2, OpenCost, none
+    engines = set()
+    for p in CI_FILES:
+        values = ci_values(p)
+        on = [e for e in ("kubecost", "cost-analyzer", "opencost") if values.get(e, {}).get("enabled", e == "kubecost")]
+        engines.add(on[0] if on else "none")
+    assert engines == {"kubecost", "cost-analyzer", "opencost", "none"}
 
 
 def test_kubecost_ci_scenario_is_exactly_what_the_chart_prints(helm: str) -> None:
@@ -340,16 +346,26 @@ def test_package_ships_templates_but_not_tests_stub_or_ci(tmp_path: Path, requir
     assert not [n for n in names if n.startswith(("kubecost-integration/tests/", "kubecost-integration/ci/"))]
 
 
-def test_dependency_is_kubecost_2x_without_alias_and_stub_matches_it() -> None:
+#: Each engine: its chart's real repository and major version; no alias (Service names derive from the chart name).
+ENGINE_DEPENDENCIES = {
+    "kubecost": ("https://kubecost.github.io/kubecost", "3"),
+    "cost-analyzer": ("https://kubecost.github.io/cost-analyzer/", "2"),
+    "opencost": ("https://opencost.github.io/opencost-helm-chart", "2"),
+}
+
+
+def test_engine_dependencies_point_at_the_real_repositories_and_stubs_match_them() -> None:
     chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
-    [dep] = chart["dependencies"]
-    assert dep["name"] == "cost-analyzer" and "alias" not in dep
-    assert dep["repository"] == "https://kubecost.github.io/cost-analyzer/"
-    assert dep["condition"] == "cost-analyzer.enabled"
-    assert re.match(r"^[~^]?2\.", dep["version"])
-    stub = yaml.safe_load((CHART_DIR / "tests" / "stub" / "cost-analyzer" / "Chart.yaml").read_text())
-    assert stub["name"] == "cost-analyzer" and stub["version"].startswith("2.")
-    assert (CHART_DIR / "tests" / "stub" / "cost-analyzer" / "templates" / "_helpers.tpl").is_file()
+    deps = {d["name"]: d for d in chart["dependencies"]}
+    assert set(deps) == set(ENGINE_DEPENDENCIES)
+    for name, (repository, major) in ENGINE_DEPENDENCIES.items():
+        dep = deps[name]
+        assert "alias" not in dep and dep["repository"] == repository and dep["condition"] == f"{name}.enabled"
+        assert re.match(rf"^[~^]?{major}\.", dep["version"]), dep
+        stub = yaml.safe_load((CHART_DIR / "tests" / "stub" / name / "Chart.yaml").read_text())
+        assert stub["name"] == name and stub["version"].startswith(f"{major}."), stub
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    assert [n for n in ENGINE_DEPENDENCIES if values[n]["enabled"]] == ["kubecost"]
     ignored = set((ROOT / ".gitignore").read_text().splitlines())
     # Neither the dependency nor its lock is committed (CONTRIBUTING.md): a committed Chart.lock makes
     # `helm dependency build` fail without `helm repo add`.
@@ -377,22 +393,30 @@ def test_notes_print_copy_paste_verification(require_tool: Callable[[str], str],
         assert "kubectl -n my-ns port-forward svc/my-kubecost-kubecost-integration-exporter 9103:9103" in notes
         # No `--logs`: the test pod is deleted when it ends and Helm prints its output itself (Helm 3.22/4 exit 1
         # with `--logs`: "unable to get pod logs").
-        assert "or run the built-in check:  helm test my-kubecost -n my-ns\n" in notes, notes
+        assert "or run the built-in check:  helm test my-kubecost -n my-ns --filter name=my-kubecost-kubecost-integration-test\n" in notes, notes
         assert "--logs" not in notes.replace("no --logs needed", ""), notes
         assert expect in notes, notes
 
 
-def test_argocd_example_points_at_this_chart_and_renders(helm: str) -> None:
+#: What Argo CD passes to `helm template` instead of asking a cluster: its Kubernetes version and API versions.
+ARGO_ARGS = ["--kube-version", "1.33.0", "--api-versions", "monitoring.coreos.com/v1",
+             "--api-versions", "networking.k8s.io/v1", "--api-versions", "policy/v1"]
+
+
+def argocd_application() -> tuple[dict[str, Any], str, str]:
     app = yaml.safe_load((ROOT / "docs" / "argocd-application.yaml").read_text())
     assert app["kind"] == "Application" and app["apiVersion"] == "argoproj.io/v1alpha1"
     source = app["spec"]["source"]
     assert (ROOT / source["path"] / "Chart.yaml").is_file()
     assert source["helm"]["releaseName"]
-    namespace = app["spec"]["destination"]["namespace"]
-    # What Argo CD does: `helm template` with the Application's values, twice, identically.
-    values = source["helm"]["valuesObject"]
-    first = helm_template(values, release=source["helm"]["releaseName"], namespace=namespace, helm=helm)
-    assert first == helm_template(values, release=source["helm"]["releaseName"], namespace=namespace, helm=helm)
+    return source["helm"]["valuesObject"], source["helm"]["releaseName"], app["spec"]["destination"]["namespace"]
+
+
+def test_argocd_example_points_at_this_chart_and_renders(helm: str) -> None:
+    values, release, namespace = argocd_application()
+    # What Argo CD does: `helm template` with the Application's values and the cluster's versions, twice, identically.
+    first = helm_template(values, release=release, namespace=namespace, helm=helm, extra_args=ARGO_ARGS)
+    assert first == helm_template(values, release=release, namespace=namespace, helm=helm, extra_args=ARGO_ARGS)
     assert "kind: Deployment" in first
 
 

@@ -25,7 +25,8 @@ from testsupport.render import (
 
 pytestmark = pytest.mark.chart
 
-NO_CA = {"cost-analyzer": {"enabled": False}}
+NO_ENGINE = {"kubecost": {"enabled": False}}
+KUBECOST_2 = {"kubecost": {"enabled": False}, "cost-analyzer": {"enabled": True}}
 
 # (id, values overlaid on the quick start, fragments expected in helm's message)
 BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
@@ -64,9 +65,10 @@ BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("extra-rw-without-url", {"remoteWrite": {"extraRemoteWrite": [{"name": "x"}]}}, ["extraRemoteWrite", "url"]),
     ("unknown-top-level", {"remotewrite": {"url": "https://x"}}, ["remotewrite", "not allowed"]),
     # cross-field (validations template): the message says what to set
-    ("no-kubecost-no-url", NO_CA, ["allocationExporter.config.kubecostUrl", "cost-analyzer.enabled=false"]),
-    ("frontend-disabled", {"cost-analyzer": {"kubecostFrontend": {"enabled": False}}}, ["allocationExporter.config.kubecostUrl"]),
-    ("kubecost-url-tpl-bad", {"allocationExporter": {"config": {"kubecostUrl": "{{ .Release.Name }}:9090"}}}, ["allocationExporter.config.kubecostUrl", "http(s) URL"]),
+    ("no-kubecost-no-url", NO_ENGINE, ["allocationExporter.config.kubecostUrl", "No cost engine is enabled"]),
+    ("frontend-disabled", {**KUBECOST_2, "cost-analyzer": {"enabled": True, "kubecostFrontend": {"enabled": False}}}, ["allocationExporter.config.kubecostUrl"]),
+    ("kubecost-3-frontend-disabled", {"kubecost": {"frontend": {"enabled": False}}}, ["kubecost.frontend.enabled", "allocationExporter.config.kubecostUrl"]),
+    ("kubecost-url-tpl-bad", {**NO_ENGINE, "allocationExporter": {"config": {"kubecostUrl": "{{ .Release.Name }}:9090"}}}, ["allocationExporter.config.kubecostUrl", "http(s) URL"]),
     ("rw-url-tpl-bad", {"remoteWrite": {"url": "{{ .Release.Name }}"}}, ["remoteWrite.url", "Thanos Receive endpoint"]),
     ("bearer-without-secret", {"remoteWrite": {"auth": {"type": "bearer"}}}, ["remoteWrite.auth.existingSecret", "kubectl -n my-ns create secret"]),
     ("basic-without-username", {"remoteWrite": {"auth": {"type": "basic", "existingSecret": "s"}}}, ["remoteWrite.auth.username"]),
@@ -83,10 +85,11 @@ BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("timeout-over-interval", {"prometheus": {"scrapeInterval": "30s", "scrapeTimeout": "1m"}}, ["prometheus.scrapeTimeout", "at most"]),
     ("extra-rw-same-name", {"remoteWrite": {"extraRemoteWrite": [{"name": "cloudtuner-thanos", "url": "https://x.example"}]}}, ["extraRemoteWrite", "another name"]),
     ("external-netpol-without-peers", {"prometheus": {"mode": "external"}, "networkPolicy": {"enabled": True}}, ["networkPolicy.extraIngressFrom"]),
-    ("kubecost-mode-without-kubecost", {"prometheus": {"mode": "kubecost"}, **NO_CA, "allocationExporter": {"config": {"kubecostUrl": "http://k:9090"}}}, ["cost-analyzer.enabled=true"]),
-    ("kubecost-mode-without-prometheus", {"prometheus": {"mode": "kubecost"}, "cost-analyzer": {"global": {"prometheus": {"enabled": False}}}}, ["cost-analyzer.global.prometheus.enabled=true"]),
-    ("kubecost-mode-with-amp", {"prometheus": {"mode": "kubecost"}, "cost-analyzer": {"global": {"amp": {"enabled": True}}}}, ["cost-analyzer.global.amp.enabled=false"]),
-    ("kubecost-mode-unwired", {"prometheus": {"mode": "kubecost"}}, ["cost-analyzer:", "remoteWrite:", "extraScrapeConfigs: |", "THANOS-TENANT: acme"]),
+    ("kubecost-mode-without-kubecost", {"prometheus": {"mode": "kubecost"}, **NO_ENGINE, "allocationExporter": {"config": {"kubecostUrl": "http://k:9090"}}}, ["cost-analyzer.enabled=true"]),
+    ("kubecost-mode-with-kubecost-3", {"prometheus": {"mode": "kubecost"}}, ["Kubecost 3 has no Prometheus", "kubecost.enabled=false and cost-analyzer.enabled=true"]),
+    ("kubecost-mode-without-prometheus", {"prometheus": {"mode": "kubecost"}, **KUBECOST_2, "cost-analyzer": {"enabled": True, "global": {"prometheus": {"enabled": False}}}}, ["cost-analyzer.global.prometheus.enabled=true"]),
+    ("kubecost-mode-with-amp", {"prometheus": {"mode": "kubecost"}, **KUBECOST_2, "cost-analyzer": {"enabled": True, "global": {"amp": {"enabled": True}}}}, ["cost-analyzer.global.amp.enabled=false"]),
+    ("kubecost-mode-unwired", {"prometheus": {"mode": "kubecost"}, **KUBECOST_2}, ["cost-analyzer:", "remoteWrite:", "extraScrapeConfigs: |", "THANOS-TENANT: acme"]),
     # YAML injection through values that reach a manifest (schema grammar; test_injection.py covers every value)
     ("priority-class-injection", {"allocationExporter": {"priorityClassName": "x\n      hostNetwork: true"}}, ["/allocationExporter/priorityClassName", "pattern"]),
     ("agent-priority-class-injection", {"prometheus": {"agent": {"priorityClassName": "x\n  hostPID: true"}}}, ["/prometheus/agent/priorityClassName", "pattern"]),
@@ -118,8 +121,8 @@ BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("extra-rw-inline-oauth2", {"remoteWrite": {"extraRemoteWrite": [{"url": "https://b.example/x", "name": "x", "oauth2": {"client_id": "i", "client_secret": "s", "token_url": "https://t"}}]}}, ["sets client_secret inline"]),
     ("extra-rw-url-userinfo", {"remoteWrite": {"extraRemoteWrite": [{"url": "https://u:p@b.example/x", "name": "x"}]}}, ["remoteWrite.extraRemoteWrite[0].url has user:password@", "credentials only from Secrets"]),
     ("rw-url-userinfo", {"remoteWrite": {"url": "https://u:p@thanos.example/api/v1/receive"}}, ["remoteWrite.url has user:password@", "remoteWrite.auth"]),
-    ("kubecost-url-userinfo", {"allocationExporter": {"config": {"kubecostUrl": "http://admin:hunter2@kubecost.kubecost.svc:9090"}}}, ["allocationExporter.config.kubecostUrl has user:password@", "allocationExporter.kubecostAuth"]),
-    ("kubecost-url-token", {"allocationExporter": {"config": {"kubecostUrl": "http://kubecost.kubecost.svc:9090/model/allocation?token=abc"}}}, ["allocationExporter.config.kubecostUrl has a credential in its query (token=...)", "allocationExporter.kubecostAuth"]),
+    ("kubecost-url-userinfo", {**NO_ENGINE, "allocationExporter": {"config": {"kubecostUrl": "http://admin:hunter2@kubecost.kubecost.svc:9090"}}}, ["allocationExporter.config.kubecostUrl has user:password@", "allocationExporter.kubecostAuth"]),
+    ("kubecost-url-token", {**NO_ENGINE, "allocationExporter": {"config": {"kubecostUrl": "http://kubecost.kubecost.svc:9090/model/allocation?token=abc"}}}, ["allocationExporter.config.kubecostUrl has a credential in its query (token=...)", "allocationExporter.kubecostAuth"]),
     # WAL and extra secret mounts
     ("wal-retention-in-extra-args", {"prometheus": {"agent": {"extraArgs": ["--storage.agent.retention.max-time=48h"]}}}, ["prometheus.agent.walRetention"]),
     ("wal-retention-format", {"prometheus": {"agent": {"walRetention": "4 hours"}}}, ["/prometheus/agent/walRetention"]),
@@ -151,7 +154,7 @@ def test_no_values_at_all_names_both_required_values(helm: str) -> None:
     [
         {"tenantId": "a"},
         {"tenantId": "Acme_Corp.prod-1"},
-        {"clusterName": "c" * 63},
+        {"clusterName": "c" * 63, "global": {"clusterId": "c" * 63}},
         {"prometheus": {"scrapeInterval": "1m30s", "scrapeTimeout": "90s"}},
         {"allocationExporter": {"config": {"refreshInterval": "120"}}},
     ],
@@ -235,11 +238,11 @@ def test_numeric_identity_and_durations_render_as_strings(helm: str, given_as: s
     identity = {k: v for k, v in NUMERIC_IDENTITY.items() if k in ("tenantId", "clusterName")}
     durations = {k: v for k, v in NUMERIC_IDENTITY.items() if k not in identity}
     if given_as == "set":
-        set_args = [f"{k}={v}" for k, v in identity.items()]
+        set_args = [f"{k}={v}" for k, v in identity.items()] + [f"global.clusterId={identity['clusterName']}"]
         set_args += [f"allocationExporter.config.{k}={v}" for k, v in durations.items()]
         docs = render(None, helm=helm, set_args=set_args)
     else:
-        docs = render({**identity, "allocationExporter": {"config": durations}}, helm=helm)
+        docs = render({**identity, "global": {"clusterId": identity["clusterName"]}, "allocationExporter": {"config": durations}}, helm=helm)
     env = exporter_env(docs)
     assert (env["TENANT_ID"], env["CLUSTER_NAME"]) == ("12345678", "20261206"), env
     assert (env["DATA_LAG"], env["REFRESH_INTERVAL"], env["STALENESS_LIMIT"]) == ("120", "90", "900"), env

@@ -1,23 +1,23 @@
 {{/* Where the Kubecost/OpenCost API is: an explicit http(s) URL without credentials, or one derived from the
-bundled Kubecost. */}}
+enabled engine (engines/_engines.tpl). */}}
 {{- define "kubecost-integration.exporter.validate" -}}
 {{- $cfg := .Values.allocationExporter.config -}}
-{{- $ca := index .Values "cost-analyzer" | default dict -}}
+{{- $engine := include "kubecost-integration.engine" . -}}
 {{- if not $cfg.kubecostUrl -}}
-{{- if not $ca.enabled -}}
+{{- if not $engine -}}
 {{- include "kubecost-integration.fail" (include "kubecost-integration.exporter.msg.noUrl" .) -}}
 {{- end -}}
-{{- if eq (toString ($ca.kubecostFrontend | default dict).enabled) "false" -}}
+{{- if not (include "kubecost-integration.engine.url" .) -}}
 {{- include "kubecost-integration.fail" (list
-  "cost-analyzer.kubecostFrontend.enabled=false: the frontend port (9090) that serves /model/allocation is not exposed."
-  "Set allocationExporter.config.kubecostUrl explicitly, or keep cost-analyzer.kubecostFrontend.enabled=true.") -}}
+  (printf "%s: the frontend that serves /model/allocation is switched off (cost-analyzer.kubecostFrontend.enabled or kubecost.frontend.enabled is false)." $engine)
+  "Keep the frontend enabled, or set allocationExporter.config.kubecostUrl to the aggregator (Kubecost 3: http://<release>-aggregator.<namespace>.svc:9004).") -}}
 {{- end -}}
 {{- else -}}
 {{- $url := tpl (toString $cfg.kubecostUrl) . -}}
 {{- if not (regexMatch "^https?://[^/\\s]+(/\\S*)?$" $url) -}}
 {{- include "kubecost-integration.fail" (printf
   "allocationExporter.config.kubecostUrl renders to %q; set it to an http(s) URL such as %s"
-  $url "http://kubecost-cost-analyzer.kubecost.svc:9090") -}}
+  $url "http://kubecost-frontend.kubecost.svc:9090") -}}
 {{- end -}}
 {{- include "kubecost-integration.validateNoUrlCredential" (dict
   "url" $url
@@ -27,11 +27,11 @@ bundled Kubecost. */}}
 {{- end -}}
 
 {{- define "kubecost-integration.exporter.msg.noUrl" -}}
-cost-analyzer.enabled=false, so the Kubecost/OpenCost API URL cannot be derived.
-Set allocationExporter.config.kubecostUrl to your existing Kubecost or OpenCost, e.g.
+No cost engine is enabled (kubecost, cost-analyzer and opencost .enabled are all false), so the Kubecost/OpenCost
+API URL cannot be derived. Set allocationExporter.config.kubecostUrl to your existing Kubecost or OpenCost, e.g.
   allocationExporter:
     config:
-      kubecostUrl: http://kubecost-cost-analyzer.kubecost.svc:9090   # Kubecost 2.x (frontend)
-      # kubecostUrl: http://kubecost-frontend.kubecost.svc:9090      # Kubecost 3.x
-      # kubecostUrl: http://opencost.opencost.svc:9003               # OpenCost
+      kubecostUrl: http://kubecost-frontend.kubecost.svc:9090          # Kubecost 3.x
+      # kubecostUrl: http://kubecost-cost-analyzer.kubecost.svc:9090 # Kubecost 2.x (frontend)
+      # kubecostUrl: http://opencost.opencost.svc:9003              # OpenCost
 {{- end -}}

@@ -6,8 +6,9 @@ kubecost-integration.kubecost.values prints. */}}
 {{- $global := $ca.global | default dict -}}
 {{- if not $ca.enabled -}}
 {{- include "kubecost-integration.fail" (list
-  "prometheus.mode=kubecost uses the Prometheus bundled with the Kubecost 2.x subchart, but cost-analyzer.enabled=false."
-  "Set cost-analyzer.enabled=true, or use prometheus.mode=agent (default) with an external Kubecost.") -}}
+  "prometheus.mode=kubecost uses the Prometheus bundled with the Kubecost 2.x engine, but cost-analyzer.enabled=false"
+  "(Kubecost 3 has no Prometheus). Set kubecost.enabled=false and cost-analyzer.enabled=true, or use"
+  "prometheus.mode=agent (default).") -}}
 {{- end -}}
 {{- if eq (toString ($global.prometheus | default dict).enabled) "false" -}}
 {{- include "kubecost-integration.fail" (list
