@@ -12,10 +12,21 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from testsupport.opencost import upstream_charts_dir
-from testsupport.render import ROOT, chart_copy, helm_binary, kci_cache
+from testsupport.render import (
+    ROOT,
+    chart_copy,
+    helm_binary,
+    helm_template,
+    kci_cache,
+    kubecost_mode,
+)
 
 #: Engine key (Chart.yaml dependency name and values key) -> archive tested against.
 ARCHIVES = {
@@ -62,3 +73,26 @@ def kubeconform(manifest: Path, skip_kinds: str = "") -> dict[str, int]:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary: dict[str, int] = json.loads(proc.stdout)["summary"]
     return summary
+
+
+def kubecost_2_scrape_jobs(manifest: str, release: str) -> dict[str, dict[str, Any]]:
+    """The scrape jobs of Kubecost 2's bundled Prometheus in a render (ConfigMap `<release>-prometheus-server`)."""
+    docs = [d for d in yaml.safe_load_all(manifest) if d]
+    [cm] = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == f"{release}-prometheus-server"]
+    config = yaml.safe_load(cm["data"]["prometheus.yml"])
+    return {job["job_name"]: job for job in config["scrape_configs"]}
+
+
+def assert_kubecost_mode_keeps_kubecosts_jobs(chart: Path, values: Mapping[str, Any], helm: str) -> None:
+    """kubecost mode replaces Kubecost 2's `prometheus.extraScrapeConfigs` string: rendered by the chart's Kubecost,
+    every job Kubecost defines there must come out exactly as without kubecost mode (whole jobs), plus ours."""
+    release, namespace = "kci", "kubecost"
+    plain = kubecost_2_scrape_jobs(helm_template(values, release, namespace, helm, chart=chart), release)
+    wired_values = kubecost_mode(values, release=release, namespace=namespace, helm=helm)
+    wired = kubecost_2_scrape_jobs(helm_template(wired_values, release, namespace, helm, chart=chart), release)
+    defaults = {"kubecost", "kubecost-networking", "kubecost-aggregator", "kubecost-dcgm-exporter"}
+    assert defaults <= set(plain), sorted(plain)
+    assert {name: wired.get(name) for name in defaults} == {name: plain[name] for name in defaults}
+    assert wired["kubecost-allocation-exporter"]["static_configs"] == [
+        {"targets": [f"{release}-kubecost-integration-exporter.{namespace}.svc:9103"]}
+    ]

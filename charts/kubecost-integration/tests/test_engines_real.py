@@ -30,6 +30,7 @@ import yaml
 
 from testsupport.engines import (
     ARCHIVES,
+    assert_kubecost_mode_keeps_kubecosts_jobs,
     dependency_status,
     kubeconform,
     missing_archives,
@@ -289,3 +290,11 @@ def test_the_crd_left_after_uninstall_is_named(chart: Path, engine: str) -> None
                 for m in archive.getmembers() if "/crds/" in m.name and m.isfile()]
     assert [c["metadata"]["name"] for c in crds] == ["turndownschedules.kubecost.com"]
     assert "kubectl delete crd turndownschedules.kubecost.com" in notes(chart, engine)
+
+
+@pytest.mark.parametrize("helm", HELMS)
+def test_kubecost_mode_keeps_the_real_kubecost_2_jobs_and_adds_ours(chart: Path, helm: str) -> None:
+    """(f) kubecost mode replaces Kubecost 2's `prometheus.extraScrapeConfigs` string: rendered by the real chart, every
+    job Kubecost defines there comes out exactly as without kubecost mode (whole job, not its name), plus ours.
+    The archive is the one `helm dependency list` accepts for the range (test_the_version_ranges_admit...)."""
+    assert_kubecost_mode_keeps_kubecosts_jobs(chart, values_for("cost-analyzer"), helm)

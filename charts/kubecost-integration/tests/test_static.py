@@ -432,20 +432,19 @@ def test_artifacthub_images_match_the_default_images() -> None:
 
 
 @pytest.mark.realdep
-def test_kubecost_default_jobs_match_the_real_dependency_when_built() -> None:
-    """After `helm dependency build` (network), the real Kubecost archive sits in charts/: its default
-    `prometheus.extraScrapeConfigs` jobs must be exactly the ones kubecost mode re-declares. Selected only
-    with `-m realdep` (the kind workflow, after `helm dependency build`); offline there is no archive."""
-    archives = sorted((CHART_DIR / "charts").glob("cost-analyzer-*.tgz"))
-    assert archives, "no charts/cost-analyzer-*.tgz: run `helm dependency update charts/kubecost-integration` first"
-    with tarfile.open(archives[-1]) as archive:
-        member = archive.extractfile("cost-analyzer/values.yaml")
-        assert member is not None
-        upstream = yaml.safe_load(member.read())
-    names = re.findall(r"(?m)^\s*-\s*job_name:\s*['\"]?([\w-]+)", upstream["prometheus"]["extraScrapeConfigs"])
-    template = (CHART_DIR / "templates" / "kubecost" / "_kubecost.tpl").read_text()
-    ours = re.findall(r"(?m)^- job_name: ([\w-]+)", template.split('define "kubecost-integration.kubecost.defaultJobs"')[1].split("{{- end -}}")[0])
-    assert names == ours
+def test_kubecost_mode_keeps_the_jobs_of_the_dependency_when_built(tmp_path: Path) -> None:
+    """After `helm dependency build` (network; the kind workflow runs `-m realdep`), charts/ holds the real engines:
+    the versions must be the ones Chart.yaml's ranges admit, and kubecost mode must keep every job of the real
+    Kubecost 2 as it renders (the same check runs on the upstream archives in test_engines_real.py)."""
+    from testsupport.engines import (
+        assert_kubecost_mode_keeps_kubecosts_jobs,
+        dependency_status,
+    )
+
+    assert list((CHART_DIR / "charts").glob("*.tgz")), "charts/ is empty: run `helm dependency update charts/kubecost-integration`"
+    assert set(dependency_status(CHART_DIR).values()) == {"ok"}, dependency_status(CHART_DIR)
+    values = with_quickstart({"kubecost": {"enabled": False}, "cost-analyzer": {"enabled": True}})
+    assert_kubecost_mode_keeps_kubecosts_jobs(CHART_DIR, values, "helm")
 
 
 def test_external_mode_notes_snippets_match_the_agent_remote_write(require_tool: Callable[[str], str], chart: Path) -> None:
