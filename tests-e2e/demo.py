@@ -153,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=ROOT / ".run" / "demo", help="logs and data (default .run/demo)")
     args = ap.parse_args(argv)
 
-    config = QUICKSTART_VALUES["allocationExporter"]["config"]
-    spec = TenantSpec(config["tenantId"], config["clusterName"], refresh_interval="10s", scrape_interval="5s")
+    spec = TenantSpec(
+        QUICKSTART_VALUES["tenantId"], QUICKSTART_VALUES["clusterName"], refresh_interval="10s", scrape_interval="5s"
+    )
     fixed_t = None if args.free_ports else THANOS_PORTS
     fixed_p = None if args.free_ports else TENANT_PORTS
     if args.free_ports:  # another demo may be running: never share (or wipe) its work dir

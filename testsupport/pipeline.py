@@ -259,6 +259,8 @@ def render_tenant(spec: TenantSpec) -> list[dict[str, Any]]:
     values = deep_merge(
         {
             "tenantId": spec.tenant_id, "clusterName": spec.cluster_name,
+            # the default engine (Kubecost 3) carries the cluster name as its global cluster id
+            "global": {"clusterId": spec.cluster_name},
             "prometheus": {"mode": "agent"},
         },
         spec.values,

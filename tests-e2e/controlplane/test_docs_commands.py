@@ -17,10 +17,10 @@ Environment-level adaptations, and nothing else (the block text is never edited)
   it (no `charts/` dependency directory, no Chart.lock), next to the files the guide tells the user to provide:
   `production-values.yaml` (the guide's own `rendered-by-tests` YAML block, saved verbatim), `./token` and a
   self-signed `./ca.crt` made with openssl;
-* SUBSTITUTION: Kubecost's chart repository (`https://kubecost.github.io/cost-analyzer/`) cannot be reached here, so
-  in the copy's Chart.yaml (and nowhere else) that URL is replaced by a local HTTP chart repository on 127.0.0.1
-  that serves the test-only stub `cost-analyzer` chart (`charts/kubecost-integration/tests/stub`), packaged and
-  indexed with the real `helm package` / `helm repo index`; `helm dependency update` downloads it over HTTP;
+* SUBSTITUTION: the engines' chart repositories (Kubecost 3, Kubecost 2, OpenCost) cannot be reached here, so in
+  the copy's Chart.yaml (and nowhere else) their URLs are replaced by a local HTTP chart repository on 127.0.0.1
+  that serves the test-only stub engine charts (`charts/kubecost-integration/tests/stub`), packaged and indexed
+  with the real `helm package` / `helm repo index`; `helm dependency update` downloads them over HTTP;
 * a clean environment: PATH with `$KCI_CACHE/bin` first (`helm` is Helm 3.x; the Helm 4 run of the quick start puts
   a directory whose `helm` links to `helm4` before it), KUBECONFIG pointing at the kwok cluster, HOME and
   HELM_{CACHE,CONFIG,DATA}_HOME in private temp dirs, no proxy variables;
@@ -460,7 +460,9 @@ def test_readme_quick_start(kwok_cluster: KwokCluster, checkout: Checkout, helm:
 
         status = helm_status(checkout, kwok_cluster.kubeconfig, release, namespace)
         assert (status["info"]["status"], status["version"]) == ("deployed", 1)
-        assert (checkout.root / "charts/kubecost-integration/charts/cost-analyzer-2.8.7.tgz").is_file()
+        # every engine's chart is fetched (Helm needs them all present), the stubs' versions here
+        for archive in ("kubecost-3.2.1.tgz", "cost-analyzer-2.8.7.tgz", "opencost-2.5.17.tgz"):
+            assert (checkout.root / "charts/kubecost-integration/charts" / archive).is_file(), archive
         (exporter,) = component(kwok_cluster, "deployments", "allocation-exporter", namespace)
         env = container_env(exporter)
         assert (env["TENANT_ID"], env["CLUSTER_NAME"]) == ("acme", "prod-eu-1")
@@ -528,9 +530,9 @@ def test_deployment_guide_install(guide_install: KwokCluster, checkout: Checkout
     env = container_env(exporter)
     assert (env["TENANT_ID"], env["CLUSTER_NAME"]) == ("acme", "prod-eu-1")
     assert env["KUBECOST_URL"] == "http://kubecost-cost-analyzer.kubecost.svc:9090"
-    # cost-analyzer.enabled=false: nothing of Kubecost's chart is installed.
+    # kubecost.enabled=false: no engine of this chart is installed.
     installed = {o["metadata"]["name"] for o in cluster.get_json("all", "-n", NS)}
-    assert not [n for n in installed if "cost-analyzer" in n], installed
+    assert not [n for n in installed if n.endswith(("cost-analyzer", "frontend", "aggregator", "opencost"))], installed
     assert len(cluster.get_json("prometheusrules", "-n", NS)) == 1
     (dashboards,) = component(cluster, "configmaps", "dashboards")
     assert dashboards["metadata"]["annotations"]["grafana_folder"] == "Cost"
