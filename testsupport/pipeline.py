@@ -258,7 +258,10 @@ class Tenant:
 def render_tenant(spec: TenantSpec) -> list[dict[str, Any]]:
     values = deep_merge(
         {
-            "allocationExporter": {"config": {"tenantId": spec.tenant_id, "clusterName": spec.cluster_name}},
+            "tenantId": spec.tenant_id,
+            "clusterName": spec.cluster_name,
+            # the default engine (Kubecost 3) carries the cluster name as its global cluster id
+            "global": {"clusterId": spec.cluster_name},
             "prometheus": {"mode": "agent"},
         },
         spec.values,

@@ -7,9 +7,9 @@ control-plane e2e (which installs a chart copy). The public surface is stable:
     render(values=None, release="my-kubecost", namespace="my-ns", helm="helm", set_args=(), extra_args=()) -> list[dict]
     render_error(...same arguments...) -> str        # helm's stderr; raises if the render unexpectedly succeeds
 
-`chart_copy` never touches the network: instead of `helm dependency build` it places the test-only stub
-`charts/kubecost-integration/tests/stub/cost-analyzer` (which follows Kubecost's naming rule) as
-`charts/cost-analyzer` inside the copy. The stub is never shipped (`tests/` is in `.helmignore`).
+`chart_copy` never touches the network: instead of `helm dependency build` it places the test-only stubs
+`charts/kubecost-integration/tests/stub/{kubecost,cost-analyzer,opencost}` (which follow each engine chart's naming
+rule) as `charts/<name>` inside the copy. The stub is never shipped (`tests/` is in `.helmignore`).
 """
 
 from __future__ import annotations
@@ -29,11 +29,17 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART_DIR = ROOT / "charts" / "kubecost-integration"
-STUB_DIR = CHART_DIR / "tests" / "stub" / "cost-analyzer"
+STUB_ROOT = CHART_DIR / "tests" / "stub"
+#: One test-only stub per cost engine dependency of Chart.yaml (kubecost, cost-analyzer, opencost).
+STUB_DIRS = sorted(p for p in STUB_ROOT.iterdir() if (p / "Chart.yaml").is_file())
+STUB_DIR = STUB_ROOT / "cost-analyzer"
 
 #: The only values the quick start needs (README "Quick start").
 QUICKSTART_VALUES: dict[str, Any] = {
-    "allocationExporter": {"config": {"tenantId": "acme", "clusterName": "prod-eu-1"}},
+    "tenantId": "acme",
+    "clusterName": "prod-eu-1",
+    # the default engine, Kubecost 3, reads its cluster id from the globals only (values.yaml, `global`)
+    "global": {"clusterId": "prod-eu-1"},
 }
 
 #: Name of the key holding the agent's Prometheus config in its ConfigMap.
@@ -75,7 +81,7 @@ def helm_binary(helm: str = "helm") -> str:
 
 
 def chart_copy(tmp_path: Path | str) -> Path:
-    """Copy the chart into `tmp_path` with the stub Kubecost chart as its `cost-analyzer` dependency.
+    """Copy the chart into `tmp_path` with the stub engine charts (tests/stub/*) as its dependencies.
 
     Any real dependency archive in the working copy (`charts/*.tgz` from `helm dependency build`) is left out,
     so the copy renders the same everywhere and without network. Returns the chart directory in the copy.
@@ -84,7 +90,8 @@ def chart_copy(tmp_path: Path | str) -> Path:
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(CHART_DIR, dest, ignore=_ignore_top_level(CHART_DIR))
-    shutil.copytree(STUB_DIR, dest / "charts" / "cost-analyzer", ignore=_IGNORED_IN_COPY)
+    for stub in STUB_DIRS:
+        shutil.copytree(stub, dest / "charts" / stub.name, ignore=_IGNORED_IN_COPY)
     return dest
 
 
@@ -296,7 +303,10 @@ def kubecost_mode(
     helm: str = "helm",
 ) -> dict[str, Any]:
     """`values` with `prometheus.mode=kubecost` plus the subchart wiring the chart asks for (its own message)."""
-    base = deep_merge(values or {}, {"prometheus": {"mode": "kubecost"}})
+    base = deep_merge(
+        values or {},
+        {"prometheus": {"mode": "kubecost"}, "kubecost": {"enabled": False}, "cost-analyzer": {"enabled": True}},
+    )
     try:
         helm_template(base, release=release, namespace=namespace, helm=helm)
     except HelmError as err:

@@ -17,10 +17,10 @@ Environment-level adaptations, and nothing else (the block text is never edited)
   it (no `charts/` dependency directory, no Chart.lock), next to the files the guide tells the user to provide:
   `production-values.yaml` (the guide's own `rendered-by-tests` YAML block, saved verbatim), `./token` and a
   self-signed `./ca.crt` made with openssl;
-* SUBSTITUTION: Kubecost's chart repository (`https://kubecost.github.io/cost-analyzer/`) cannot be reached here, so
-  in the copy's Chart.yaml (and nowhere else) that URL is replaced by a local HTTP chart repository on 127.0.0.1
-  that serves the test-only stub `cost-analyzer` chart (`charts/kubecost-integration/tests/stub`), packaged and
-  indexed with the real `helm package` / `helm repo index`; `helm dependency update` downloads it over HTTP;
+* SUBSTITUTION: the engines' chart repositories (Kubecost 3, Kubecost 2, OpenCost) cannot be reached here, so in
+  the copy's Chart.yaml (and nowhere else) their URLs are replaced by a local HTTP chart repository on 127.0.0.1
+  that serves the test-only stub engine charts (`charts/kubecost-integration/tests/stub`), packaged and indexed
+  with the real `helm package` / `helm repo index`; `helm dependency update` downloads them over HTTP;
 * a clean environment: PATH with `$KCI_CACHE/bin` first (`helm` is Helm 3.x; the Helm 4 run of the quick start puts
   a directory whose `helm` links to `helm4` before it), KUBECONFIG pointing at the kwok cluster, HOME and
   HELM_{CACHE,CONFIG,DATA}_HOME in private temp dirs, no proxy variables;
@@ -56,7 +56,7 @@ import pytest
 import yaml
 
 from testsupport.cluster import KwokCluster, cache_bin, create_kwok_cluster, eventually, wait_until
-from testsupport.render import ROOT, STUB_DIR, chart_copy, helm_binary, kci_cache
+from testsupport.render import ROOT, STUB_DIRS, chart_copy, helm_binary, kci_cache
 
 pytestmark = pytest.mark.controlplane
 
@@ -78,6 +78,8 @@ RUN_BY_TESTS = {
     ("UPGRADING.md", "upgrade"): "test_upgrading_general_procedure",
 }
 KUBECOST_REPO = "https://kubecost.github.io/cost-analyzer/"
+#: Every engine repository of Chart.yaml: all served by the one local repository of stubs.
+ENGINE_REPOS = (KUBECOST_REPO, "https://kubecost.github.io/kubecost", "https://opencost.github.io/opencost-helm-chart")
 CRD = Path(__file__).resolve().parent / "prometheusrule-crd.yaml"
 STAGES_DIR = Path(__file__).resolve().parent / "stages"
 NS, RELEASE = "kubecost-integration", "kci"
@@ -237,10 +239,11 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def chart_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A local HTTP Helm repository serving the stub `cost-analyzer` chart (packaged and indexed with real helm)."""
+    """A local HTTP Helm repository serving the stub engine charts (packaged and indexed with real helm)."""
     root = tmp_path_factory.mktemp("chart-repo")
     helm = helm_binary("helm")
-    subprocess.run([helm, "package", str(STUB_DIR), "-d", str(root)], check=True, capture_output=True, timeout=60)
+    for stub in STUB_DIRS:
+        subprocess.run([helm, "package", str(stub), "-d", str(root)], check=True, capture_output=True, timeout=60)
     subprocess.run([helm, "repo", "index", str(root)], check=True, capture_output=True, timeout=60)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
     thread = threading.Thread(target=server.serve_forever, name="chart-repo", daemon=True)
@@ -314,8 +317,10 @@ def checkout(tmp_path_factory: pytest.TempPathFactory, chart_repo: str) -> Itera
     shutil.rmtree(chart / "charts")  # as in a fresh clone: the dependency is fetched by the docs' commands
     chart_yaml = chart / "Chart.yaml"
     text = chart_yaml.read_text()
-    assert text.count(f"repository: {KUBECOST_REPO}") == 1, f"Chart.yaml no longer names {KUBECOST_REPO} once"
-    chart_yaml.write_text(text.replace(f"repository: {KUBECOST_REPO}", f"repository: {chart_repo}"))
+    for repo in ENGINE_REPOS:
+        assert text.count(f"repository: {repo}") == 1, f"Chart.yaml no longer names {repo} once"
+        text = text.replace(f"repository: {repo}", f"repository: {chart_repo}")
+    chart_yaml.write_text(text)
     # a developer's working copy may hold a Chart.lock from an earlier `helm dependency update`; it
     # is git-ignored, so a fresh clone has none
     (chart / "Chart.lock").unlink(missing_ok=True)
@@ -455,7 +460,9 @@ def test_readme_quick_start(kwok_cluster: KwokCluster, checkout: Checkout, helm:
 
         status = helm_status(checkout, kwok_cluster.kubeconfig, release, namespace)
         assert (status["info"]["status"], status["version"]) == ("deployed", 1)
-        assert (checkout.root / "charts/kubecost-integration/charts/cost-analyzer-2.8.7.tgz").is_file()
+        # every engine's chart is fetched (Helm needs them all present), the stubs' versions here
+        for archive in ("kubecost-3.2.1.tgz", "cost-analyzer-2.8.7.tgz", "opencost-2.5.17.tgz"):
+            assert (checkout.root / "charts/kubecost-integration/charts" / archive).is_file(), archive
         (exporter,) = component(kwok_cluster, "deployments", "allocation-exporter", namespace)
         env = container_env(exporter)
         assert (env["TENANT_ID"], env["CLUSTER_NAME"]) == ("acme", "prod-eu-1")
@@ -523,9 +530,9 @@ def test_deployment_guide_install(guide_install: KwokCluster, checkout: Checkout
     env = container_env(exporter)
     assert (env["TENANT_ID"], env["CLUSTER_NAME"]) == ("acme", "prod-eu-1")
     assert env["KUBECOST_URL"] == "http://kubecost-cost-analyzer.kubecost.svc:9090"
-    # cost-analyzer.enabled=false: nothing of Kubecost's chart is installed.
+    # kubecost.enabled=false: no engine of this chart is installed.
     installed = {o["metadata"]["name"] for o in cluster.get_json("all", "-n", NS)}
-    assert not [n for n in installed if "cost-analyzer" in n], installed
+    assert not [n for n in installed if n.endswith(("cost-analyzer", "frontend", "aggregator", "opencost"))], installed
     assert len(cluster.get_json("prometheusrules", "-n", NS)) == 1
     (dashboards,) = component(cluster, "configmaps", "dashboards")
     assert dashboards["metadata"]["annotations"]["grafana_folder"] == "Cost"

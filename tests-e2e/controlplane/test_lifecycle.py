@@ -20,6 +20,7 @@ TENANT, CLUSTER = "acme", "prod-eu-1"
 QUICKSTART = (
     f"allocationExporter.config.tenantId={TENANT}",
     f"allocationExporter.config.clusterName={CLUSTER}",
+    f"global.clusterId={CLUSTER}",
 )
 
 
@@ -193,6 +194,7 @@ def test_two_releases_in_two_namespaces_coexist(
         set_args=(
             "allocationExporter.config.tenantId=team-a",
             "allocationExporter.config.clusterName=a",
+            "global.clusterId=a",
         ),
     )
     install_ready(
@@ -205,6 +207,7 @@ def test_two_releases_in_two_namespaces_coexist(
         set_args=(
             "allocationExporter.config.tenantId=team-b",
             "allocationExporter.config.clusterName=b",
+            "global.clusterId=b",
         ),
     )
     b_before = {o["metadata"]["uid"] for o in kwok_cluster.get_json("all", "-n", team_b)}

@@ -50,7 +50,7 @@ EXPECTED_POLICIES = {
 
 
 def release_values(release: str) -> dict[str, Any]:
-    values = with_quickstart({**ON, "allocationExporter": {"config": {"clusterName": release}}})
+    values = with_quickstart({**ON, "clusterName": release, "global": {"clusterId": release}})
     if RELEASES[release] == "kubecost":
         return kubecost_mode(values, release=release, namespace=NAMESPACE, helm="helm4")
     return values

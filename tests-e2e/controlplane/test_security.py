@@ -45,6 +45,7 @@ SECRET_VALUES = {
 SET_ARGS = (
     "allocationExporter.config.tenantId=acme",
     "allocationExporter.config.clusterName=prod-eu-1",
+    "global.clusterId=prod-eu-1",
     "allocationExporter.kubecostAuth.existingSecret=kubecost-auth",
     "allocationExporter.kubecostAuth.tokenKey=token",
     "allocationExporter.kubecostAuth.apiKeyKey=apikey",
@@ -243,7 +244,15 @@ def test_network_policies_admit_only_the_scraper(release: dict[str, Any]) -> Non
             }
         ],
     }
-    kubecost = {"podSelector": {"matchLabels": {"app": "cost-analyzer", "app.kubernetes.io/instance": "sec"}}}
+    kubecost = {
+        "podSelector": {
+            "matchLabels": {
+                "app": "cost-analyzer",
+                "app.kubernetes.io/name": "frontend",
+                "app.kubernetes.io/instance": "sec",
+            }
+        }
+    }
     assert exp["egress"] == [{"to": [kubecost], "ports": [{"port": 9090, "protocol": "TCP"}]}, dns]
     # The API server stores `ingress: []` as no `ingress` key: either way, nothing is admitted.
     assert pols["agent"].get("ingress", []) == []

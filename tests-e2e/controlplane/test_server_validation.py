@@ -39,6 +39,8 @@ def values_for_mode(mode: str, release: str, namespace: str) -> dict[str, Any]:
     chart's own validation message ("add exactly this to your values"), i.e. what a user following it would do."""
     values = with_quickstart({"prometheus": {"mode": mode}})
     if mode == "kubecost":
+        # kubecost mode needs the Kubecost 2 engine (the chart says so first); then it prints the block
+        values = deep_merge(values, {"kubecost": {"enabled": False}, "cost-analyzer": {"enabled": True}})
         message = render_error(values, release=release, namespace=namespace)
         block = message.split("add exactly this to your values", 1)[1].split("\n\n", 1)[1]
         values = deep_merge(values, yaml.safe_load(block.split("\n\n\n", 1)[0]))
@@ -147,6 +149,7 @@ def test_restricted_pod_security_namespace_accepts_the_release(
         set_args=(
             "allocationExporter.config.tenantId=acme",
             "allocationExporter.config.clusterName=prod-eu-1",
+            "global.clusterId=prod-eu-1",
         ),
     )
     pods: list[dict[str, Any]] = kwok_cluster.get_json("pods", "-n", namespace)

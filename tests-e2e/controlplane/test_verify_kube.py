@@ -170,6 +170,9 @@ def kube_bench(
             set_args=(
                 f"allocationExporter.config.tenantId={SPEC.tenant_id}",
                 f"allocationExporter.config.clusterName={SPEC.cluster_name}",
+                # the Kubecost 2 engine: this test runs a workload behind its `<release>-cost-analyzer` Service
+                "kubecost.enabled=false",
+                "cost-analyzer.enabled=true",
                 "prometheus.mode=agent",
             ),
         )

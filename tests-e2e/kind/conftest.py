@@ -91,7 +91,7 @@ def thanos(kind_cluster: KindCluster) -> KindCluster:
 @pytest.fixture(scope="session")
 def chart_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The chart with the test-only stub as its `cost-analyzer` dependency: Kubecost's own images cannot be had
-    here, so every release disables it (`cost-analyzer.enabled=false`) and reads the in-cluster OpenCost."""
+    here, so every release disables the engines (`kubecost.enabled=false`, ...) and reads the in-cluster OpenCost."""
     return chart_copy(tmp_path_factory.mktemp("kind-chart"))
 
 
@@ -119,9 +119,11 @@ def opencost_url(kind_cluster: KindCluster) -> Iterator[str]:
 
 
 def engine_values(url: str) -> dict[str, Any]:
-    """The cost engine part of a release's values: no bundled Kubecost, the in-cluster OpenCost instead."""
+    """The cost engine part of a release's values: no bundled engine, the in-cluster OpenCost instead."""
     return {
+        "kubecost.enabled": False,
         "cost-analyzer.enabled": False,
+        "opencost.enabled": False,
         "allocationExporter.config.kubecostUrl": url,
         "allocationExporter.config.api": "opencost",
     }

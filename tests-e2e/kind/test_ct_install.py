@@ -54,7 +54,8 @@ def test_ct_install(
     cluster = thanos
     values = _values(scenario)
     extra = [*images.chart_set_args(), f"--set=remoteWrite.url={RECEIVE_URL}"]
-    if values.get("cost-analyzer", {}).get("enabled", True) is not False:
+    if not values.get("allocationExporter", {}).get("config", {}).get("kubecostUrl"):
+        # a scenario with a bundled engine (Kubecost 3 by default): its images cannot be had here
         extra += set_args(engine_values(opencost_url))
     if values.get("prometheus", {}).get("mode") == "external":
         cluster.kubectl("apply", "-f", str(ROOT / "tests-e2e" / "kind" / "servicemonitor-crd.yaml"))

@@ -114,7 +114,7 @@ def _exporter_metrics(cluster: KindCluster, ns: str, window: oc.Window, timeout:
 
 def _exporter_values(tenant: str, window: oc.Window, url: str) -> dict[str, Any]:
     return {
-        "cost-analyzer": {"enabled": False},
+        "kubecost": {"enabled": False},
         "allocationExporter": {
             "config": {
                 "kubecostUrl": url,

@@ -137,38 +137,13 @@ evaluated with Kubecost's .Release, so the values a user pastes work under any r
 {{- printf "{{ include \"kubecost-integration.exporter.addressFor\" (dict \"Release\" .Release \"chartName\" %q \"nameOverride\" %q \"fullnameOverride\" %q \"port\" %d) }}" .Chart.Name (toString .Values.nameOverride) (toString .Values.fullnameOverride) (int .Values.allocationExporter.port) -}}
 {{- end -}}
 
-{{/*
-Kubecost API base URL. Explicit `allocationExporter.config.kubecostUrl` (tpl'd) wins. Otherwise the bundled
-Kubecost 2.x Service, named by Kubecost's own rule (templates/_helpers.tpl `cost-analyzer.fullname` in the
-cost-analyzer chart): fullnameOverride; else the release name when it contains the chart name (or nameOverride);
-else "<release>-cost-analyzer"; 63 characters. Port: the frontend Service port (`service.port`, 9090), where
-`/model/allocation` is served. With `kubecostFrontend.deployMethod: haMode` the frontend has its own Service
-"<release>-frontend". Empty when it cannot be derived (validations then ask for an explicit URL).
-*/}}
+{{/* Kubecost/OpenCost API base URL: the explicit `allocationExporter.config.kubecostUrl` (tpl'd), else the one
+derived from the enabled engine (engines/_engines.tpl); "" when neither (validations then ask for a URL). */}}
 {{- define "kubecost-integration.kubecostUrl" -}}
-{{- $explicit := .Values.allocationExporter.config.kubecostUrl -}}
-{{- if $explicit -}}
-{{- tpl $explicit . | trimSuffix "/" -}}
+{{- with .Values.allocationExporter.config.kubecostUrl -}}
+{{- tpl . $ | trimSuffix "/" -}}
 {{- else -}}
-{{- $ca := index .Values "cost-analyzer" | default dict -}}
-{{- $frontend := $ca.kubecostFrontend | default dict -}}
-{{- if and $ca.enabled (ne (toString $frontend.enabled) "false") -}}
-{{- $svc := "" -}}
-{{- if eq (toString $frontend.deployMethod) "haMode" -}}
-{{- $svc = printf "%s-frontend" .Release.Name | trunc 63 | trimSuffix "-" -}}
-{{- else if $ca.fullnameOverride -}}
-{{- $svc = $ca.fullnameOverride | trunc 63 | trimSuffix "-" -}}
-{{- else -}}
-{{- $name := default "cost-analyzer" $ca.nameOverride -}}
-{{- if contains $name .Release.Name -}}
-{{- $svc = .Release.Name | trunc 63 | trimSuffix "-" -}}
-{{- else -}}
-{{- $svc = printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
-{{- end -}}
-{{- end -}}
-{{- $port := ($ca.service | default dict).port | default 9090 -}}
-{{- printf "http://%s.%s.svc:%d" $svc .Release.Namespace (int $port) -}}
-{{- end -}}
+{{- include "kubecost-integration.engine.url" . -}}
 {{- end -}}
 {{- end -}}
 
@@ -203,7 +178,7 @@ else "<release>-cost-analyzer"; 63 characters. Port: the frontend Service port (
 {{- define "kubecost-integration.rw.tlsDir" -}}/etc/prometheus/remote-write/tls{{- end -}}
 
 {{/*
-A value documented as a string that may also be given as a number (`--set allocationExporter.config.tenantId=12345`,
+A value documented as a string that may also be given as a number (`--set tenantId=12345`,
 `dataLag: 120` in a values file), as a string. YAML and JSON numbers reach templates as float64, which `toString`
 would print as 1.2345e+07: an integral number renders as its digits, any other value through toString.
 */}}
@@ -213,13 +188,4 @@ would print as 1.2345e+07: an integral number renders as its digits, any other v
 {{- else -}}
 {{- toString . -}}
 {{- end -}}
-{{- end -}}
-
-{{/* allocationExporter.config.tenantId / clusterName as strings (numbers accepted); the argument is the root context. */}}
-{{- define "kubecost-integration.tenantId" -}}
-{{- include "kubecost-integration.str" .Values.allocationExporter.config.tenantId -}}
-{{- end -}}
-
-{{- define "kubecost-integration.clusterName" -}}
-{{- include "kubecost-integration.str" .Values.allocationExporter.config.clusterName -}}
 {{- end -}}

@@ -51,19 +51,10 @@ translation, so a Service whose targetPort differs needs its ports set explicitl
 {{- toYaml (dict "hostname" $hostname "port" (int $port) "to" $to) -}}
 {{- end -}}
 
-{{/* Label selector of the Kubecost 2.x pods serving the frontend port (the cost-analyzer pod and, with
-`kubecostFrontend.deployMethod: haMode`, the frontend pods: both carry app=cost-analyzer and the release). */}}
-{{- define "kubecost-integration.np.bundledKubecostPeer" -}}
-- podSelector:
-    matchLabels:
-      app: cost-analyzer
-      app.kubernetes.io/instance: {{ .Release.Name }}
-{{- end -}}
-
 {{/*
 The exporter's egress rule to the Kubecost/OpenCost API as YAML {to, ports, derivable, hostname}. Explicit
-networkPolicy.egress.kubecost.to/ports win. Derived: the bundled Kubecost (no kubecostUrl) -> its pods, port
-cost-analyzer.service.targetPort; an explicit URL -> np.endpoint.
+networkPolicy.egress.kubecost.to/ports win. Derived: the enabled engine (no kubecostUrl) -> the pods behind its API
+Service and their targetPort (engine.endpoint); an explicit URL -> np.endpoint.
 */}}
 {{- define "kubecost-integration.np.kubecostRule" -}}
 {{- $np := .Values.networkPolicy.egress.kubecost -}}
@@ -76,9 +67,14 @@ cost-analyzer.service.targetPort; an explicit URL -> np.endpoint.
 {{- $port = $ep.port -}}
 {{- $hostname = $ep.hostname -}}
 {{- else -}}
-{{- $ca := index .Values "cost-analyzer" | default dict -}}
-{{- $to = include "kubecost-integration.np.bundledKubecostPeer" . | fromYamlArray -}}
-{{- $port = ($ca.service | default dict).targetPort | default 9090 -}}
+{{- with include "kubecost-integration.engine.endpoint" . | fromYaml -}}
+{{- $peer := dict "podSelector" (dict "matchLabels" .selector) -}}
+{{- if ne .namespace $.Release.Namespace -}}
+{{- $_ := set $peer "namespaceSelector" (dict "matchLabels" (dict "kubernetes.io/metadata.name" .namespace)) -}}
+{{- end -}}
+{{- $to = list $peer -}}
+{{- $port = .targetPort -}}
+{{- end -}}
 {{- end -}}
 {{- $ports := list (dict "port" $port "protocol" "TCP") -}}
 {{- with $np.ports -}}
@@ -151,4 +147,47 @@ networkPolicy.egress.thanos.to/ports win) and each remoteWrite.extraRemoteWrite 
   ports:
     - port: {{ int .Values.allocationExporter.port }}
       protocol: TCP
+{{- end -}}
+
+{{/* Policies that would cut a needed path: the scraper in external mode, an underivable Kubecost API peer. */}}
+{{- define "kubecost-integration.np.validate" -}}
+{{- if and .Values.networkPolicy.enabled (eq .Values.prometheus.mode "external") (not .Values.networkPolicy.extraIngressFrom) -}}
+{{- include "kubecost-integration.fail" (include "kubecost-integration.np.msg.externalIngress" .) -}}
+{{- end -}}
+{{- if include "kubecost-integration.np.egress" . -}}
+{{- $kc := include "kubecost-integration.np.kubecostRule" . | fromYaml -}}
+{{- if not $kc.to -}}
+{{- include "kubecost-integration.fail" (include "kubecost-integration.np.msg.kubecostPeer" $kc) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kubecost-integration.np.msg.externalIngress" -}}
+networkPolicy.enabled=true in external mode would block your Prometheus;
+set networkPolicy.extraIngressFrom to its peers, e.g.
+  networkPolicy:
+    extraIngressFrom:
+      - namespaceSelector:
+          matchLabels:
+            kubernetes.io/metadata.name: monitoring
+{{- end -}}
+
+{{/* Argument: the derived Kubecost rule (hostname, to). */}}
+{{- define "kubecost-integration.np.msg.kubecostPeer" -}}
+networkPolicy.egress: the exporter's egress to the Kubecost/OpenCost API cannot be derived from
+allocationExporter.config.kubecostUrl (host {{ .hostname | quote }} is neither <service>.<namespace>.svc[.cluster.local],
+a bare <service> nor an IP address; write an in-cluster API as http://<service>.<namespace>.svc:<port>).
+Set networkPolicy.egress.kubecost.to to the API's peers (and networkPolicy.egress.kubecost.ports if its pods
+listen on another port than the URL's), e.g.
+  networkPolicy:
+    egress:
+      kubecost:
+        to:
+          - ipBlock:
+              cidr: 10.0.0.0/24   # the addresses {{ .hostname }} resolves to
+          # or an in-cluster namespace:
+          # - namespaceSelector:
+          #     matchLabels:
+          #       kubernetes.io/metadata.name: kubecost
+or set networkPolicy.egress.enabled=false to restrict ingress only.
 {{- end -}}

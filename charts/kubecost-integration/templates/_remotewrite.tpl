@@ -47,7 +47,7 @@ goes through tpl: any other string of an entry is data, never a template. */}}
 {{- end -}}
 {{- end -}}
 
-{{/* The tenant header and extra headers; the tenant header always comes from allocationExporter.config.tenantId. */}}
+{{/* The tenant header and extra headers; the tenant header always comes from tenantId. */}}
 {{- define "kubecost-integration.rw.headers" -}}
 {{- $headers := dict -}}
 {{- range $k, $v := .Values.remoteWrite.headers -}}

@@ -41,7 +41,7 @@ def load_exporter_config(values: dict[str, Any], tmp_path: Path, helm: str = "he
 
 def test_default_env_is_accepted_by_the_exporter(helm: str, tmp_path: Path) -> None:
     cfg = load_exporter_config(with_quickstart({}), tmp_path, helm)
-    assert cfg.kubecost_url == "http://my-kubecost-cost-analyzer.my-ns.svc:9090"
+    assert cfg.kubecost_url == "http://my-kubecost-frontend.my-ns.svc:9090"
     assert cfg.cluster_name == "prod-eu-1"
     assert cfg.tenant_id == "acme"
     assert (cfg.listen_host, cfg.listen_port) == ("0.0.0.0", 9103)
@@ -67,7 +67,7 @@ def test_every_config_value_is_accepted_by_the_exporter(tmp_path: Path) -> None:
                     "kubecostAuth": {"existingSecret": "kc", "tokenKey": "token", "apiKeyKey": "key"},
                     "port": 9200,
                 },
-                "cost-analyzer": {"enabled": False},
+                "kubecost": {"enabled": False},
             }
         ),
         tmp_path,

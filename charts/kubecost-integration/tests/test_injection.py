@@ -34,7 +34,8 @@ pytestmark = pytest.mark.chart
 MARK = "kciinjected"
 SCHEMA: dict[str, Any] = json.loads((CHART_DIR / "values.schema.json").read_text())
 VALUES: dict[str, Any] = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
-PASS_THROUGH = {"cost-analyzer", "global"}  # the Kubecost subchart's values and Helm's globals, not rendered by us
+# the engines' values and Helm's globals, not rendered by us
+PASS_THROUGH = {"kubecost", "cost-analyzer", "opencost", "global"}
 
 # Everything on, so that each value reaches a manifest (agent mode; the other modes render a subset of these).
 BASE = with_quickstart(
@@ -62,6 +63,11 @@ BASE = with_quickstart(
 ACTIVATORS: dict[str, dict[str, Any]] = {
     "remoteWrite.auth.tokenKey": {"remoteWrite": {"auth": {"type": "bearer", "username": ""}}},
     "remoteWrite.auth.usernameKey": {"remoteWrite": {"auth": {"username": ""}}},
+    # an explicit URL is for an existing API (with an engine it may only repeat the derived one)
+    "allocationExporter.config.kubecostUrl": {"kubecost": {"enabled": False}},
+    # Kubecost 3 must carry the same cluster name in global.clusterId: the payload goes to an engine without one
+    "clusterName": {"kubecost": {"enabled": False}, "cost-analyzer": {"enabled": True}},
+    "allocationExporter.config.clusterName": {"kubecost": {"enabled": False}, "cost-analyzer": {"enabled": True}},
 }
 
 
@@ -228,6 +234,9 @@ def with_payload(target: Target, payload: str) -> dict[str, Any]:
     from testsupport.render import deep_merge
 
     values = copy.deepcopy(BASE)
+    if schema_at(target.path).get("deprecated"):
+        # an old path of a top-level value (allocationExporter.config.tenantId): alone, as an old install has it
+        values.pop(target.path[-1], None)
     for dotted, activator in ACTIVATORS.items():
         if target.name.startswith(dotted):
             values = deep_merge(values, activator)

@@ -57,7 +57,24 @@ DNS: dict[str, Any] = {
     ],
 }
 TO_EXPORTER = {"to": [{"podSelector": sel("allocation-exporter")}], "ports": [{"port": 9103, "protocol": "TCP"}]}
+#: The default engine, Kubecost 3: the pods its frontend Service selects.
 BUNDLED_KUBECOST = {
+    "to": [
+        {
+            "podSelector": {
+                "matchLabels": {
+                    "app": "cost-analyzer",
+                    "app.kubernetes.io/name": "frontend",
+                    "app.kubernetes.io/instance": RELEASE,
+                }
+            }
+        }
+    ],
+    "ports": [{"port": 9090, "protocol": "TCP"}],
+}
+#: Kubecost 2.x: its cost-analyzer pod (and, in haMode, frontend pods) carry app=cost-analyzer and the release.
+KUBECOST_2 = {"kubecost": {"enabled": False}, "cost-analyzer": {"enabled": True}}
+BUNDLED_KUBECOST_2 = {
     "to": [{"podSelector": {"matchLabels": {"app": "cost-analyzer", "app.kubernetes.io/instance": RELEASE}}}],
     "ports": [{"port": 9090, "protocol": "TCP"}],
 }
@@ -121,7 +138,7 @@ def test_kubecost_mode_exact_rules(helm: str) -> None:
         "podSelector": sel("allocation-exporter"),
         "policyTypes": ["Ingress", "Egress"],
         "ingress": exporter_ingress(kubecost_prometheus, {"podSelector": sel("test")}),
-        "egress": [BUNDLED_KUBECOST, DNS],
+        "egress": [BUNDLED_KUBECOST_2, DNS],
     }
     assert pols["test"] == TEST_POD_POLICY
 
@@ -131,7 +148,7 @@ def test_external_mode_exact_rules(helm: str) -> None:
     values = with_quickstart(
         {
             "prometheus": {"mode": "external"},
-            "cost-analyzer": {"enabled": False},
+            "kubecost": {"enabled": False},
             "allocationExporter": {"config": {"kubecostUrl": "http://opencost.opencost.svc:9003"}},
             "networkPolicy": {"enabled": True, "extraIngressFrom": [monitoring]},
         }
@@ -267,26 +284,45 @@ KUBECOST_URLS = [
 @pytest.mark.parametrize(("url", "to", "port"), KUBECOST_URLS)
 def test_kubecost_peers_and_port_are_derived_from_the_url(helm: str, url: str, to: list[Any], port: int) -> None:
     egress = exporter_egress(
-        {"cost-analyzer": {"enabled": False}, "allocationExporter": {"config": {"kubecostUrl": url}}}, helm
+        {"kubecost": {"enabled": False}, "allocationExporter": {"config": {"kubecostUrl": url}}}, helm
     )
     assert egress == [{"to": to, "ports": tcp(port)}, DNS]
 
 
 def test_bundled_kubecost_port_is_its_target_port(helm: str) -> None:
-    egress = exporter_egress({"cost-analyzer": {"service": {"port": 80, "targetPort": 9091}}}, helm)
-    assert egress[0] == {"to": BUNDLED_KUBECOST["to"], "ports": tcp(9091)}
+    egress = exporter_egress(
+        {**KUBECOST_2, "cost-analyzer": {"enabled": True, "service": {"port": 80, "targetPort": 9091}}}, helm
+    )
+    assert egress[0] == {"to": BUNDLED_KUBECOST_2["to"], "ports": tcp(9091)}
+    egress = exporter_egress({"kubecost": {"frontend": {"service": {"port": 80, "targetPort": 9092}}}}, helm)
+    assert egress[0] == {"to": BUNDLED_KUBECOST["to"], "ports": tcp(9092)}
+
+
+def test_opencost_peer_is_the_pods_of_its_service(helm: str) -> None:
+    egress = exporter_egress({"kubecost": {"enabled": False}, "opencost": {"enabled": True}}, helm)
+    selector = {"app.kubernetes.io/name": "opencost", "app.kubernetes.io/instance": RELEASE}
+    assert egress[0] == {"to": [{"podSelector": {"matchLabels": selector}}], "ports": tcp(9003)}
+    # namespaceOverride: the same pods in the other namespace
+    egress = exporter_egress(
+        {"kubecost": {"enabled": False}, "opencost": {"enabled": True, "namespaceOverride": "oc"}}, helm
+    )
+    assert egress[0]["to"] == [
+        {"podSelector": {"matchLabels": selector}, "namespaceSelector": ns("oc")["namespaceSelector"]}
+    ]
 
 
 def test_bundled_kubecost_in_ha_mode_keeps_the_peer_of_its_frontend_pods(helm: str) -> None:
-    egress = exporter_egress({"cost-analyzer": {"kubecostFrontend": {"deployMethod": "haMode"}}}, helm)
-    assert egress[0] == BUNDLED_KUBECOST
+    egress = exporter_egress(
+        {**KUBECOST_2, "cost-analyzer": {"enabled": True, "kubecostFrontend": {"deployMethod": "haMode"}}}, helm
+    )
+    assert egress[0] == BUNDLED_KUBECOST_2
 
 
 def test_explicit_kubecost_peers_and_ports_win(helm: str) -> None:
     peers = [{"ipBlock": {"cidr": "192.0.2.0/24", "except": ["192.0.2.128/25"]}}]
     egress = exporter_egress(
         {
-            "cost-analyzer": {"enabled": False},
+            "kubecost": {"enabled": False},
             "allocationExporter": {"config": {"kubecostUrl": "https://kubecost.example.com"}},
             "networkPolicy": {"egress": {"kubecost": {"to": peers, "ports": [{"port": 8443, "protocol": "TCP"}]}}},
         },
@@ -411,14 +447,17 @@ BAD: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "kubecost-host-outside-the-cluster",
         {
-            "cost-analyzer": {"enabled": False},
+            "kubecost": {"enabled": False},
             "allocationExporter": {"config": {"kubecostUrl": "https://kubecost.example.com"}},
         },
         ["networkPolicy.egress.kubecost.to", '"kubecost.example.com"', "ipBlock", "networkPolicy.egress.enabled=false"],
     ),
     (
         "kubecost-two-label-host",
-        {"allocationExporter": {"config": {"kubecostUrl": "http://kubecost-cost-analyzer.kubecost:9090"}}},
+        {
+            "kubecost": {"enabled": False},
+            "allocationExporter": {"config": {"kubecostUrl": "http://kubecost-cost-analyzer.kubecost:9090"}},
+        },
         [
             "networkPolicy.egress.kubecost.to",
             '"kubecost-cost-analyzer.kubecost"',
@@ -496,7 +535,7 @@ def test_bad_network_policy_values_are_refused_naming_what_to_set(
 
 def test_an_outside_kubecost_is_fine_once_its_peers_are_set_or_egress_is_off(helm: str) -> None:
     outside = {
-        "cost-analyzer": {"enabled": False},
+        "kubecost": {"enabled": False},
         "allocationExporter": {"config": {"kubecostUrl": "https://kubecost.example.com"}},
     }
     assert exporter_egress(

@@ -53,8 +53,13 @@ DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 TENANT, CLUSTER = "acme-corp", "prod.eu-1"
 
 
+#: The Kubecost 2.x engine: its naming rule is the one with edge cases (the release name containing the chart name,
+#: truncation), and kubecost mode needs it. Kubecost 3 and OpenCost: test_engines.py and test_engines_real.py.
+KUBECOST_2 = {"kubecost": {"enabled": False}, "cost-analyzer": {"enabled": True}}
+
+
 def values_for(mode: str, release: str, namespace: str, helm: str) -> dict[str, Any]:
-    base = with_quickstart({"allocationExporter": {"config": {"tenantId": TENANT, "clusterName": CLUSTER}}})
+    base = with_quickstart({"tenantId": TENANT, "clusterName": CLUSTER, **KUBECOST_2})
     if mode == "kubecost":
         # The chart's own failure message supplies the subchart wiring (tested for exactness in test_kubecost_mode).
         return kubecost_mode(base, release, namespace, helm)
@@ -169,34 +174,46 @@ def assert_loads_in_prometheus_242(text: str, path: Path, promtool: str) -> None
 
 
 def test_quickstart_needs_only_tenant_and_cluster(helm: str) -> None:
-    """The README quick start, flag for flag."""
+    """The README quick start, flag for flag (Kubecost 3's cluster id is the cluster name again: values.yaml
+    `global`)."""
     docs = render(
         None,
         release="my-kubecost",
         namespace="my-ns",
         helm=helm,
-        set_args=["allocationExporter.config.tenantId=acme", "allocationExporter.config.clusterName=prod-eu-1"],
+        set_args=["tenantId=acme", "clusterName=prod-eu-1", "global.clusterId=prod-eu-1"],
     )
     cfg = agent_config(docs)
     assert cfg["remote_write"][0]["headers"]["THANOS-TENANT"] == "acme"
     assert cfg["global"]["external_labels"] == {"cluster": "prod-eu-1", "tenant_id": "acme"}
-    assert exporter_env(docs)["KUBECOST_URL"] == "http://my-kubecost-cost-analyzer.my-ns.svc:9090"
+    assert exporter_env(docs)["KUBECOST_URL"] == "http://my-kubecost-frontend.my-ns.svc:9090"
 
 
 def test_fullname_override_of_kubecost_is_honoured(helm: str) -> None:
-    docs = render(with_quickstart({"cost-analyzer": {"fullnameOverride": "kc"}}), helm=helm)
+    docs = render(
+        with_quickstart({**KUBECOST_2, "cost-analyzer": {"enabled": True, "fullnameOverride": "kc"}}), helm=helm
+    )
     assert exporter_env(docs)["KUBECOST_URL"] == "http://kc.my-ns.svc:9090"
     find(docs, "Service", "kc")
 
 
 def test_name_override_of_kubecost_is_honoured(helm: str) -> None:
-    docs = render(with_quickstart({"cost-analyzer": {"nameOverride": "kubecost"}}), release="kubecost", helm=helm)
+    docs = render(
+        with_quickstart({**KUBECOST_2, "cost-analyzer": {"enabled": True, "nameOverride": "kubecost"}}),
+        release="kubecost",
+        helm=helm,
+    )
     # Kubecost: the release name contains nameOverride -> the release name.
     assert exporter_env(docs)["KUBECOST_URL"] == "http://kubecost.my-ns.svc:9090"
 
 
 def test_kubecost_ha_frontend_has_its_own_service(helm: str) -> None:
-    docs = render(with_quickstart({"cost-analyzer": {"kubecostFrontend": {"deployMethod": "haMode"}}}), helm=helm)
+    docs = render(
+        with_quickstart(
+            {**KUBECOST_2, "cost-analyzer": {"enabled": True, "kubecostFrontend": {"deployMethod": "haMode"}}}
+        ),
+        helm=helm,
+    )
     assert exporter_env(docs)["KUBECOST_URL"] == "http://my-kubecost-frontend.my-ns.svc:9090"
     find(docs, "Service", "my-kubecost-frontend")
 
@@ -211,20 +228,23 @@ def test_kubecost_ha_frontend_has_its_own_service(helm: str) -> None:
 )
 def test_external_kubecost_url_is_used_verbatim_and_no_kubecost_is_installed(helm: str, url: str) -> None:
     docs = render(
-        with_quickstart({"cost-analyzer": {"enabled": False}, "allocationExporter": {"config": {"kubecostUrl": url}}}),
+        with_quickstart({"kubecost": {"enabled": False}, "allocationExporter": {"config": {"kubecostUrl": url}}}),
         helm=helm,
     )
     assert exporter_env(docs)["KUBECOST_URL"] == url
-    assert not [d for d in docs if d["metadata"]["name"].endswith("cost-analyzer")]
+    assert not [
+        d for d in docs if d["metadata"]["name"].endswith(("cost-analyzer", "frontend", "aggregator", "opencost"))
+    ]
 
 
 def test_kubecost_url_goes_through_tpl(helm: str) -> None:
     docs = render(
         with_quickstart(
             {
+                "kubecost": {"enabled": False},
                 "allocationExporter": {
                     "config": {"kubecostUrl": "http://{{ .Release.Name }}-x.{{ .Release.Namespace }}.svc:9090/"}
-                }
+                },
             }
         ),
         release="r1",
@@ -504,7 +524,7 @@ def test_the_wal_is_bounded_by_retention_and_extra_secrets_are_read_only(helm: s
 
 def test_the_agent_overwrites_any_scraped_tenant_id_with_the_charts(helm: str) -> None:
     """The scraped data cannot choose its tenant: the exporter job's metric_relabel_configs set
-    tenant_id to allocationExporter.config.tenantId, whatever the target exposes (honor_labels
+    tenant_id to tenantId, whatever the target exposes (honor_labels
     would otherwise keep it)."""
     job = agent_config(render(with_quickstart(), helm=helm))["scrape_configs"][0]
     assert job["honor_labels"] is True
@@ -563,7 +583,7 @@ def test_config_change_rolls_the_agent(helm: str) -> None:
     assert re.fullmatch(r"[0-9a-f]{64}", base)
     assert checksum({}) == base
     assert checksum({"remoteWrite": {"url": "https://other.example/api/v1/receive"}}) != base
-    assert checksum({"allocationExporter": {"config": {"tenantId": "other"}}}) != base
+    assert checksum({"tenantId": "other"}) != base
     assert checksum({"allocationExporter": {"config": {"logLevel": "debug"}}}) == base  # exporter-only change
 
 
@@ -738,10 +758,19 @@ def test_kubecost_subchart_is_render_safe_for_gitops(helm: str, chart: Path) -> 
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: probe\n"
         "data:\n  cicd: {{ .Values.global.platforms.cicd | toJson | quote }}\n"
     )
-    docs = render(QUICKSTART_VALUES, helm=helm, chart=chart)
+    docs = render(with_quickstart(KUBECOST_2), helm=helm, chart=chart)
     assert yaml.safe_load(find(docs, "ConfigMap", "probe")["data"]["cicd"]) == {
         "enabled": True,
         "skipSanityChecks": True,
+    }
+
+
+def test_kubecost_3_gets_its_gitops_settings(helm: str) -> None:
+    """Kubecost 3 likewise (the real chart's cicd branch is checked in test_engines_real.py)."""
+    docs = render(QUICKSTART_VALUES, helm=helm)
+    assert find(docs, "ConfigMap", "my-kubecost-stub-cluster-id")["data"] == {
+        "clusterId": "prod-eu-1",
+        "cicd": "true/true",
     }
 
 

@@ -72,7 +72,13 @@ def scenarios() -> list[Any]:
 def test_there_is_a_ci_scenario_per_mode() -> None:
     modes = {ci_values(p).get("prometheus", {}).get("mode", "agent") for p in CI_FILES}
     assert modes == {"agent", "kubecost", "external"}
-    assert any(ci_values(p).get("cost-analyzer", {}).get("enabled") is False for p in CI_FILES)
+    # and one per cost engine: Kubecost 3 (default), Kubecost 2, OpenCost, none
+    engines = set()
+    for p in CI_FILES:
+        values = ci_values(p)
+        on = [e for e in ("kubecost", "cost-analyzer", "opencost") if values.get(e, {}).get("enabled", e == "kubecost")]
+        engines.add(on[0] if on else "none")
+    assert engines == {"kubecost", "cost-analyzer", "opencost", "none"}
 
 
 def test_kubecost_ci_scenario_is_exactly_what_the_chart_prints(helm: str) -> None:
@@ -80,7 +86,7 @@ def test_kubecost_ci_scenario_is_exactly_what_the_chart_prints(helm: str) -> Non
 
     path = CHART_DIR / "ci" / "02-kubecost-values.yaml"
     values = ci_values(path)
-    identity = {"allocationExporter": values["allocationExporter"]}
+    identity = {"tenantId": values["tenantId"], "clusterName": values["clusterName"]}
     assert kubecost_mode(identity, helm=helm)["cost-analyzer"] == values["cost-analyzer"]
 
 
@@ -360,45 +366,7 @@ def test_credential_check_can_fail() -> None:
 # --------------------------------------------------------------------------------------------- values, schema, docs
 
 
-def leaf_paths(node: Any, prefix: str = "") -> Iterator[str]:
-    if isinstance(node, dict) and node:
-        for key, value in node.items():
-            yield from leaf_paths(value, f"{prefix}.{key}" if prefix else str(key))
-    else:
-        yield prefix
-
-
-# Kubernetes-typed objects: the schema constrains them (restricted Pod Security, requests/limits) but they accept
-# more fields than values.yaml sets, so they are compared as one value.
-K8S_TYPED = {"podSecurityContext", "securityContext", "resources"}
-
-
-def schema_paths(schema: dict[str, Any], prefix: str = "") -> Iterator[str]:
-    props = schema.get("properties")
-    if props and schema.get("additionalProperties") is False and prefix.rsplit(".", 1)[-1] not in K8S_TYPED:
-        for key, sub in props.items():
-            yield from schema_paths(sub, f"{prefix}.{key}" if prefix else key)
-    else:
-        yield prefix
-
-
-def test_values_and_schema_are_in_step() -> None:
-    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
-    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
-    leaves = set(leaf_paths({k: v for k, v in values.items() if k != "cost-analyzer"}))
-    documented = set(
-        schema_paths(
-            {
-                **schema,
-                "properties": {k: v for k, v in schema["properties"].items() if k not in ("cost-analyzer", "global")},
-            }
-        )
-    )
-    # Every value has a schema entry (either the leaf itself or a free-form object above it) and vice versa.
-    missing = {leaf for leaf in leaves if not any(leaf == d or leaf.startswith(d + ".") for d in documented)}
-    assert not missing, f"values without schema: {sorted(missing)}"
-    extra = {d for d in documented if not any(leaf == d or leaf.startswith(d + ".") for leaf in leaves)}
-    assert not extra, f"schema entries without a value in values.yaml: {sorted(extra)}"
+# values.yaml and values.schema.json in step: scripts/check_values_schema.py (test_schema_sync.py, `make lint`).
 
 
 def test_every_value_has_a_helm_docs_comment() -> None:
@@ -446,7 +414,7 @@ def test_readme_is_generated_and_current(tmp_path: Path, require_tool: Callable[
     assert generated == (CHART_DIR / "README.md").read_text(), (
         "README.md is stale: run helm-docs --chart-search-root charts/kubecost-integration"
     )
-    for key in ("allocationExporter.config.tenantId", "prometheus.mode", "remoteWrite.url", "cost-analyzer.enabled"):
+    for key in ("tenantId", "prometheus.mode", "remoteWrite.url", "cost-analyzer.enabled"):
         assert f"| {key} |" in generated
 
 
@@ -465,18 +433,29 @@ def test_package_ships_templates_but_not_tests_stub_or_ci(tmp_path: Path, requir
     assert not [n for n in names if n.startswith(("kubecost-integration/tests/", "kubecost-integration/ci/"))]
 
 
-def test_dependency_is_kubecost_2x_without_alias_and_stub_matches_it() -> None:
+#: Each engine: its chart's real repository and major version; no alias (Service names derive from the chart name).
+ENGINE_DEPENDENCIES = {
+    "kubecost": ("https://kubecost.github.io/kubecost", "3"),
+    "cost-analyzer": ("https://kubecost.github.io/cost-analyzer/", "2"),
+    "opencost": ("https://opencost.github.io/opencost-helm-chart", "2"),
+}
+
+
+def test_engine_dependencies_point_at_the_real_repositories_and_stubs_match_them() -> None:
     chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
-    [dep] = chart["dependencies"]
-    assert dep["name"] == "cost-analyzer"
-    assert "alias" not in dep
-    assert dep["repository"] == "https://kubecost.github.io/cost-analyzer/"
-    assert dep["condition"] == "cost-analyzer.enabled"
-    assert re.match(r"^[~^]?2\.", dep["version"])
-    stub = yaml.safe_load((CHART_DIR / "tests" / "stub" / "cost-analyzer" / "Chart.yaml").read_text())
-    assert stub["name"] == "cost-analyzer"
-    assert stub["version"].startswith("2.")
-    assert (CHART_DIR / "tests" / "stub" / "cost-analyzer" / "templates" / "_helpers.tpl").is_file()
+    deps = {d["name"]: d for d in chart["dependencies"]}
+    assert set(deps) == set(ENGINE_DEPENDENCIES)
+    for name, (repository, major) in ENGINE_DEPENDENCIES.items():
+        dep = deps[name]
+        assert "alias" not in dep
+        assert dep["repository"] == repository
+        assert dep["condition"] == f"{name}.enabled"
+        assert re.match(rf"^[~^]?{major}\.", dep["version"]), dep
+        stub = yaml.safe_load((CHART_DIR / "tests" / "stub" / name / "Chart.yaml").read_text())
+        assert stub["name"] == name, stub
+        assert stub["version"].startswith(f"{major}."), stub
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    assert [n for n in ENGINE_DEPENDENCIES if values[n]["enabled"]] == ["kubecost"]
     ignored = set((ROOT / ".gitignore").read_text().splitlines())
     # Neither the dependency nor its lock is committed (CONTRIBUTING.md): a committed Chart.lock makes
     # `helm dependency build` fail without `helm repo add`.
@@ -520,23 +499,42 @@ def test_notes_print_copy_paste_verification(require_tool: Callable[[str], str],
         assert "kubectl -n my-ns port-forward svc/my-kubecost-kubecost-integration-exporter 9103:9103" in notes
         # No `--logs`: the test pod is deleted when it ends and Helm prints its output itself (Helm 3.22/4 exit 1
         # with `--logs`: "unable to get pod logs").
-        assert "or run the built-in check:  helm test my-kubecost -n my-ns\n" in notes, notes
+        assert (
+            "or run the built-in check:  helm test my-kubecost -n my-ns "
+            "--filter name=my-kubecost-kubecost-integration-test\n" in notes
+        ), notes
         assert "--logs" not in notes.replace("no --logs needed", ""), notes
         assert expect in notes, notes
 
 
-def test_argocd_example_points_at_this_chart_and_renders(helm: str) -> None:
+#: What Argo CD passes to `helm template` instead of asking a cluster: its Kubernetes version and API versions.
+ARGO_ARGS = [
+    "--kube-version",
+    "1.33.0",
+    "--api-versions",
+    "monitoring.coreos.com/v1",
+    "--api-versions",
+    "networking.k8s.io/v1",
+    "--api-versions",
+    "policy/v1",
+]
+
+
+def argocd_application() -> tuple[dict[str, Any], str, str]:
     app = yaml.safe_load((ROOT / "docs" / "argocd-application.yaml").read_text())
     assert app["kind"] == "Application"
     assert app["apiVersion"] == "argoproj.io/v1alpha1"
     source = app["spec"]["source"]
     assert (ROOT / source["path"] / "Chart.yaml").is_file()
     assert source["helm"]["releaseName"]
-    namespace = app["spec"]["destination"]["namespace"]
-    # What Argo CD does: `helm template` with the Application's values, twice, identically.
-    values = source["helm"]["valuesObject"]
-    first = helm_template(values, release=source["helm"]["releaseName"], namespace=namespace, helm=helm)
-    assert first == helm_template(values, release=source["helm"]["releaseName"], namespace=namespace, helm=helm)
+    return source["helm"]["valuesObject"], source["helm"]["releaseName"], app["spec"]["destination"]["namespace"]
+
+
+def test_argocd_example_points_at_this_chart_and_renders(helm: str) -> None:
+    values, release, namespace = argocd_application()
+    # What Argo CD does: `helm template` with the Application's values and the cluster's versions, twice, identically.
+    first = helm_template(values, release=release, namespace=namespace, helm=helm, extra_args=ARGO_ARGS)
+    assert first == helm_template(values, release=release, namespace=namespace, helm=helm, extra_args=ARGO_ARGS)
     assert "kind: Deployment" in first
 
 
@@ -552,23 +550,21 @@ def test_artifacthub_images_match_the_default_images() -> None:
 
 
 @pytest.mark.realdep
-def test_kubecost_default_jobs_match_the_real_dependency_when_built() -> None:
-    """After `helm dependency build` (network), the real Kubecost archive sits in charts/: its default
-    `prometheus.extraScrapeConfigs` jobs must be exactly the ones kubecost mode re-declares. Selected only
-    with `-m realdep` (the kind workflow, after `helm dependency build`); offline there is no archive."""
-    archives = sorted((CHART_DIR / "charts").glob("cost-analyzer-*.tgz"))
-    assert archives, "no charts/cost-analyzer-*.tgz: run `helm dependency update charts/kubecost-integration` first"
-    with tarfile.open(archives[-1]) as archive:
-        member = archive.extractfile("cost-analyzer/values.yaml")
-        assert member is not None
-        upstream = yaml.safe_load(member.read())
-    names = re.findall(r"(?m)^\s*-\s*job_name:\s*['\"]?([\w-]+)", upstream["prometheus"]["extraScrapeConfigs"])
-    template = (CHART_DIR / "templates" / "kubecost" / "_kubecost.tpl").read_text()
-    ours = re.findall(
-        r"(?m)^- job_name: ([\w-]+)",
-        template.split('define "kubecost-integration.kubecost.defaultJobs"')[1].split("{{- end -}}")[0],
+def test_kubecost_mode_keeps_the_jobs_of_the_dependency_when_built(tmp_path: Path) -> None:
+    """After `helm dependency build` (network; the kind workflow runs `-m realdep`), charts/ holds the real engines:
+    the versions must be the ones Chart.yaml's ranges admit, and kubecost mode must keep every job of the real
+    Kubecost 2 as it renders (the same check runs on the upstream archives in test_engines_real.py)."""
+    from testsupport.engines import (
+        assert_kubecost_mode_keeps_kubecosts_jobs,
+        dependency_status,
     )
-    assert names == ours
+
+    assert list((CHART_DIR / "charts").glob("*.tgz")), (
+        "charts/ is empty: run `helm dependency update charts/kubecost-integration`"
+    )
+    assert set(dependency_status(CHART_DIR).values()) == {"ok"}, dependency_status(CHART_DIR)
+    values = with_quickstart({"kubecost": {"enabled": False}, "cost-analyzer": {"enabled": True}})
+    assert_kubecost_mode_keeps_kubecosts_jobs(CHART_DIR, values, "helm")
 
 
 def test_external_mode_notes_snippets_match_the_agent_remote_write(

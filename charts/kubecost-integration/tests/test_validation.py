@@ -25,18 +25,19 @@ from testsupport.render import (
 
 pytestmark = pytest.mark.chart
 
-NO_CA = {"cost-analyzer": {"enabled": False}}
+NO_ENGINE = {"kubecost": {"enabled": False}}
+KUBECOST_2 = {"kubecost": {"enabled": False}, "cost-analyzer": {"enabled": True}}
 
 # (id, values overlaid on the quick start, fragments expected in helm's message)
 BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
     # identity (schema)
-    ("tenant-empty", {"allocationExporter": {"config": {"tenantId": ""}}}, ["tenantId"]),
-    ("cluster-empty", {"allocationExporter": {"config": {"clusterName": ""}}}, ["clusterName"]),
-    ("tenant-slash", {"allocationExporter": {"config": {"tenantId": "acme/prod"}}}, ["tenantId", "pattern"]),
-    ("tenant-space", {"allocationExporter": {"config": {"tenantId": "acme corp"}}}, ["tenantId", "pattern"]),
-    ("cluster-quote", {"allocationExporter": {"config": {"clusterName": 'prod"1'}}}, ["clusterName", "pattern"]),
-    ("cluster-too-long", {"allocationExporter": {"config": {"clusterName": "c" * 64}}}, ["clusterName"]),
-    ("tenant-trailing-dash", {"allocationExporter": {"config": {"tenantId": "acme-"}}}, ["tenantId", "pattern"]),
+    ("tenant-empty", {"tenantId": ""}, ["tenantId"]),
+    ("cluster-empty", {"clusterName": ""}, ["clusterName"]),
+    ("tenant-slash", {"tenantId": "acme/prod"}, ["tenantId", "pattern"]),
+    ("tenant-space", {"tenantId": "acme corp"}, ["tenantId", "pattern"]),
+    ("cluster-quote", {"clusterName": 'prod"1'}, ["clusterName", "pattern"]),
+    ("cluster-too-long", {"clusterName": "c" * 64}, ["clusterName"]),
+    ("tenant-trailing-dash", {"tenantId": "acme-"}, ["tenantId", "pattern"]),
     ("tenant-typo-key", {"allocationExporter": {"config": {"tenantID": "acme"}}}, ["tenantID", "not allowed"]),
     # enums (schema)
     ("mode", {"prometheus": {"mode": "sidecar"}}, ["mode", "agent", "kubecost", "external"]),
@@ -72,15 +73,20 @@ BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("extra-rw-without-url", {"remoteWrite": {"extraRemoteWrite": [{"name": "x"}]}}, ["extraRemoteWrite", "url"]),
     ("unknown-top-level", {"remotewrite": {"url": "https://x"}}, ["remotewrite", "not allowed"]),
     # cross-field (validations template): the message says what to set
-    ("no-kubecost-no-url", NO_CA, ["allocationExporter.config.kubecostUrl", "cost-analyzer.enabled=false"]),
+    ("no-kubecost-no-url", NO_ENGINE, ["allocationExporter.config.kubecostUrl", "No cost engine is enabled"]),
     (
         "frontend-disabled",
-        {"cost-analyzer": {"kubecostFrontend": {"enabled": False}}},
+        {**KUBECOST_2, "cost-analyzer": {"enabled": True, "kubecostFrontend": {"enabled": False}}},
         ["allocationExporter.config.kubecostUrl"],
     ),
     (
+        "kubecost-3-frontend-disabled",
+        {"kubecost": {"frontend": {"enabled": False}}},
+        ["kubecost.frontend.enabled", "allocationExporter.config.kubecostUrl"],
+    ),
+    (
         "kubecost-url-tpl-bad",
-        {"allocationExporter": {"config": {"kubecostUrl": "{{ .Release.Name }}:9090"}}},
+        {**NO_ENGINE, "allocationExporter": {"config": {"kubecostUrl": "{{ .Release.Name }}:9090"}}},
         ["allocationExporter.config.kubecostUrl", "http(s) URL"],
     ),
     ("rw-url-tpl-bad", {"remoteWrite": {"url": "{{ .Release.Name }}"}}, ["remoteWrite.url", "Thanos Receive endpoint"]),
@@ -110,7 +116,7 @@ BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "tenant-header-override",
         {"remoteWrite": {"headers": {"thanos-tenant": "other"}}},
-        ["remoteWrite.headers.thanos-tenant", "allocationExporter.config.tenantId"],
+        ["remoteWrite.headers.thanos-tenant", "tenantId"],
     ),
     (
         "authorization-header",
@@ -151,24 +157,37 @@ BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
         "kubecost-mode-without-kubecost",
         {
             "prometheus": {"mode": "kubecost"},
-            **NO_CA,
+            **NO_ENGINE,
             "allocationExporter": {"config": {"kubecostUrl": "http://k:9090"}},
         },
         ["cost-analyzer.enabled=true"],
     ),
     (
+        "kubecost-mode-with-kubecost-3",
+        {"prometheus": {"mode": "kubecost"}},
+        ["Kubecost 3 has no Prometheus", "kubecost.enabled=false and cost-analyzer.enabled=true"],
+    ),
+    (
         "kubecost-mode-without-prometheus",
-        {"prometheus": {"mode": "kubecost"}, "cost-analyzer": {"global": {"prometheus": {"enabled": False}}}},
+        {
+            "prometheus": {"mode": "kubecost"},
+            **KUBECOST_2,
+            "cost-analyzer": {"enabled": True, "global": {"prometheus": {"enabled": False}}},
+        },
         ["cost-analyzer.global.prometheus.enabled=true"],
     ),
     (
         "kubecost-mode-with-amp",
-        {"prometheus": {"mode": "kubecost"}, "cost-analyzer": {"global": {"amp": {"enabled": True}}}},
+        {
+            "prometheus": {"mode": "kubecost"},
+            **KUBECOST_2,
+            "cost-analyzer": {"enabled": True, "global": {"amp": {"enabled": True}}},
+        },
         ["cost-analyzer.global.amp.enabled=false"],
     ),
     (
         "kubecost-mode-unwired",
-        {"prometheus": {"mode": "kubecost"}},
+        {"prometheus": {"mode": "kubecost"}, **KUBECOST_2},
         ["cost-analyzer:", "remoteWrite:", "extraScrapeConfigs: |", "THANOS-TENANT: acme"],
     ),
     # YAML injection through values that reach a manifest (schema grammar; test_injection.py covers every value)
@@ -361,15 +380,19 @@ BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
     ),
     (
         "kubecost-url-userinfo",
-        {"allocationExporter": {"config": {"kubecostUrl": "http://admin:hunter2@kubecost.kubecost.svc:9090"}}},
+        {
+            **NO_ENGINE,
+            "allocationExporter": {"config": {"kubecostUrl": "http://admin:hunter2@kubecost.kubecost.svc:9090"}},
+        },
         ["allocationExporter.config.kubecostUrl has user:password@", "allocationExporter.kubecostAuth"],
     ),
     (
         "kubecost-url-token",
         {
+            **NO_ENGINE,
             "allocationExporter": {
                 "config": {"kubecostUrl": "http://kubecost.kubecost.svc:9090/model/allocation?token=abc"}
-            }
+            },
         },
         [
             "allocationExporter.config.kubecostUrl has a credential in its query (token=...)",
@@ -435,9 +458,9 @@ def test_no_values_at_all_names_both_required_values(helm: str) -> None:
 @pytest.mark.parametrize(
     "values",
     [
-        {"allocationExporter": {"config": {"tenantId": "a"}}},
-        {"allocationExporter": {"config": {"tenantId": "Acme_Corp.prod-1"}}},
-        {"allocationExporter": {"config": {"clusterName": "c" * 63}}},
+        {"tenantId": "a"},
+        {"tenantId": "Acme_Corp.prod-1"},
+        {"clusterName": "c" * 63, "global": {"clusterId": "c" * 63}},
         {"prometheus": {"scrapeInterval": "1m30s", "scrapeTimeout": "90s"}},
         {"allocationExporter": {"config": {"refreshInterval": "120"}}},
     ],
@@ -460,14 +483,8 @@ def test_kubecost_mode_printed_values_make_the_render_pass_and_wire_everything(h
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (
-            {"allocationExporter": {"config": {"tenantId": "other-tenant"}}},
-            'THANOS-TENANT header is "acme", allocationExporter.config.tenantId is "other-tenant"',
-        ),
-        (
-            {"allocationExporter": {"config": {"clusterName": "other-cluster"}}},
-            'cluster_id is "prod-eu-1", allocationExporter.config.clusterName is "other-cluster"',
-        ),
+        ({"tenantId": "other-tenant"}, 'THANOS-TENANT header is "acme", tenantId is "other-tenant"'),
+        ({"clusterName": "other-cluster"}, 'cluster_id is "prod-eu-1", clusterName is "other-cluster"'),
         (
             {"remoteWrite": {"url": "https://elsewhere.example/api/v1/receive"}},
             "differs from this chart's remote_write",
@@ -542,11 +559,17 @@ NUMERIC_IDENTITY = {
 def test_numeric_identity_and_durations_render_as_strings(helm: str, given_as: str) -> None:
     from testsupport.render import agent_config, by_component, exporter_env
 
+    identity = {k: v for k, v in NUMERIC_IDENTITY.items() if k in ("tenantId", "clusterName")}
+    durations = {k: v for k, v in NUMERIC_IDENTITY.items() if k not in identity}
     if given_as == "set":
-        set_args = [f"allocationExporter.config.{k}={v}" for k, v in NUMERIC_IDENTITY.items()]
+        set_args = [f"{k}={v}" for k, v in identity.items()] + [f"global.clusterId={identity['clusterName']}"]
+        set_args += [f"allocationExporter.config.{k}={v}" for k, v in durations.items()]
         docs = render(None, helm=helm, set_args=set_args)
     else:
-        docs = render(with_quickstart({"allocationExporter": {"config": NUMERIC_IDENTITY}}), helm=helm)
+        docs = render(
+            {**identity, "global": {"clusterId": identity["clusterName"]}, "allocationExporter": {"config": durations}},
+            helm=helm,
+        )
     env = exporter_env(docs)
     assert (env["TENANT_ID"], env["CLUSTER_NAME"]) == ("12345678", "20261206"), env
     assert (env["DATA_LAG"], env["REFRESH_INTERVAL"], env["STALENESS_LIMIT"]) == ("120", "90", "900"), env
@@ -558,7 +581,7 @@ def test_numeric_identity_and_durations_render_as_strings(helm: str, given_as: s
 
 
 def test_numeric_cluster_name_is_kubecosts_cluster_id_as_a_string(helm: str) -> None:
-    values = with_quickstart({"allocationExporter": {"config": {"tenantId": 12345678, "clusterName": 20261206}}})
+    values = with_quickstart({"tenantId": 12345678, "clusterName": 20261206})
     wired = kubecost_mode(values, helm=helm)
     assert wired["cost-analyzer"]["prometheus"]["server"]["global"]["external_labels"]["cluster_id"] == "20261206"
     assert render(wired, helm=helm)
@@ -566,12 +589,12 @@ def test_numeric_cluster_name_is_kubecosts_cluster_id_as_a_string(helm: str) -> 
 
 @pytest.mark.parametrize("missing", ["tenantId", "clusterName"])
 def test_a_missing_required_value_names_the_value_to_set(helm: str, missing: str) -> None:
-    message = render_error(with_quickstart({"allocationExporter": {"config": {missing: ""}}}), helm=helm)
-    assert f"--set allocationExporter.config.{missing}=" in message, message
+    message = render_error(with_quickstart({missing: ""}), helm=helm)
+    assert f"--set {missing}=" in message, message
     assert "minLength" not in message, message
 
 
 def test_no_values_at_all_says_how_to_set_both(helm: str) -> None:
     message = render_error(None, helm=helm)
     for value in ("tenantId", "clusterName"):
-        assert f"--set allocationExporter.config.{value}=" in message, message
+        assert f"--set {value}=" in message, message

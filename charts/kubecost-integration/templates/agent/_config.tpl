@@ -36,7 +36,7 @@ global:
 scrape_configs:
   {{- include "kubecost-integration.scrapeJob" (list . (include "kubecost-integration.exporter.address" .)) | nindent 2 }}
     # The scraped data cannot choose its tenant: tenant_id is always the chart's value (Thanos Receive
-    # also masks it with the THANOS-TENANT header's tenant; both come from allocationExporter.config.tenantId).
+    # also masks it with the THANOS-TENANT header's tenant; both come from tenantId).
     metric_relabel_configs:
       - action: replace
         target_label: tenant_id

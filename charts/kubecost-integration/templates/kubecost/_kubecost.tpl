@@ -74,6 +74,8 @@ Kubecost service names stay template expressions here.
 
 {{/* The exact values block to add for `kubecost` mode. */}}
 {{- define "kubecost-integration.kubecost.values" -}}
+kubecost:
+  enabled: false
 cost-analyzer:
   enabled: true
   kubecostProductConfigs:
