@@ -2,8 +2,10 @@
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]  # xdist ships no types
 
 ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
@@ -11,21 +13,31 @@ if str(ROOT) not in sys.path:
 
 
 #: Directories whose tests share session-scoped benches (a control plane, Thanos stacks, a kind cluster).
-SHARED_BENCHES = ("tests-e2e/controlplane", "tests-e2e/operations", "tests-e2e/kind")
+SHARED_BENCHES = ("tests-e2e/controlplane/", "tests-e2e/operations/", "tests-e2e/kind/")
+
+
+def bench_scope(nodeid: str) -> str:
+    """The unit of work of a test under pytest-xdist: its shared bench's directory, else its file."""
+    path = nodeid.split("::", 1)[0]
+    return next((d for d in SHARED_BENCHES if path.startswith(d)), path)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`make test` runs the layers other than kind on two workers with `--dist loadscope`: the tests of one file, or
+    of one shared bench directory, go to one worker, so no module- or session-scoped bench starts twice (two kwok
+    control planes would also race for kwokctl's ports). pytest-xdist's own `loadgroup` marks cannot do this under
+    pytest 9 (it renames `item._nodeid`, which `nodeid` no longer reads)."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    return BenchScopeScheduling(config, log)
+
+
+class BenchScopeScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist's schedulers are untyped
+    def _split_scope(self, nodeid: str) -> str:
+        return bench_scope(nodeid)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the kind layer last: its cluster (a node container with a whole control plane) starts at its first test
-    and would otherwise load the 2-core machine under the timing-sensitive pipeline tests collected after it.
-
-    Under pytest-xdist (`make test` runs the layers other than kind on two workers, `--dist loadgroup`), the tests of
-    a shared bench form one group, and each other end-to-end file one group (module-scoped stacks), so no bench is
-    started twice; unit and chart tests spread freely. Without xdist the groups change nothing."""
-    for item in items:
-        rel = item.path.relative_to(ROOT).as_posix()
-        group = next((d for d in SHARED_BENCHES if rel.startswith(d + "/")), None)
-        if group is None and rel.startswith("tests-e2e/"):
-            group = rel
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+    and would otherwise load the 2-core machine under the timing-sensitive pipeline tests collected after it."""
     items.sort(key=lambda item: item.get_closest_marker("kind") is not None)

@@ -1,6 +1,7 @@
 {{/*
 tenantId / clusterName as strings (numbers accepted); the argument is the root context. The top-level value wins;
-`allocationExporter.config.<key>` (chart 0.2) is still read when the top-level one is empty. Both set to different
+`allocationExporter.config.<key>` (chart 0.1.0) is still read when the top-level one is empty, and an unset
+clusterName is `global.clusterId` (Kubecost 3's cluster id), so the default engine's users give the name once. Both set to different
 values is refused by the identity validation, so "wins" never hides a disagreement.
 */}}
 {{- define "kubecost-integration.tenantId" -}}
@@ -13,7 +14,12 @@ values is refused by the identity validation, so "wins" never hides a disagreeme
 
 {{- define "kubecost-integration.identity" -}}
 {{- $top := include "kubecost-integration.identity.top" . -}}
-{{- ternary $top (include "kubecost-integration.identity.deprecated" .) (ne $top "") -}}
+{{- $value := ternary $top (include "kubecost-integration.identity.deprecated" .) (ne $top "") -}}
+{{- if and (eq $value "") (eq (index . 1) "clusterName") -}}
+{{- /* Kubecost 3 takes the name from global.clusterId only: given there alone, it names the cluster for us too */ -}}
+{{- $value = include "kubecost-integration.str" (((index . 0).Values.global | default dict).clusterId | default "") -}}
+{{- end -}}
+{{- $value -}}
 {{- end -}}
 
 {{/* The top-level value and the deprecated `allocationExporter.config.<key>`, "" when unset. Argument: (list $ key). */}}
@@ -49,7 +55,7 @@ with the top-level value (the same value in both places is the usual state in th
 {{- if not (regexMatch $label $value) -}}
 {{- $problems = append $problems (list
   (printf "%s is %q; set it to %s (letters, digits, '.', '_', '-'; at most 63 characters), e.g." $key $value (index $what $key))
-  (printf "  --set %s=%s" $key (index $examples $key)) | join "\n") -}}
+  (printf "  --set %s=%s%s" $key (index $examples $key) (ternary "   (Kubecost 3: --set global.clusterId=prod-eu-1 names it for both)" "" (and (eq $key "clusterName") (eq (include "kubecost-integration.engine" $) "kubecost")))) | join "\n") -}}
 {{- end -}}
 {{- end -}}
 {{- if $problems -}}

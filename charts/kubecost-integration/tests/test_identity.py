@@ -83,3 +83,18 @@ def test_notes_name_the_deprecated_paths_in_use(require_tool: Callable[[str], st
         helm4, chart, {"tenantId": "acme", "allocationExporter": {"config": {"clusterName": "prod-eu-1"}}, **GLOBAL}
     )
     assert "DEPRECATED: allocationExporter.config.clusterName will be removed" in notes, notes
+
+
+def test_kubecost_3_users_give_the_cluster_name_once(helm: str) -> None:
+    """`global.clusterId` alone (the default engine reads it there) names the cluster for this chart too, exactly as
+    `clusterName` would; given both, they must agree; with neither, the refusal names both ways."""
+    once = render({"tenantId": "acme", **GLOBAL}, helm=helm)
+    assert once == render(TOP, helm=helm)
+    assert _identity(once)[1:3] == ("prod-eu-1", {"cluster": "prod-eu-1", "tenant_id": "acme"})
+    differ = render_error({**TOP, "clusterName": "other"}, helm=helm)
+    assert 'Kubecost 3 would name this cluster "prod-eu-1", clusterName is "other"' in differ
+    neither = render_error({"tenantId": "acme"}, helm=helm)
+    assert "--set clusterName=prod-eu-1, or with Kubecost 3 --set global.clusterId=prod-eu-1" in neither
+    # another engine reads clusterName: without a Kubecost 3, the global alone still names the cluster
+    other = {"tenantId": "acme", "kubecost": {"enabled": False}, "opencost": {"enabled": True}, **GLOBAL}
+    assert _identity(render(other, helm=helm))[1] == "prod-eu-1"
