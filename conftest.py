@@ -39,5 +39,12 @@ class BenchScopeScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist'
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the kind layer last: its cluster (a node container with a whole control plane) starts at its first test
-    and would otherwise load the 2-core machine under the timing-sensitive pipeline tests collected after it."""
-    items.sort(key=lambda item: item.get_closest_marker("kind") is not None)
+    and would otherwise load the 2-core machine under the timing-sensitive pipeline tests collected after it. The
+    other end-to-end tests come first: their benches are the longest units of work, and under xdist a long unit
+    started last keeps one worker busy alone at the end."""
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("kind") is not None,
+            not item.path.relative_to(ROOT).as_posix().startswith("tests-e2e/"),
+        )
+    )

@@ -95,7 +95,7 @@ def test_kubecost_3_without_a_cluster_id_is_refused_by_the_schema_first(helm: st
     values = with_quickstart()
     values["global"] = {"clusterId": ""}
     message = render_error(values, helm=helm)
-    assert "--set global.clusterId=<clusterName>" in message
+    assert "--set global.clusterId=prod-eu-1; clusterName follows it" in message
 
 
 def test_other_engines_do_not_need_a_cluster_id(helm: str) -> None:

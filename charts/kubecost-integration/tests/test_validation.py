@@ -32,7 +32,8 @@ KUBECOST_2 = {"kubecost": {"enabled": False}, "cost-analyzer": {"enabled": True}
 BAD_VALUES: list[tuple[str, dict[str, Any], list[str]]] = [
     # identity (schema)
     ("tenant-empty", {"tenantId": ""}, ["tenantId"]),
-    ("cluster-empty", {"clusterName": ""}, ["clusterName"]),
+    # empty clusterName follows global.clusterId (Kubecost 3's), so both empty is the missing name
+    ("cluster-empty", {"clusterName": "", "global": {"clusterId": ""}}, ["clusterName", "global.clusterId"]),
     ("tenant-slash", {"tenantId": "acme/prod"}, ["tenantId", "pattern"]),
     ("tenant-space", {"tenantId": "acme corp"}, ["tenantId", "pattern"]),
     ("cluster-quote", {"clusterName": 'prod"1'}, ["clusterName", "pattern"]),
@@ -589,7 +590,8 @@ def test_numeric_cluster_name_is_kubecosts_cluster_id_as_a_string(helm: str) -> 
 
 @pytest.mark.parametrize("missing", ["tenantId", "clusterName"])
 def test_a_missing_required_value_names_the_value_to_set(helm: str, missing: str) -> None:
-    message = render_error(with_quickstart({missing: ""}), helm=helm)
+    # clusterName: its fallback, global.clusterId, is emptied too
+    message = render_error(with_quickstart({missing: "", "global": {"clusterId": ""}}), helm=helm)
     assert f"--set {missing}=" in message, message
     assert "minLength" not in message, message
 

@@ -149,14 +149,18 @@ def metric_mode(
     return "total" if modes == {"total"} else "rate"
 
 
-def _no_data(value: T, cluster: str, tenant_id: str, start: datetime, end: datetime, *q: str) -> QueryResult[T]:
-    return QueryResult(
-        "no_data",
-        value,
-        q,
+def _missing(
+    client: ThanosClient, cluster: str, tenant_id: str, start: datetime, end: datetime, *, empty: T
+) -> QueryResult[T] | None:
+    """The `no_data` answer when no series of cluster and tenant has a sample in [start, end]; else None."""
+    promql = data_presence_query(cluster, tenant_id, _seconds(end - start))
+    if client.instant(promql, at=end):
+        return None
+    reason = (
         f"no {PREFIX}* series for cluster={cluster!r} tenant_id={tenant_id!r} "
-        f"between {start.isoformat()} and {end.isoformat()}",
+        f"between {start.isoformat()} and {end.isoformat()}"
     )
+    return QueryResult("no_data", empty, (promql,), reason)
 
 
 def namespace_costs(
@@ -165,15 +169,8 @@ def namespace_costs(
     """USD per namespace over [start, end] (rate mode): average hourly rate x hours of the range."""
     _check_range(start, end)
     seconds = _seconds(end - start)
-    if not data_present(client, cluster, tenant_id, start, end):
-        return _no_data(
-            {},
-            cluster,
-            tenant_id,
-            start,
-            end,
-            data_presence_query(cluster, tenant_id, seconds),
-        )
+    if (missing := _missing(client, cluster, tenant_id, start, end, empty=dict[str, float]())) is not None:
+        return missing
     if metric_mode(client, cluster, tenant_id, end, end - start) != "rate":
         return QueryResult("unsupported", {}, (), "cost over a range needs the exporter in rate mode")
     promql = (
@@ -197,15 +194,8 @@ def cluster_totals(
 ) -> QueryResult[dict[str, float]]:
     """The cluster's current cost by resource (`total`, `cpu`, ..., `idle`): USD/h in rate mode."""
     at = at or datetime.now(UTC)
-    if not data_present(client, cluster, tenant_id, at - lookback, at):
-        return _no_data(
-            {},
-            cluster,
-            tenant_id,
-            at - lookback,
-            at,
-            data_presence_query(cluster, tenant_id, _seconds(lookback)),
-        )
+    if (missing := _missing(client, cluster, tenant_id, at - lookback, at, empty=dict[str, float]())) is not None:
+        return missing
     promql = (
         f'label_replace({{__name__=~"{PREFIX}cluster_(total|{"|".join(RESOURCES)})_cost",'
         f"{selector(cluster, tenant_id)[1:-1]}}}, "
@@ -230,9 +220,8 @@ def asset_coverage(
     without an Assets API, or `--assets false`)."""
     at = at or datetime.now(UTC)
     lookback = timedelta(minutes=10)
-    if not data_present(client, cluster, tenant_id, at - lookback, at):
-        presence = data_presence_query(cluster, tenant_id, _seconds(lookback))
-        return _no_data(math.nan, cluster, tenant_id, at - lookback, at, presence)
+    if (missing := _missing(client, cluster, tenant_id, at - lookback, at, empty=math.nan)) is not None:
+        return missing
     promql = asset_coverage_query(cluster, tenant_id)
     result = client.instant(promql, at=at)
     if not result:
@@ -254,15 +243,8 @@ def efficiency(
     _check_range(start, end)
     seconds = _seconds(end - start)
     empty = Efficiency({}, {})
-    if not data_present(client, cluster, tenant_id, start, end):
-        return _no_data(
-            empty,
-            cluster,
-            tenant_id,
-            start,
-            end,
-            data_presence_query(cluster, tenant_id, seconds),
-        )
+    if (missing := _missing(client, cluster, tenant_id, start, end, empty=empty)) is not None:
+        return missing
     sel = selector(cluster, tenant_id)
     queries: list[str] = []
     value = Efficiency({}, {})
@@ -286,16 +268,8 @@ def cost_per_day(
     average rate); the day that is still running is its average rate x the hours elapsed so far.
     """
     _check_range(start, end)
-    if not data_present(client, cluster, tenant_id, start, end):
-        seconds = _seconds(end - start)
-        return _no_data(
-            {},
-            cluster,
-            tenant_id,
-            start,
-            end,
-            data_presence_query(cluster, tenant_id, seconds),
-        )
+    if (missing := _missing(client, cluster, tenant_id, start, end, empty=dict[str, float]())) is not None:
+        return missing
     if metric_mode(client, cluster, tenant_id, end, end - start) != "rate":
         return QueryResult("unsupported", {}, (), "cost per day needs the exporter in rate mode")
     sel = selector(cluster, tenant_id)
