@@ -26,8 +26,9 @@ exporter's KUBECOST_URL and opens `kubectl port-forward`s to them (each must sta
 `--timeout`; kubectl's errors are added to the check that failed through it). Thanos Query is
 outside the cluster: always a URL.
 
-The package: `checks` (one function per link), `accuracy` (the check that warns), `kube`
-(Services and `kubectl port-forward`s of a release), `cli` (arguments, report, exit code).
+The package: `checks` (one function per link), `thanos` (the Thanos Query link), `accuracy`
+(the check that warns), `kube` (Services and `kubectl port-forward`s of a release), `cli`
+(arguments, report, exit code).
 """
 
 from kubecost_allocation_exporter.verify.cli import main

@@ -18,6 +18,7 @@ from kubecost_allocation_exporter.verify.kube import (
     annotate_forward_failures,
     kube_links,
 )
+from kubecost_allocation_exporter.verify.thanos import check_thanos
 
 
 def _duration(text: str) -> float:
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> tuple[list[Check], Context]:
                 args.exporter_url, args.prometheus_url, args.thanos_url, args.kubecost_url
             )
         ctx = Context(args, links, args.cluster_name, args.tenant_id)
-        runners = {**RUNNERS, "accuracy": check_accuracy}
+        runners = {**RUNNERS, "thanos": check_thanos, "accuracy": check_accuracy}
         checks = [runners[name](ctx) for name in CHECKS if name not in args.skip]
         annotate_forward_failures(checks, links.forwards)
     return checks, ctx

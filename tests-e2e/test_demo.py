@@ -1,0 +1,67 @@
+"""`make demo`'s program as a newcomer runs it (README "Try it here"): `tests-e2e/demo.py --free-ports`, started
+directly (its shebang re-executes it with the cache venv), prints costs read back from Thanos and exits 0, stopping
+every process it started; with one of its fixed ports taken and no flag, it says so and moves to free ports."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "tests-e2e" / "demo.py"
+#: One of the demo's fixed ports (Thanos Query's HTTP port in tests-e2e/demo.py).
+FIXED_PORT = 19902
+
+
+def run_demo(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(DEMO), "--workdir", str(workdir), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")},
+    )
+
+
+def assert_costs_printed_and_nothing_left(out: subprocess.CompletedProcess[str], workdir: Path) -> None:
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert re.search(r"data landed in Thanos [\d.]+s after the agent started", out.stdout)
+    assert "Costs for cluster 'prod-eu-1', tenant 'acme' — read back from Thanos Query" in out.stdout
+    # the simulator's default namespaces, each with a cost, and the cluster lines
+    for namespace in ("kube-system", "default", "kubecost"):
+        assert re.search(rf"^\s*{namespace}\s+\d+\.\d+", out.stdout, re.M), namespace
+    assert "demo finished: stopping everything" in out.stdout
+    # Thanos and Prometheus keep their data under the work dir (with --free-ports a new dir beside it): none may remain
+    leftover = subprocess.run(
+        ["pgrep", "-f", str(workdir.parent)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    assert leftover == [], f"processes of the demo still running: {leftover}"
+
+
+def test_demo_with_free_ports_prints_costs_and_stops_everything(tmp_path: Path) -> None:
+    out = run_demo(tmp_path / "demo", "--free-ports")
+    assert_costs_printed_and_nothing_left(out, tmp_path / "demo")
+    assert "demo: listening on (free ports):" in out.stdout
+
+
+def test_a_busy_fixed_port_moves_the_demo_to_free_ports(tmp_path: Path) -> None:
+    holder = socket.socket()
+    try:
+        try:
+            holder.bind(("127.0.0.1", FIXED_PORT))
+            holder.listen()
+        except OSError:
+            pass  # already taken by someone else on this machine: busy either way
+        out = run_demo(tmp_path / "demo")
+    finally:
+        holder.close()
+    assert re.search(rf"demo: ports already in use: .*{FIXED_PORT} .*using free ports instead", out.stdout)
+    assert_costs_printed_and_nothing_left(out, tmp_path / "demo")
