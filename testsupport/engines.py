@@ -8,8 +8,6 @@ repository's parent); `missing_archives()` names those that are not there.
 
 from __future__ import annotations
 
-import json
-import re
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -18,13 +16,12 @@ from typing import Any
 
 import yaml
 
+from testsupport.kubeconform import summary as kubeconform_summary
 from testsupport.opencost import upstream_charts_dir
 from testsupport.render import (
-    ROOT,
     chart_copy,
     helm_binary,
     helm_template,
-    kci_cache,
     kubecost_mode,
 )
 
@@ -60,28 +57,7 @@ def dependency_status(chart: Path, helm: str = "helm") -> dict[str, str]:
 
 def kubeconform(manifest: Path, skip_kinds: str = "") -> dict[str, int]:
     """kubeconform -strict against the offline schemas (`make tools`); returns its summary, raises on any error."""
-    version = re.search(r"^KUBECONFORM_SCHEMA_K8S=(\S+)$", (ROOT / "tools" / "versions.env").read_text(), re.MULTILINE)
-    assert version, "KUBECONFORM_SCHEMA_K8S missing from tools/versions.env"
-    location = str(kci_cache() / "schemas") + (
-        "/{{.NormalizedKubernetesVersion}}-standalone{{.StrictSuffix}}/{{.ResourceKind}}{{.KindSuffix}}.json"
-    )
-    cmd = [
-        str(kci_cache() / "bin" / "kubeconform"),
-        "-strict",
-        "-summary",
-        "-output",
-        "json",
-        "-kubernetes-version",
-        version.group(1),
-        "-schema-location",
-        location,
-    ]
-    if skip_kinds:
-        cmd += ["-skip", skip_kinds]
-    proc = subprocess.run([*cmd, str(manifest)], capture_output=True, text=True, check=False, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    summary: dict[str, int] = json.loads(proc.stdout)["summary"]
-    return summary
+    return kubeconform_summary(manifest, skip_kinds)
 
 
 def kubecost_2_scrape_jobs(manifest: str, release: str) -> dict[str, dict[str, Any]]:

@@ -10,20 +10,15 @@ proven on the control-plane bench (tests-e2e/controlplane/test_network_policy.py
 
 from __future__ import annotations
 
-import json
-import re
-import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from testsupport import kubeconform
 from testsupport.render import (
-    ROOT,
     deep_merge,
-    kci_cache,
     kubecost_mode,
     objects,
     render,
@@ -556,12 +551,6 @@ def test_an_outside_kubecost_is_fine_once_its_peers_are_set_or_egress_is_off(hel
 # ------------------------------------------------------------------------------------------ offline schema check
 
 
-def kubeconform_schema_version() -> str:
-    match = re.search(r"^KUBECONFORM_SCHEMA_K8S=(\S+)$", (ROOT / "tools" / "versions.env").read_text(), re.MULTILINE)
-    assert match, "KUBECONFORM_SCHEMA_K8S missing from tools/versions.env"
-    return match.group(1)
-
-
 #: Every option at once: IPv4/IPv6 ipBlocks with except, named and numbered ports, extra rules, proxies.
 EVERYTHING = with_quickstart(
     {
@@ -597,34 +586,9 @@ EVERYTHING = with_quickstart(
 )
 
 
-def test_every_option_renders_valid_network_policies(
-    helm: str, tmp_path: Path, require_tool: Callable[[str], str]
-) -> None:
+def test_every_option_renders_valid_network_policies(helm: str, tmp_path: Path) -> None:
     docs = objects(render(EVERYTHING, helm=helm), "NetworkPolicy")
     assert len(docs) == 3
     manifest = tmp_path / "netpol.yaml"
     manifest.write_text(yaml.safe_dump_all(docs))
-    version = kubeconform_schema_version()
-    location = (
-        str(kci_cache() / "schemas")
-        + "/{{.NormalizedKubernetesVersion}}-standalone{{.StrictSuffix}}/{{.ResourceKind}}{{.KindSuffix}}.json"
-    )
-    proc = subprocess.run(
-        [
-            require_tool("kubeconform"),
-            "-strict",
-            "-summary",
-            "-output",
-            "json",
-            "-kubernetes-version",
-            version,
-            "-schema-location",
-            location,
-            str(manifest),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert json.loads(proc.stdout)["summary"]["valid"] == 3
+    assert kubeconform.summary(manifest)["valid"] == 3

@@ -4,7 +4,6 @@ values.yaml <-> values.schema.json in step, README current (helm-docs), and what
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from testsupport import kubeconform
 from testsupport.render import (
     CHART_DIR,
     ROOT,
@@ -147,84 +147,29 @@ def test_ct_lint(chart: Path, require_tool: Callable[[str], str]) -> None:
     assert "All charts linted successfully" in proc.stdout + proc.stderr
 
 
-def kubeconform_schema_version() -> str:
-    env = (ROOT / "tools" / "versions.env").read_text()
-    match = re.search(r"^KUBECONFORM_SCHEMA_K8S=(\S+)$", env, re.MULTILINE)
-    assert match, "KUBECONFORM_SCHEMA_K8S missing from tools/versions.env"
-    return match.group(1)
-
-
 # CRDs of prometheus-operator have no schema in the offline Kubernetes set; their shape is asserted in test_render.
 CRD_KINDS = "ServiceMonitor,PrometheusRule"
 
 
 @pytest.mark.parametrize("values", scenarios())
-def test_kubeconform_validates_every_object(
-    helm: str, values: dict[str, Any], tmp_path: Path, require_tool: Callable[[str], str]
-) -> None:
-    version = kubeconform_schema_version()
-    schemas = kci_cache() / "schemas" / f"v{version}-standalone-strict"
-    if not schemas.is_dir():
-        pytest.fail(f"kubeconform schemas missing in {schemas}: run `make tools`", pytrace=False)
+def test_kubeconform_validates_every_object(helm: str, values: dict[str, Any], tmp_path: Path) -> None:
     manifest = tmp_path / "manifest.yaml"
     manifest.write_text(helm_template(values, helm=helm))
-    location = (
-        str(kci_cache() / "schemas")
-        + "/{{.NormalizedKubernetesVersion}}-standalone{{.StrictSuffix}}/{{.ResourceKind}}{{.KindSuffix}}.json"
-    )
-    proc = subprocess.run(
-        [
-            require_tool("kubeconform"),
-            "-strict",
-            "-summary",
-            "-output",
-            "json",
-            "-kubernetes-version",
-            version,
-            "-schema-location",
-            location,
-            "-skip",
-            CRD_KINDS,
-            str(manifest),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    summary = json.loads(proc.stdout)["summary"]
+    summary = kubeconform.summary(manifest, skip_kinds=CRD_KINDS)
     rendered = [d for d in yaml.safe_load_all(manifest.read_text()) if d and d["kind"] not in CRD_KINDS.split(",")]
     assert summary["valid"] == len(rendered), summary
     assert summary["invalid"] == 0, summary
     assert summary["errors"] == 0, summary
 
 
-def test_kubeconform_catches_a_broken_manifest(tmp_path: Path, require_tool: Callable[[str], str]) -> None:
+def test_kubeconform_catches_a_broken_manifest(tmp_path: Path) -> None:
     """The validation above can fail: a Deployment with a misspelled field is rejected offline."""
-    version = kubeconform_schema_version()
     docs = render(with_quickstart({}))
     deploy = by_component(docs, "Deployment", "allocation-exporter")
     deploy["spec"]["replica"] = 1
     manifest = tmp_path / "bad.yaml"
     manifest.write_text(yaml.safe_dump(deploy))
-    location = (
-        str(kci_cache() / "schemas")
-        + "/{{.NormalizedKubernetesVersion}}-standalone{{.StrictSuffix}}/{{.ResourceKind}}{{.KindSuffix}}.json"
-    )
-    proc = subprocess.run(
-        [
-            require_tool("kubeconform"),
-            "-strict",
-            "-kubernetes-version",
-            version,
-            "-schema-location",
-            location,
-            str(manifest),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = kubeconform.run(manifest)
     assert proc.returncode != 0
     assert "replica" in proc.stdout + proc.stderr
 
