@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from kubecost_allocation_exporter.verify import main
+from kubecost_allocation_exporter.verify.kube import PortForward
 
 pytestmark = pytest.mark.unit
 
@@ -356,7 +357,26 @@ def test_port_forward_output_is_drained(
     )
     assert rc == 0, doc
     assert statuses(doc) == {"exporter": "pass", "sums": "pass", "accuracy": "pass"}
-    assert Path(os.environ["FAKE_LOG"] + ".flooded").exists(), "kubectl's output was not read"
+
+
+def test_port_forward_keeps_reading_while_it_is_open(
+    fake_kubectl: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flood (about 600 KB) finishes only if someone reads the pipe. Waiting for it while the
+    forward is open, rather than after a verify run, does not depend on how fast verify's checks
+    are: those can end, and stop kubectl, before an unhindered flood is written."""
+    monkeypatch.setenv("FAKE_PF", f"flood:{closed_port()}")
+    flooded = Path(os.environ["FAKE_LOG"] + ".flooded")
+    forward = PortForward([str(fake_kubectl), "port-forward"], "kci/svc/kci-exporter:9103")
+    try:
+        forward.wait_ready(30)
+        deadline = time.monotonic() + 60
+        while not flooded.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert flooded.exists(), "kubectl blocked writing: its output was not read"
+        assert forward.proc.poll() is None, "kubectl exited while forwarding"
+    finally:
+        forward.stop()
 
 
 def test_port_forward_error_is_named_in_the_failed_check(
