@@ -37,13 +37,15 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
 def test_troubleshooting_counts_the_series_names_the_default_answer_exports() -> None:
-    """verify's example output: the number of names is that of the exporter's exposition for the
-    default answer (the golden file of the Kubecost 2.x namespace fixture)."""
+    """verify's example output (against `make demo-up`): the number of names is that of the
+    exporter's exposition for the default answer with the chart's default `assets: true`, which
+    adds cluster_assets_cost (the golden file of the Kubecost 2.x namespace fixture with assets)."""
     text = (DOCS / "troubleshooting.md").read_text()
     quoted = [
         int(n) for n in re.findall(r"PASS  thanos +(\d+) cloudtuner_kubecost_\* series", text)
     ]
-    golden = (GOLDEN / "kubecost2_namespace.prom").read_text()
+    assert next(s for s in SETTINGS if s.attr == "assets").default == "true"
+    golden = (GOLDEN / "kubecost2_namespace.assets.prom").read_text()
     names = set(re.findall(r"^(cloudtuner_kubecost_[a-z_]+)[{ ]", golden, re.M))
     assert quoted, "no verify example with a series-name count in docs/troubleshooting.md"
     assert set(quoted) == {len(names)}
