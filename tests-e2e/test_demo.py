@@ -1,16 +1,23 @@
 """`make demo`'s program as a newcomer runs it (README "Try it here"): `tests-e2e/demo.py --free-ports`, started
 directly (its shebang re-executes it with the cache venv), prints costs read back from Thanos and exits 0, stopping
-every process it started; with one of its fixed ports taken and no flag, it says so and moves to free ports."""
+every process it started; with one of its fixed ports taken and no flag, it says so and moves to free ports. And
+`make demo-up`'s printed URLs and commands, run as printed."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
+import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+
+from testsupport.procs import http_get, http_json
 
 pytestmark = pytest.mark.e2e
 
@@ -65,3 +72,52 @@ def test_a_busy_fixed_port_moves_the_demo_to_free_ports(tmp_path: Path) -> None:
         holder.close()
     assert re.search(rf"demo: ports already in use: .*{FIXED_PORT} .*using free ports instead", out.stdout)
     assert_costs_printed_and_nothing_left(out, tmp_path / "demo")
+
+
+def test_demo_up_prints_urls_that_answer_and_commands_that_work(tmp_path: Path) -> None:
+    """`make demo-up` as the README has a newcomer use it: every URL it prints answers, its `verify` command passes
+    as printed, and its simulator fault is switched off again by the command printed beside it."""
+    workdir = tmp_path / "demo"
+    output = tmp_path / "demo-up.out"
+    with output.open("w") as out:
+        proc = subprocess.Popen(
+            [str(DEMO), "--workdir", str(workdir), "--keep-running", "--free-ports"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")},
+        )
+    try:
+        deadline = time.monotonic() + 300
+        # The running block is one print and one flush: once its "Simulator scale" line is there, all of it is
+        while "  Simulator scale:" not in output.read_text():
+            assert proc.poll() is None, output.read_text()[-3000:]
+            assert time.monotonic() < deadline, output.read_text()[-3000:]
+            time.sleep(0.5)
+        time.sleep(0.5)
+        block = output.read_text()
+        block = block[block.index("Everything is running") :]
+        urls = re.findall(r"^  [A-Z][A-Za-z /]+?\s{2,}(http://\S+)", block, re.M)
+        assert len(urls) == 5, block
+        for url in urls:
+            status, _ = http_get(url)
+            assert status == 200, f"{url} answered {status}"
+
+        verify = re.search(r"^  Check every link:\s+(.+?verify \\\n(?:.*\\\n)*.*)$", block, re.M)
+        assert verify, f"no verify command printed:\n{block}"
+        argv = shlex.split(verify.group(1).replace("\\\n", " "))
+        checked = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+        posts = dict(re.findall(r"^  (Simulator faults|Undo[^:]*):\s+curl -XPOST (\S+.*)$", block, re.M))
+        assert set(posts) == {"Simulator faults", "Undo both"}, block
+        sim = urls[-1]
+        for what, expected in (("Simulator faults", 500), ("Undo both", 200)):
+            url, _, body = posts[what].partition(" -d ")
+            http_json(url, json.loads(body.strip("'")) if body else {})
+            assert http_get(sim)[0] == expected, what
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=120)
+        finally:
+            proc.kill()
