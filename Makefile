@@ -29,7 +29,7 @@ tools: venv ## Build/install all pinned tools into $(KCI_CACHE)/bin (idempotent,
 	@scripts/tools.sh
 
 .PHONY: lint
-lint: tools ## ruff, mypy --strict, helm lint, ct lint, helm-docs check, actionlint, hadolint
+lint: tools ## ruff, mypy --strict, helm lint, ct lint, helm-docs check, actionlint, hadolint, renovate validator
 	@scripts/lint.sh
 
 # The tools each layer runs (scripts/tools.sh takes names): `make demo` builds only these, not the whole set.
