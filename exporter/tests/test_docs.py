@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,3 +74,24 @@ def test_upgrading_names_a_version_in_every_heading() -> None:
     for heading in versioned:
         assert re.search(r"\b\d+\.\d+\.\d+\b", heading), heading
         assert "next" not in heading.lower(), heading
+
+
+CLOSED = "http://127.0.0.1:9"
+
+
+def test_configuration_doc_quotes_once_against_a_closed_port_as_it_prints() -> None:
+    """The `--once` example a reader can reproduce on any machine (nothing listens on port 9):
+    the line in docs/configuration.md is the exporter's own, hint included."""
+    env = {k: v for k, v in os.environ.items() if k not in {s.env for s in SETTINGS}}
+    args = ["--once", "--retries", "0", "--cluster-name", "c", "--tenant-id", "t"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "kubecost_allocation_exporter", *args, "--kubecost-url", CLOSED],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert f"    {line}\n" in (DOCS / "configuration.md").read_text(), line
