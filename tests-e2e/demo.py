@@ -207,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)  # also when started in the background (SIGINT ignored there)
     try:
+        # The README quotes how long the demo runs; say it, so a reader can compare without adding timestamps
+        started = time.monotonic()
         _say(f"demo: logs and data in {args.workdir}")
         ports = Ports()
         thanos = start_thanos(group, ports, fixed_t, progress=_say)
@@ -232,7 +234,10 @@ def main(argv: list[str] | None = None) -> int:
             while True:
                 time.sleep(1)
                 group.check_alive()
-        _say("demo finished: stopping everything (make demo-up keeps it running)")
+        _say(
+            f"demo finished in {time.monotonic() - started:.0f}s (tools and venv not counted): "
+            "stopping everything (make demo-up keeps it running)"
+        )
         return 0
     except KeyboardInterrupt:
         _say("stopping")

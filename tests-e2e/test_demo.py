@@ -45,7 +45,7 @@ def assert_costs_printed_and_nothing_left(out: subprocess.CompletedProcess[str],
     # the simulator's default namespaces, each with a cost, and the cluster lines
     for namespace in ("kube-system", "default", "kubecost"):
         assert re.search(rf"^\s*{namespace}\s+\d+\.\d+", out.stdout, re.M), namespace
-    assert "demo finished: stopping everything" in out.stdout
+    assert re.search(r"demo finished in \d+s \(tools and venv not counted\): stopping everything", out.stdout)
     # Thanos and Prometheus keep their data under the work dir (with --free-ports a new dir beside it): none may remain
     leftover = subprocess.run(
         ["pgrep", "-f", str(workdir.parent)], capture_output=True, text=True, check=False
