@@ -12,6 +12,7 @@ import pytest
 
 from kubecost_allocation_exporter.config import SETTINGS
 from kubecost_allocation_exporter.metrics import COST_METRIC_NAMES, HEALTH_METRIC_NAMES
+from kubecost_allocation_exporter.verify.cli import parser as verify_parser
 
 pytestmark = pytest.mark.unit
 
@@ -52,6 +53,13 @@ def test_troubleshooting_counts_the_series_names_the_default_answer_exports() ->
     names = set(re.findall(r"^(cloudtuner_kubecost_[a-z_]+)[{ ]", golden, re.M))
     assert quoted, "no verify example with a series-name count in docs/troubleshooting.md"
     assert set(quoted) == {len(names)}
+
+
+def test_troubleshooting_verify_example_reads_the_queue_over_the_default_interval() -> None:
+    """The example runs without --sample-seconds, so its remote-write line says the default."""
+    text = (DOCS / "troubleshooting.md").read_text()
+    quoted = {float(n) for n in re.findall(r"no failures or retries in (\d+)s", text)}
+    assert quoted == {verify_parser().get_default("sample_seconds")}
 
 
 def test_queries_doc_says_idle_is_always_present() -> None:

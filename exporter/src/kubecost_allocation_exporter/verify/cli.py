@@ -54,13 +54,17 @@ _OPTIONS = (
     ("--kube-namespace", None, "namespace of the release: use kubectl port-forward"),
     ("--release", None, "Helm release name (when the namespace has several)"),
     ("--kubectl", "kubectl", "kubectl binary (default: kubectl from PATH)"),
-    ("--job", "kubecost-allocation-exporter", "scrape job of the exporter"),
-    ("--remote-name", "cloudtuner-thanos", "remote_write queue name (remoteWrite.name)"),
+    ("--job", "kubecost-allocation-exporter", "scrape job of the exporter (default: %(default)s)"),
+    (
+        "--remote-name",
+        "cloudtuner-thanos",
+        "remote_write queue name (remoteWrite.name; default: %(default)s)",
+    ),
 )
 _DURATIONS = (
     ("--max-lag", 120.0, "max remote_write lag (default 120s)"),
     ("--max-age", 600.0, "max age of the newest sample in Thanos (600s)"),
-    ("--sample-seconds", 5.0, "remote_write counters read twice, this apart"),
+    ("--sample-seconds", 5.0, "remote_write counters read twice, this apart (default 5s)"),
     ("--timeout", 10.0, "per request (default 10s)"),
 )  # fmt: skip
 
