@@ -323,7 +323,7 @@ def test_anomaly_thresholds_follow_the_values(
         assert rules[name] == file_rules[name]
 
 
-def test_rendered_anomaly_rules_pass_their_unit_tests_with_other_thresholds(tmp_path: Path) -> None:
+def test_a_lower_minimum_increase_reaches_promtool(tmp_path: Path) -> None:
     """A lower minimum increase renders into rules under which `tiny` (+0.18 USD/h) pages: the values reach
     promtool, and only the expected assertion fails."""
     groups = rendered_groups({"prometheusRule": {"enabled": True, "anomaly": {"minIncreaseUSDPerHour": 0.1}}})
