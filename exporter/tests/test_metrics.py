@@ -7,7 +7,16 @@ from dataclasses import replace
 
 import pytest
 from exporter_testlib import GOLDEN, FakeKubecost, fixture_json
-from pipeline import HOUR, NOW, assets, breakdown, oracle, snapshot, with_breakdowns
+from pipeline import (
+    HOUR,
+    NOW,
+    assets,
+    breakdown,
+    oracle,
+    snapshot,
+    with_breakdowns,
+    with_savings,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubecost_allocation_exporter.config import Config, load
@@ -50,6 +59,7 @@ CONTRACT = {
     "cloudtuner_kubecost_window_end_timestamp_seconds": ("cluster", "tenant_id"),
     "cloudtuner_kubecost_window_coverage_ratio": ("cluster", "tenant_id"),
     f"{CLUSTER}assets_cost": ("cluster", "tenant_id", "type"),
+    f"{NAMESPACE}savings_monthly": ("cluster", "tenant_id", "namespace", "source"),
 }
 INFO_LABELS = {
     "assets",
@@ -62,6 +72,7 @@ INFO_LABELS = {
     "currency",
     "share_idle",
     "multi_cluster",
+    "savings_api",
 }
 
 
@@ -90,6 +101,14 @@ def exposition(
             multi=cfg.multi_cluster,
         )
         snap = with_breakdowns(snap, rows)
+    snap = with_savings(
+        snap,
+        name,
+        controller=[bd] if bd and cfg.breakdowns == ("controller",) else [],
+        top_n=cfg.breakdown_top_n,
+        cluster=cfg.cluster_name,
+        multi=cfg.multi_cluster,
+    )
     costs = render_costs(snap, cfg)
     assert costs == oracle(snap, cfg)
     return (render_health(health, cfg) + costs).decode()
@@ -196,6 +215,10 @@ def test_names_and_labels_follow_the_contract(
                     "breakdown",
                     "namespace",
                     "value",
+                }
+            elif sample.name == "cloudtuner_kubecost_controller_savings_monthly":
+                assert set(sample.labels) == {
+                    *("cluster", "tenant_id", "namespace", "controller", "source"),
                 }
             else:
                 assert sample.name in CONTRACT, sample.name

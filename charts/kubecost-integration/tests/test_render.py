@@ -279,6 +279,14 @@ def test_exporter_env_carries_every_config_value(helm: str) -> None:
     assert env["LISTEN_ADDRESS"] == "0.0.0.0:9103"
 
 
+@pytest.mark.parametrize(("value", "env_value"), [(None, "false"), (True, "true"), (False, "false")])
+def test_savings_api_value_reaches_the_exporter_env(helm: str, value: bool | None, env_value: str) -> None:
+    """Off by default (one more query per refresh); the exporter reads SAVINGS_API (--savings-api)."""
+    cfg = {} if value is None else {"savingsApi": value}
+    env = exporter_env(render(with_quickstart({"allocationExporter": {"config": cfg}}), helm=helm))
+    assert env["SAVINGS_API"] == env_value
+
+
 def test_optional_exporter_env_is_omitted_when_empty(helm: str) -> None:
     env = exporter_env(render(QUICKSTART_VALUES, helm=helm))
     for name in ("WINDOW", "DATA_LAG", "STALENESS_LIMIT", "AUTH_TOKEN_FILE", "API_KEY_FILE"):

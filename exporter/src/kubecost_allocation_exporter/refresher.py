@@ -24,6 +24,7 @@ from kubecost_allocation_exporter.config import Config
 from kubecost_allocation_exporter.decode import REASONS, ApiError, one_line
 from kubecost_allocation_exporter.kubecost import AllocationClient, Budget
 from kubecost_allocation_exporter.metrics import Health, render_costs, render_health
+from kubecost_allocation_exporter.savings import Key, assemble
 from kubecost_allocation_exporter.snapshot import (
     AssetCost,
     NamespaceRows,
@@ -59,6 +60,7 @@ class Collected:
     reused: bool = False
     dropped: int = 0  # series left out by the cardinality guard (--max-series)
     assets: str = "disabled"  # the Assets API: present, absent (none), failed or disabled
+    savings_api: str = "disabled"  # the request-sizing API: the same states
 
 
 def collect(
@@ -95,18 +97,21 @@ def collect(
             )
     del target, targets  # `ns_rows` is then the only reference to the rows
     assets, state = _assets(client, cfg, window, now, budget) if cfg.assets else ((), "disabled")
+    engine, savings_state = _savings(client, cfg, budget, prints)
     if (
         closed
         and previous is not None
         and previous.window == window
         and previous.prints == tuple(prints)
         and (previous.snapshot.assets, previous.assets) == (assets, state)
+        and previous.savings_api == savings_state
     ):
         return replace(previous, reused=True)
     cov = coverage(ns_rows.windows, requested, now)
     if ns_rows.rows and cov.hours is None and cfg.metric_mode == "rate":
         log.warning("the answer has no usable window; cost rates cannot be computed")
     snapshot, dropped = build(ns_rows, cov, cfg.metric_mode, cfg.max_series)
+    estimated = ns_rows.estimated()
     del ns_rows  # the rows are not needed any more: freed before the breakdowns and rendering
     rows = [
         r
@@ -115,8 +120,12 @@ def collect(
             cfg.breakdown_top_n, factor(cfg.metric_mode, coverage(t.windows, requested, now))
         )
     ]
-    if rows:
-        snapshot, more = cap_breakdowns(snapshot, rows, cfg.max_series)
+    kept = {(c.name, n, "") for c in snapshot.clusters for n in c.names} if dropped else None
+    by_controller = next((t.savings for t in totals if t.savings is not None), None)
+    saved, dropped_savings = assemble(estimated, engine, kept, by_controller, cfg.breakdown_top_n)
+    dropped += dropped_savings
+    if rows or saved:
+        snapshot, more = cap_breakdowns(snapshot, rows, cfg.max_series, saved)
         dropped += more
     if dropped:
         log.warning(
@@ -127,7 +136,9 @@ def collect(
             extra={"dropped_series": dropped},
         )
     snapshot = replace(snapshot, assets=assets)
-    return Collected(window, snapshot, tuple(prints), dropped=dropped, assets=state)
+    return Collected(
+        window, snapshot, tuple(prints), dropped=dropped, assets=state, savings_api=savings_state
+    )
 
 
 def _assets(
@@ -153,6 +164,27 @@ def _assets(
             extra={"reason": exc.reason},
         )
         return (), "failed"
+
+
+def _savings(
+    client: AllocationClient, cfg: Config, budget: Budget, prints: list[tuple[int, ...]]
+) -> tuple[dict[Key, float] | None, str]:
+    """Kubecost's recommendations (their answer's fingerprint appended to `prints`) and the state
+    exporter_info shows. A failure is logged and the estimates stand in, as for the assets."""
+    if not cfg.savings_api:
+        return None, "disabled"
+    fingerprint: list[int] = []
+    try:
+        got = client.savings(budget, fingerprint)
+    except ApiError as exc:
+        log.warning(
+            "savings recommendations not read, estimates published instead: %s",
+            exc,
+            extra={"reason": exc.reason},
+        )
+        return None, "failed"
+    prints.append(tuple(fingerprint))
+    return got, "absent" if got is None else "present"
 
 
 def _lower_priority() -> None:
@@ -207,6 +239,11 @@ class Refresher:
                 self._collected.assets
                 if self._collected is not None
                 else ("unknown" if self._cfg.assets else "disabled")
+            ),
+            savings_api=(
+                self._collected.savings_api
+                if self._collected is not None
+                else ("unknown" if self._cfg.savings_api else "disabled")
             ),
         )
 
