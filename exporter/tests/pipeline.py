@@ -130,8 +130,8 @@ def with_savings(
 ) -> Snapshot:
     """`snap` with the savings series of its namespace query (`pages`), of the controller
     breakdown's (`controller`) and of a requestSizingV2 answer (`engine`), as `collect` does."""
-    rows = NamespaceRows(cluster, multi)
-    totals = BreakdownTotals("controller", cluster, multi)
+    rows = NamespaceRows(cluster, multi, savings=True)
+    totals = BreakdownTotals("controller", cluster, multi, savings=True)
     for target, sources in ((rows, pages), (totals, controller)):
         for page in sources:
             for part in decode(200, answer(page), "application/json", "http://kc", ROWS):

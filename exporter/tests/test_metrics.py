@@ -101,13 +101,17 @@ def exposition(
             multi=cfg.multi_cluster,
         )
         snap = with_breakdowns(snap, rows)
-    snap = with_savings(
-        snap,
-        name,
-        controller=[bd] if bd and cfg.breakdowns == ("controller",) else [],
-        top_n=cfg.breakdown_top_n,
-        cluster=cfg.cluster_name,
-        multi=cfg.multi_cluster,
+    snap = (
+        snap
+        if cfg.savings == "none"
+        else with_savings(
+            snap,
+            name,
+            controller=[bd] if bd and cfg.breakdowns == ("controller",) else [],
+            top_n=cfg.breakdown_top_n,
+            cluster=cfg.cluster_name,
+            multi=cfg.multi_cluster,
+        )
     )
     costs = render_costs(snap, cfg)
     assert costs == oracle(snap, cfg)
@@ -134,6 +138,15 @@ GOLDEN_CASES = [
         HOUR,
     ),
     ("label_keys.json", ("--breakdowns", "label:app"), "pre1100_label_keys.json", HOUR),
+    # right-sizing savings (docs/metrics.md "Savings"): the estimate, per namespace and controller
+    ("kubecost2_namespace.json", ("--savings", "estimate"), None, HOUR),
+    ("multi_cluster.json", ("--multi-cluster", "--savings", "estimate"), None, HOUR),
+    (
+        "controller_namespaces.json",
+        ("--breakdowns", "controller", "--breakdown-top-n", "3", "--savings", "estimate"),
+        "controller_breakdown.json",
+        HOUR,
+    ),
     # window phenomena, real shapes (docs/metrics.md "Windows")
     ("per_row_windows.json", ("--window", DAY), None, DAY),
     (
@@ -230,7 +243,8 @@ def test_names_and_labels_follow_the_contract(
 
 
 def test_every_contract_series_is_present_for_a_full_answer() -> None:
-    text = exposition("kubecost2_namespace.json", config(), asset_answer="kubecost2_assets.json")
+    cfg = config("--savings", "estimate")
+    text = exposition("kubecost2_namespace.json", cfg, asset_answer="kubecost2_assets.json")
     names = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
     assert set(CONTRACT) <= names
     assert "cloudtuner_kubecost_exporter_info" in names

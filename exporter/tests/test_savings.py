@@ -1,6 +1,6 @@
 """Right-sizing savings: the estimate from the allocation rows (docs/metrics.md "Savings"), and
 Kubecost's request-sizing recommendations read through HTTP beside the Allocation API with
---savings-api; an engine without them, or a failing one, never fails the refresh and
+--savings api; an engine without them, or a failing one, never fails the refresh and
 exporter_info says which it is."""
 
 from __future__ import annotations
@@ -54,12 +54,15 @@ def _series(text: str) -> tuple[dict[tuple[str, ...], tuple[str, float]], dict[s
     return out, info
 
 
-def test_estimate_by_default_with_the_documented_formula_and_no_extra_query(
+def test_estimate_with_the_documented_formula_and_no_extra_query(
     kubecost: FakeKubecost,
 ) -> None:
     kubecost.set_fixture("/model/allocation", "kubecost2_namespace.json")
     kubecost.set_fixture(SIZING, "kubecost2_request_sizing.json")
-    r = refresher(kubecost, Clock(), "--metric-mode", "total")
+    off = refresher(kubecost, Clock())
+    assert off.refresh_once() is None
+    assert _series(off.exposition().decode())[0] == {}  # off by default
+    r = refresher(kubecost, Clock(), "--metric-mode", "total", "--savings", "estimate")
     assert r.refresh_once() is None
     got, info = _series(r.exposition().decode())
     assert info["savings_api"] == "disabled"
@@ -79,7 +82,7 @@ def test_recommendations_replace_the_estimate_where_kubecost_has_them(
 ) -> None:
     kubecost.set_fixture("/model/allocation", "kubecost2_namespace.json")
     kubecost.set_fixture(SIZING, "kubecost2_request_sizing.json")
-    r = refresher(kubecost, Clock(), "--savings-api")
+    r = refresher(kubecost, Clock(), "--savings", "api")
     assert r.refresh_once() is None
     [seen] = [s for s in kubecost.seen if s.path == SIZING]
     assert seen.params == {"window": "3d"}  # Kubecost 2.x refuses any parameter it does not know
@@ -104,7 +107,7 @@ def test_an_engine_without_or_with_failing_recommendations_keeps_the_estimates(
 ) -> None:
     kubecost.set_fixture("/model/allocation", "kubecost2_namespace.json")
     kubecost.set(SIZING, reply)
-    r = refresher(kubecost, Clock(), "--savings-api", "true")
+    r = refresher(kubecost, Clock(), "--savings", "api")
     assert r.refresh_once() is None
     got, info = _series(r.exposition().decode())
     assert info["savings_api"] == state
@@ -128,7 +131,7 @@ def test_controllers_top_n_with_recommendations_and_other(kubecost: FakeKubecost
         ]
     }
     kubecost.set(SIZING, Reply(200, json.dumps(engine).encode(), "application/json"))
-    args = ("--savings-api", "--breakdowns", "controller", "--breakdown-top-n", "2")
+    args = ("--savings", "api", "--breakdowns", "controller", "--breakdown-top-n", "2")
     r = refresher(kubecost, Clock(), *args)
     assert r.refresh_once() is None
     got, _ = _series(r.exposition().decode())

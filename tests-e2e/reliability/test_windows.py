@@ -132,7 +132,7 @@ def wait_for_values(s: SimAndExporter, check: Any, timeout: float = 20) -> dict[
     return got
 
 
-@pytest.mark.parametrize("stack", [{"SAVINGS_API": "true", "BREAKDOWNS": "controller"}], indirect=True)
+@pytest.mark.parametrize("stack", [{"SAVINGS": "api", "BREAKDOWNS": "controller"}], indirect=True)
 def test_savings_series_carry_the_simulators_recommendations_or_the_documented_estimate(
     stack: SimAndExporter,
 ) -> None:

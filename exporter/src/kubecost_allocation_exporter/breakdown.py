@@ -35,7 +35,9 @@ class BreakdownTotals:
     """A breakdown query (aggregate=[cluster,]namespace,<breakdown>) accumulated page by page:
     totalCost per (namespace, value) and cluster, as the API gives it (scaled in `rows`)."""
 
-    def __init__(self, breakdown: str, cluster_name: str, multi_cluster: bool) -> None:
+    def __init__(
+        self, breakdown: str, cluster_name: str, multi_cluster: bool, savings: bool = False
+    ) -> None:
         self.breakdown = breakdown
         self.props = (
             ("cluster", "namespace", breakdown) if multi_cluster else ("namespace", breakdown)
@@ -44,7 +46,9 @@ class BreakdownTotals:
         self.multi_cluster = multi_cluster
         self.totals: dict[str, dict[tuple[str, str], float]] = {}
         # the controller breakdown also sums the savings estimate per (cluster, namespace, value)
-        self.savings: dict[Key, float] | None = {} if breakdown == "controller" else None
+        self.savings: dict[Key, float] | None = (
+            {} if savings and breakdown == "controller" else None
+        )
         self.windows: set[Interval] = set()
         self.rows = 0
         self._answers = AnswerKeys()
@@ -61,9 +65,7 @@ class BreakdownTotals:
         self.windows |= row_windows(windows, starts, ends)
         prop = self.props[-1]
         fast = not self.multi_cluster
-        est: Iterable[float] = repeat(NAN)
-        if self.savings is not None:
-            est = row_savings(rows)
+        est: Iterable[float] = repeat(NAN) if self.savings is None else row_savings(rows)
         for key, name, total, row, saving in zip(
             aset, names, costs.column(totals), rows, est, strict=False
         ):

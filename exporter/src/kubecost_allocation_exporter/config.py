@@ -293,10 +293,11 @@ SETTINGS: tuple[Setting, ...] = (
       "Also read the Assets API (Kubecost /model/assets, OpenCost /assets) for the same window "
       "and export cloudtuner_kubecost_cluster_assets_cost; a missing or failing Assets API never "
       "fails the refresh (exporter_info says assets=absent or failed)"),
-    S("savings_api", "false", Bool(),
-      "Also read Kubecost's request-sizing recommendations (savings/requestSizingV2, window 3d) "
-      "for cloudtuner_kubecost_*_savings_monthly (else estimated from the allocations); a missing "
-      "or failing one never fails the refresh (exporter_info says savings_api=absent or failed)"),
+    S("savings", "none", Choice(("none", "estimate", "api")),
+      "Right-sizing savings series (cloudtuner_kubecost_*_savings_monthly): estimate = from the "
+      "allocations (no extra query); api = also Kubecost's request-sizing recommendations "
+      "(savings/requestSizingV2, window 3d; a missing or failing one never fails the refresh: "
+      "exporter_info says savings_api=absent or failed)"),
     S("multi_cluster", "false", Bool(),
       "The API serves several clusters (Kubecost primary): the cluster label comes from the data"),
     S("once", "false", Bool(),
@@ -336,7 +337,7 @@ class Config:
     page_size: int
     max_series: int
     assets: bool
-    savings_api: bool
+    savings: str
     multi_cluster: bool
     once: bool
 

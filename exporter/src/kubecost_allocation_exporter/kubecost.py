@@ -306,7 +306,7 @@ class AllocationClient:
 
     def assets(self, window: str, aggregate: str, budget: Budget) -> list[Page] | None:
         """The Assets API's answer beside the allocation endpoint (`.../model/assets` or
-        `.../assets`), in the refresh's budget; None when the engine has none. Raises ApiError."""
+        `.../assets`), in the refresh's budget; None when the engine has none."""
         params = {"window": window, "aggregate": aggregate, "accumulate": "true"}
         if (got := self._beside("/assets", params, budget)) is None:
             return None
@@ -318,11 +318,9 @@ class AllocationClient:
     def savings(
         self, budget: Budget, prints: list[int]
     ) -> dict[tuple[str, str, str], float] | None:
-        """Kubecost's request-sizing recommendations beside the allocation endpoint (2.x/3.x
-        `.../model/savings/requestSizingV2`, aggregator `:9004/savings/requestSizingV2`) as
-        monthly savings per namespace and controller; None when the engine has none. Only
-        `window` is sent: Kubecost 2.x refuses parameters it does not know (kubecost/kubecost#3337),
-        and it serves no hourly window. Appends a fingerprint of the answer to `prints`."""
+        """Kubecost's request-sizing recommendations beside the allocation endpoint as savings per
+        namespace and controller, None when there are none; only `window` (2.x refuses unknown
+        parameters, serves no hourly window). Appends the answer's fingerprint to `prints`."""
         if (got := self._beside("/savings/requestSizingV2", {"window": "3d"}, budget)) is None:
             return None
         answer, where = got

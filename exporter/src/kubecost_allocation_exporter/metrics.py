@@ -14,6 +14,7 @@ import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, compress, repeat
+from typing import Any
 
 from kubecost_allocation_exporter import __version__
 from kubecost_allocation_exporter.config import Config
@@ -185,7 +186,7 @@ def cost_help(cfg: Config) -> dict[str, str]:
     for level in ("namespace", "controller"):
         helps[f"{PREFIX}{level}_savings_monthly"] = (
             f"Right-sizing saving per {level}, USD per month (whatever --metric-mode): "
-            "source=recommendation is Kubecost's request-sizing recommendations (--savings-api), "
+            "source=recommendation is Kubecost's request-sizing recommendations (--savings api), "
             "source=estimate the requests above the average usage at the allocations' own unit "
             "prices x 730 h (docs/metrics.md)."
             + (" The top N per cluster, the rest in __other__." if level == "controller" else "")
@@ -273,29 +274,21 @@ def render_costs(snapshot: Snapshot, cfg: Config) -> bytes:
         for a in snapshot.assets
     ]
     w.samples(name, helps[name], assets)
-    # the savings: one %-format per line over the tuples (C level); the namespace format skips
-    # the empty controller with `%.0s`
-    tail = f'source="%s",tenant_id="{tenant.replace("%", "%%")}"}} %s\n'
+    # savings: one %-format per line (C level); the namespace's skips the empty controller (%.0s)
     split = list(map(operator.itemgetter(2), snapshot.savings)).count("")  # namespaces first
-    for level, head, order in (
-        ("namespace", 'cluster="%s",namespace="%s"%.0s,', ()),
-        ("controller", 'cluster="%s",controller="%s",namespace="%s",', (0, 2, 1, 3, 4)),
-    ):
+    tail = f'source="%s",tenant_id="{tenant.replace("%", "%%")}"}} %s\n'
+    for level, sel, head in (
+        ("namespace", snapshot.savings[:split], 'cluster="%s",namespace="%s"%.0s,'),
+        ("controller", [(s[0], s[2], s[1], s[3], s[4]) for s in snapshot.savings[split:]],
+         'cluster="%s",controller="%s",namespace="%s",'),
+    ):  # fmt: skip
         name = f"{PREFIX}{level}_savings_monthly"
-        sel = snapshot.savings[:split] if level == "namespace" else snapshot.savings[split:]
-        rows: Sequence[tuple[object, ...]] = sel
+        rows: Sequence[tuple[Any, ...]] = sel
         texts = "".join(map("".join, map(operator.itemgetter(0, 1, 2), sel)))
-        big = sel and max(map(operator.itemgetter(4), sel)) >= 1e6
-        if big or any(c in texts for c in '\\\n"'):
-            rows = [(*map(_escape, s[:4]), _fmt(s[4])) for s in sel]
-        fmt = name + "{" + head + tail
-        w.family(
-            name,
-            helps[name],
-            ["".join(map(fmt.__mod__, map(operator.itemgetter(*order), rows) if order else rows))]
-            if rows
-            else [],
-        )
+        if sel and (max(r[4] for r in sel) >= 1e6 or any(c in texts for c in '\\\n"')):
+            rows = [(*map(_escape, r[:4]), _fmt(r[4])) for r in sel]
+        fmt = f"{name}{{{head}{tail}"
+        w.family(name, helps[name], ["".join(map(fmt.__mod__, rows))] if rows else [])
     return w.bytes()
 
 

@@ -79,8 +79,9 @@ def collect(
     window = window_param(cfg.window, now, cfg.data_lag)
     requested = requested_window(window, now)
     base = "cluster,namespace" if cfg.multi_cluster else "namespace"
-    ns_rows = NamespaceRows(cfg.cluster_name, cfg.multi_cluster)
-    totals = [BreakdownTotals(b, cfg.cluster_name, cfg.multi_cluster) for b in cfg.breakdowns]
+    on = cfg.savings != "none"
+    ns_rows = NamespaceRows(cfg.cluster_name, cfg.multi_cluster, on)
+    totals = [BreakdownTotals(b, cfg.cluster_name, cfg.multi_cluster, on) for b in cfg.breakdowns]
     closed = requested is not None and requested[1] <= now
     prints: list[tuple[int, ...]] = []
     targets: list[NamespaceRows | BreakdownTotals] = [ns_rows, *totals]
@@ -111,7 +112,7 @@ def collect(
     if ns_rows.rows and cov.hours is None and cfg.metric_mode == "rate":
         log.warning("the answer has no usable window; cost rates cannot be computed")
     snapshot, dropped = build(ns_rows, cov, cfg.metric_mode, cfg.max_series)
-    estimated = ns_rows.estimated()
+    estimated = ns_rows.estimated() if on else {}
     del ns_rows  # the rows are not needed any more: freed before the breakdowns and rendering
     rows = [
         r
@@ -169,22 +170,16 @@ def _assets(
 def _savings(
     client: AllocationClient, cfg: Config, budget: Budget, prints: list[tuple[int, ...]]
 ) -> tuple[dict[Key, float] | None, str]:
-    """Kubecost's recommendations (their answer's fingerprint appended to `prints`) and the state
-    exporter_info shows. A failure is logged and the estimates stand in, as for the assets."""
-    if not cfg.savings_api:
-        return None, "disabled"
+    """Kubecost's recommendations (their fingerprint added to `prints`) and the state
+    exporter_info shows; a failure is logged and the estimates stand in, as for the assets."""
     fingerprint: list[int] = []
     try:
-        got = client.savings(budget, fingerprint)
+        got = client.savings(budget, fingerprint) if cfg.savings == "api" else None
     except ApiError as exc:
-        log.warning(
-            "savings recommendations not read, estimates published instead: %s",
-            exc,
-            extra={"reason": exc.reason},
-        )
+        log.warning("savings API not read, estimates used: %s", exc, extra={"reason": exc.reason})
         return None, "failed"
     prints.append(tuple(fingerprint))
-    return got, "absent" if got is None else "present"
+    return got, "disabled" if cfg.savings != "api" else "absent" if got is None else "present"
 
 
 def _lower_priority() -> None:
@@ -243,7 +238,7 @@ class Refresher:
             savings_api=(
                 self._collected.savings_api
                 if self._collected is not None
-                else ("unknown" if self._cfg.savings_api else "disabled")
+                else ("unknown" if self._cfg.savings == "api" else "disabled")
             ),
         )
 

@@ -1,12 +1,6 @@
-"""Right-sizing savings (docs/metrics.md "Savings"): what lowering requests saves a month, in USD.
-
-One series per namespace, and per controller with the controller breakdown; `source` says which:
-- `recommendation`: the engine's request-sizing recommendations (Kubecost 2.x/3.x
-  `savings/requestSizingV2` beside the Allocation API, --savings-api): the sum of their
-  `monthlySavings.total` (else cpu + memory) over the containers of the namespace (controller);
-- `estimate` (every other one, and OpenCost): from the allocation rows read anyway, per row the
-  request above the average usage (never negative, no headroom kept) at the row's own unit price
-  (cost incl. adjustment / cpuCoreHours, resp. ramByteHours), x 730 hours; summed over the rows.
+"""Right-sizing savings in USD per month (docs/metrics.md "Savings", which defines them): Kubecost's
+request-sizing recommendations (`source="recommendation"`, --savings api) where it has some for a
+namespace (controller), else the estimate from the allocation rows (`source="estimate"`).
 """
 
 from __future__ import annotations
@@ -26,25 +20,21 @@ from kubecost_allocation_exporter.decode import ApiError, Row
 HOURS_PER_MONTH = 730.0
 OTHER, RECOMMENDATION, ESTIMATE = "__other__", "recommendation", "estimate"
 Key = tuple[str, str, str]  # (cluster, namespace, controller); controller "" = the namespace
+Saving = tuple[str, str, str, str, float]  # a series: *Key, source, USD per month
 _HOURS = tuple(map(operator.attrgetter, ("cpu_core_hours", "ram_byte_hours")))
-
-
-#: One series: (cluster, namespace, controller or "" for the namespace, source, USD per month).
-Saving = tuple[str, str, str, str, float]
 
 
 def _parts(
     cost: Sequence[float], hours: Sequence[float], req: Sequence[float], use: Sequence[float]
 ) -> Iterator[float]:
-    """(request - usage, at least 0) x cost / hours, in C-level maps; no hours: 0 (nothing
-    allocated, nothing to save); NaN stays NaN."""
+    """(request - usage, at least 0) x cost / hours (none: 0), in C-level maps."""
     hours = [h if h else math.inf for h in hours]
     return map(truediv, map(mul, map(max, map(sub, req, use), repeat(0.0)), cost), hours)
 
 
 def estimates(rows: Sequence[Row], cols: Sequence[Sequence[float]]) -> list[float]:
-    """Per row, the monthly estimate (NaN when a field it needs is unknown); `cols` are the
-    row's cpu cost, ram cost, cpu usage, cpu request, ram usage, ram request."""
+    """Every row's estimate (NaN: unknown) from its cpu, ram cost, cpu usage, request, ram usage,
+    request columns `cols`."""
     cpu, ram, cpu_use, cpu_req, ram_use, ram_req = cols
     cpu_h, ram_h = (costs.column(list(map(g, rows))) for g in _HOURS)
     both = map(add, _parts(cpu, cpu_h, cpu_req, cpu_use), _parts(ram, ram_h, ram_req, ram_use))
@@ -55,44 +45,34 @@ def accumulate(sums: dict[Key, float], key: Key, value: float) -> None:
     sums[key] = sums.get(key, 0.0) + value
 
 
-class _Amount(msgspec.Struct, gc=False):
-    cpu: Any = None
-    memory: Any = None
-    total: Any = None
-
-
 class _Recommendation(msgspec.Struct, gc=False):
     cluster: Any = msgspec.field(default=None, name="clusterID")
     namespace: Any = None
     kind: Any = msgspec.field(default=None, name="controllerKind")
     controller: Any = msgspec.field(default=None, name="controllerName")
-    saving: _Amount | None = msgspec.field(default=None, name="monthlySavings")
+    saving: dict[str, Any] | None = msgspec.field(default=None, name="monthlySavings")
 
 
 class _Answer(msgspec.Struct, gc=False):
-    recommendations: list[_Recommendation] | None = msgspec.field(
-        default=None, name="Recommendations"
-    )
+    recs: list[_Recommendation] | None = msgspec.field(default=None, name="Recommendations")
 
 
 _DECODER = msgspec.json.Decoder(list[_Recommendation] | _Answer)
 
 
 def recommendations(body: Any, where: str, cluster: str, multi_cluster: bool) -> dict[Key, float]:
-    """A requestSizingV2 answer (`{"Recommendations": [...]}`, or the bare list of older
-    versions) -> monthly savings per namespace and per controller (`kind:name`, as the Allocation
-    API names it); a recommendation without a known saving counts as none. Raises ApiError."""
+    """A requestSizingV2 answer (`{"Recommendations": [...]}`, or the bare list of older versions)
+    -> monthly savings per namespace and controller (`kind:name`, the Allocation API's value)."""
     try:
         answer = _DECODER.decode(body)
     except msgspec.MsgspecError as exc:
         raise ApiError("bad_response", f"answer from {where}: {exc}") from None
-    recs = answer if isinstance(answer, list) else answer.recommendations or []
     out: dict[Key, float] = {}
-    for r in recs:
-        s = r.saving or _Amount()
-        value = costs.number(s.total)
+    for r in answer if isinstance(answer, list) else answer.recs or []:
+        s = r.saving or {}
+        value = costs.number(s.get("total"))
         if value - value != 0.0:
-            value = costs.number(s.cpu) + costs.number(s.memory)
+            value = costs.number(s.get("cpu")) + costs.number(s.get("memory"))
         if not isinstance(r.namespace, str) or not r.namespace or value - value != 0.0:
             continue
         c = r.cluster if multi_cluster and isinstance(r.cluster, str) and r.cluster else cluster
@@ -109,25 +89,22 @@ def assemble(
     controllers: Mapping[Key, float] | None,
     top_n: int,
 ) -> tuple[list[Saving], int]:
-    """The savings series: the namespaces of the snapshot (`kept` by the cardinality guard; None:
-    all), then (with the controller breakdown) the top `top_n` controllers per cluster; and how
-    many namespace series the guard left out with their namespaces."""
+    """The series: the namespaces of the snapshot (`kept` by the cardinality guard; None: all),
+    then the top `top_n` controllers per cluster; and how many the guard left out."""
     engine = engine or {}
     ns = {k: v for k, v in engine.items() if not k[2] and k in estimated}
     out = merged(estimated, ns)
-    left_out = 0
-    if kept is not None:
-        left_out = len(out)
-        out = [s for s in out if s[:3] in kept]
-        left_out -= len(out)
+    left_out = len(out)
+    out = out if kept is None else [s for s in out if s[:3] in kept]
+    left_out -= len(out)
     if controllers is not None:
         out += top(merged(controllers, {k: v for k, v in engine.items() if k[2]}), top_n)
     return out, left_out
 
 
 def merged(estimated: Mapping[Key, float], engine: Mapping[Key, float]) -> list[Saving]:
-    """One Saving per key: the engine's when it has one, else the estimate (unknown: none);
-    largest first (the cardinality guard drops from the end; ties stay in the answer's order)."""
+    """One Saving per key, the engine's else the known estimate; largest first (the guard drops
+    from the end)."""
     vals = estimated.values()
     found = compress(estimated, map((0.0).__eq__, map(sub, vals, vals)))  # known estimates
     keys = [k for k in found if k not in engine] if engine else list(found)

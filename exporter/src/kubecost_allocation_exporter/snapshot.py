@@ -78,14 +78,14 @@ class NamespaceRows:
     """The namespace query's rows, page by page: the namespace (and cluster) of every row and its
     16 numbers in `array('d')` columns; idle rows apart; the distinct windows of all rows."""
 
-    def __init__(self, cluster_name: str, multi_cluster: bool) -> None:
+    def __init__(self, cluster_name: str, multi_cluster: bool, savings: bool = False) -> None:
         self.cluster_name = cluster_name
         self.multi_cluster = multi_cluster
         self.props = ("cluster", "namespace") if multi_cluster else ("namespace",)
         self.names: list[str] = []
         self.clusters: list[str] = []  # per row, with --multi-cluster only
         self.columns = [array("d") for _ in range(N_COLUMNS)]
-        self.savings = array("d")  # per non-idle row: the monthly savings estimate (savings.py)
+        self.savings = array("d") if savings else None  # per non-idle row: the estimate
         self.idle: list[tuple[str, list[float]]] = []  # (cluster, 8 cost parts)
         self.windows: set[Interval] = set()
         self.rows = 0  # rows read, idle included
@@ -113,7 +113,7 @@ class NamespaceRows:
             )
         self.windows |= windows
         columns = row_columns(rows)
-        est = row_savings(rows, columns)
+        est = row_savings(rows, columns) if self.savings is not None else []
         names, clusters, idle = self._classify(keys, rows)
         if idle:
             for i, cluster in idle.items():
@@ -123,21 +123,19 @@ class NamespaceRows:
             est = list(compress(est, keep))
         for store, col in zip(self.columns, columns, strict=True):
             store.extend(col)
-        self.savings.extend(est)
+        if self.savings is not None:
+            self.savings.extend(est)
         self.names += names
         if self.multi_cluster:
             self.clusters += clusters
 
     def estimated(self) -> dict[Key, float]:
         """The savings estimate per (cluster, namespace, "")."""
-        clusters = self.clusters if self.multi_cluster else repeat(self.cluster_name)
-        keys = zip(clusters, self.names, repeat(""))
+        keys = zip(self.clusters or repeat(self.cluster_name), self.names, repeat(""))
         if not self.multi_cluster and len(set(self.names)) == len(self.names):
-            return dict(
-                zip(keys, self.savings, strict=False)
-            )  # the usual answer: one row per namespace
+            return dict(zip(keys, self.savings or (), strict=False))  # the usual answer
         out: dict[Key, float] = {}
-        for key, value in zip(keys, self.savings, strict=False):
+        for key, value in zip(keys, self.savings or (), strict=False):
             accumulate(out, key, value)
         return out
 
