@@ -6,6 +6,7 @@ exporter_info says which it is."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from exporter_testlib import FakeKubecost, Reply, fixture_json
@@ -156,3 +157,28 @@ def test_both_answer_shapes_and_a_broken_one() -> None:
     with pytest.raises(ApiError) as err:
         recommendations(b'{"Recommendations": [1]}', "kc", "c1", False)
     assert err.value.reason == "bad_response"
+
+
+def test_the_cardinality_guard_counts_the_savings_series_it_leaves_out(
+    kubecost: FakeKubecost,
+) -> None:
+    """Savings come after the namespaces (and breakdown rows): a namespace left out takes its
+    savings series with it, and every series left out is counted in dropped_series_total."""
+    kubecost.set_fixture("/model/allocation", "kubecost2_namespace.json")
+    line = re.compile(r"^cloudtuner_kubecost_(?:cluster|namespace|exported|window)\w*\{", re.M)
+    full = refresher(kubecost, Clock(), "--savings", "estimate")
+    assert full.refresh_once() is None
+    uncapped = len(line.findall(full.exposition().decode()))
+    r = refresher(kubecost, Clock(), "--savings", "estimate", "--max-series", str(uncapped - 8))
+    assert r.refresh_once() is None
+    text = r.exposition().decode()
+    dropped = re.search(r"^cloudtuner_kubecost_dropped_series_total\{[^}]*\} (\S+)$", text, re.M)
+    assert dropped is not None
+    assert float(dropped.group(1)) == uncapped - len(line.findall(text)) > 0
+    got, _ = _series(text)
+    kept = set(
+        re.findall(
+            r'^cloudtuner_kubecost_namespace_total_cost\{[^}]*namespace="([^"]+)"', text, re.M
+        )
+    )
+    assert {ns for (ns, *_) in got} <= kept

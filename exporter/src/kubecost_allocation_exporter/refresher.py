@@ -121,7 +121,7 @@ def collect(
             cfg.breakdown_top_n, factor(cfg.metric_mode, coverage(t.windows, requested, now))
         )
     ]
-    kept = {(c.name, n, "") for c in snapshot.clusters for n in c.names} if dropped else None
+    kept = {(c.name, n, "") for c in snapshot.clusters for n in c.names} if dropped and on else None
     by_controller = next((t.savings for t in totals if t.savings is not None), None)
     saved, dropped_savings = assemble(estimated, engine, kept, by_controller, cfg.breakdown_top_n)
     dropped += dropped_savings
