@@ -19,6 +19,7 @@ from kubecost_allocation_exporter.breakdown import BreakdownTotals
 from kubecost_allocation_exporter.config import Config
 from kubecost_allocation_exporter.decode import decode
 from kubecost_allocation_exporter.metrics import COST_SOURCES, EFFICIENCY_SOURCES, PREFIX, cost_help
+from kubecost_allocation_exporter.savings import assemble, recommendations
 from kubecost_allocation_exporter.snapshot import (
     AssetCost,
     BreakdownRow,
@@ -118,6 +119,30 @@ def assets(
     return asset_costs(decoded, cfg, requested_window(window, now), now)
 
 
+def with_savings(
+    snap: Snapshot,
+    *pages: str | bytes | Any,
+    controller: Sequence[str | bytes | Any] = (),
+    engine: bytes | None = None,
+    top_n: int = 20,
+    cluster: str = "c1",
+    multi: bool = False,
+) -> Snapshot:
+    """`snap` with the savings series of its namespace query (`pages`), of the controller
+    breakdown's (`controller`) and of a requestSizingV2 answer (`engine`), as `collect` does."""
+    rows = NamespaceRows(cluster, multi, savings=True)
+    totals = BreakdownTotals("controller", cluster, multi, savings=True)
+    for target, sources in ((rows, pages), (totals, controller)):
+        for page in sources:
+            for part in decode(200, answer(page), "application/json", "http://kc", ROWS):
+                target.add(part)
+    recs = recommendations(engine, "http://kc", cluster, multi) if engine is not None else None
+    kept = {(c.name, n, "") for c in snap.clusters for n in c.names}
+    by_controller = totals.savings if controller else None
+    saved, _ = assemble(rows.estimated(), recs, kept, by_controller, top_n)
+    return cap_breakdowns(snap, snap.breakdowns, 0, saved)[0]
+
+
 def with_breakdowns(snap: Snapshot, rows: Sequence[BreakdownRow], max_series: int = 0) -> Snapshot:
     return cap_breakdowns(snap, rows, max_series)[0]
 
@@ -193,6 +218,19 @@ def families(snap: Snapshot, cfg: Config) -> list[Metric]:
         (*base, "type"),
         [([a.cluster, tenant, a.type], a.cost) for a in snap.assets],
     )
+    for level, labels in (
+        ("namespace", ("cluster", "namespace", "source", "tenant_id")),
+        ("controller", ("cluster", "controller", "namespace", "source", "tenant_id")),
+    ):
+        family(
+            f"{PREFIX}{level}_savings_monthly",
+            labels,
+            [
+                ([c, *([ctl] if ctl else []), ns, source, tenant], value)
+                for c, ns, ctl, source, value in snap.savings
+                if bool(ctl) == (level == "controller")
+            ],
+        )  # fmt: skip
     return out
 
 

@@ -135,8 +135,10 @@ def test_the_row_reads_the_documented_api_fields() -> None:
         "loadBalancerCostAdjustment", "gpuCost", "gpuCostAdjustment", "sharedCost",
         "cpuEfficiency", "ramEfficiency", "totalEfficiency", "cpuCoreUsageAverage",
         "cpuCoreRequestAverage", "ramByteUsageAverage", "ramByteRequestAverage",
+        "cpuCoreHours", "ramByteHours",  # the unit prices of the savings estimate
     }  # fmt: skip
-    assert {f.replace("_", "") for f in FIELDS} == {f.lower() for f in NUMBER_FIELDS}
+    stored = {f.replace("_", "") for f in FIELDS} | {"cpucorehours", "rambytehours"}
+    assert stored == {f.lower() for f in NUMBER_FIELDS}
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,16 @@ from dataclasses import replace
 
 import pytest
 from exporter_testlib import GOLDEN, FakeKubecost, fixture_json
-from pipeline import HOUR, NOW, assets, breakdown, oracle, snapshot, with_breakdowns
+from pipeline import (
+    HOUR,
+    NOW,
+    assets,
+    breakdown,
+    oracle,
+    snapshot,
+    with_breakdowns,
+    with_savings,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubecost_allocation_exporter.config import Config, load
@@ -50,6 +59,7 @@ CONTRACT = {
     "cloudtuner_kubecost_window_end_timestamp_seconds": ("cluster", "tenant_id"),
     "cloudtuner_kubecost_window_coverage_ratio": ("cluster", "tenant_id"),
     f"{CLUSTER}assets_cost": ("cluster", "tenant_id", "type"),
+    f"{NAMESPACE}savings_monthly": ("cluster", "tenant_id", "namespace", "source"),
 }
 INFO_LABELS = {
     "assets",
@@ -62,6 +72,7 @@ INFO_LABELS = {
     "currency",
     "share_idle",
     "multi_cluster",
+    "savings_api",
 }
 
 
@@ -90,6 +101,18 @@ def exposition(
             multi=cfg.multi_cluster,
         )
         snap = with_breakdowns(snap, rows)
+    snap = (
+        snap
+        if cfg.savings == "none"
+        else with_savings(
+            snap,
+            name,
+            controller=[bd] if bd and cfg.breakdowns == ("controller",) else [],
+            top_n=cfg.breakdown_top_n,
+            cluster=cfg.cluster_name,
+            multi=cfg.multi_cluster,
+        )
+    )
     costs = render_costs(snap, cfg)
     assert costs == oracle(snap, cfg)
     return (render_health(health, cfg) + costs).decode()
@@ -115,6 +138,15 @@ GOLDEN_CASES = [
         HOUR,
     ),
     ("label_keys.json", ("--breakdowns", "label:app"), "pre1100_label_keys.json", HOUR),
+    # right-sizing savings (docs/metrics.md "Savings"): the estimate, per namespace and controller
+    ("kubecost2_namespace.json", ("--savings", "estimate"), None, HOUR),
+    ("multi_cluster.json", ("--multi-cluster", "--savings", "estimate"), None, HOUR),
+    (
+        "controller_namespaces.json",
+        ("--breakdowns", "controller", "--breakdown-top-n", "3", "--savings", "estimate"),
+        "controller_breakdown.json",
+        HOUR,
+    ),
     # window phenomena, real shapes (docs/metrics.md "Windows")
     ("per_row_windows.json", ("--window", DAY), None, DAY),
     (
@@ -197,6 +229,10 @@ def test_names_and_labels_follow_the_contract(
                     "namespace",
                     "value",
                 }
+            elif sample.name == "cloudtuner_kubecost_controller_savings_monthly":
+                assert set(sample.labels) == {
+                    *("cluster", "tenant_id", "namespace", "controller", "source"),
+                }
             else:
                 assert sample.name in CONTRACT, sample.name
                 assert set(sample.labels) == set(CONTRACT[sample.name]), sample
@@ -207,7 +243,8 @@ def test_names_and_labels_follow_the_contract(
 
 
 def test_every_contract_series_is_present_for_a_full_answer() -> None:
-    text = exposition("kubecost2_namespace.json", config(), asset_answer="kubecost2_assets.json")
+    cfg = config("--savings", "estimate")
+    text = exposition("kubecost2_namespace.json", cfg, asset_answer="kubecost2_assets.json")
     names = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
     assert set(CONTRACT) <= names
     assert "cloudtuner_kubecost_exporter_info" in names

@@ -130,3 +130,46 @@ def wait_for_values(s: SimAndExporter, check: Any, timeout: float = 20) -> dict[
 
     wait_for(ok, timeout, "the exporter's series to show the quirk")
     return got
+
+
+@pytest.mark.parametrize("stack", [{"SAVINGS": "api", "BREAKDOWNS": "controller"}], indirect=True)
+def test_savings_series_carry_the_simulators_recommendations_or_the_documented_estimate(
+    stack: SimAndExporter,
+) -> None:
+    """docs/metrics.md "Savings": a namespace (controller) with Kubecost recommendations shows the sum of their
+    monthlySavings.total (source="recommendation"); `default` (only a bare pod: none) shows the estimate from its
+    allocation row, 730 x (request - usage) x cost / core-hours (byte-hours) for CPU and RAM."""
+    s = stack
+    wait_for(lambda: values(s).get("scrape_success") == 1.0, 20, "a first good refresh")
+    recs = http_json(f"{s.sim_url}/model/savings/requestSizingV2?window=3d")["Recommendations"]
+    text = http_get(f"{s.exporter_url}/metrics")[1].decode()
+    got = {
+        (m.group(1), m.group(2) or "", m.group(3), m.group(4)): float(m.group(5))
+        for m in re.finditer(
+            rf'^{P}(namespace|controller)_savings_monthly\{{cluster="[^"]*",(?:controller="([^"]*)",)?'
+            r'namespace="([^"]*)",source="([^"]*)",tenant_id="[^"]*"\} (\S+)$',
+            text,
+            re.M,
+        )
+    }
+    assert 'savings_api="present"' in text
+    by_ns: dict[str, float] = {}
+    for r in recs:
+        by_ns[r["namespace"]] = by_ns.get(r["namespace"], 0.0) + r["monthlySavings"]["total"]
+        key = ("controller", f"{r['controllerKind']}:{r['controllerName']}", r["namespace"], "recommendation")
+        assert got[key] == pytest.approx(r["monthlySavings"]["total"], abs=1e-6), key
+    for ns, want in by_ns.items():
+        assert got[("namespace", "", ns, "recommendation")] == pytest.approx(want, abs=1e-6), ns
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    window = f"{hour:%Y-%m-%dT%H:%M:%SZ},{hour + timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ}"
+    row = http_json(
+        f"{s.sim_url}/model/allocation?window={window}&aggregate=namespace&accumulate=true&idle=true&shareIdle=false"
+    )["data"][0]["default"]
+    cpu = max(row["cpuCoreRequestAverage"] - row["cpuCoreUsageAverage"], 0.0)
+    ram = max(row["ramByteRequestAverage"] - row["ramByteUsageAverage"], 0.0)
+    want = 730 * (
+        cpu * (row["cpuCost"] + row["cpuCostAdjustment"]) / row["cpuCoreHours"]
+        + ram * (row["ramCost"] + row["ramCostAdjustment"]) / row["ramByteHours"]
+    )
+    assert "default" not in by_ns
+    assert got[("namespace", "", "default", "estimate")] == pytest.approx(want, rel=1e-3)

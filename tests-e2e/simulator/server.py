@@ -5,6 +5,8 @@ API routes (GET):
     /allocation, /allocation/compute                 OpenCost (same handler for both)
     /model/assets, /assets                           the Assets API beside each of them (never affected by faults,
                                                      not in the request log: switched by `assets` below)
+    /model/savings/requestSizingV2                   Kubecost's request-sizing recommendations (simulator.savings;
+                                                     like the assets, switched by `savings` below)
     /healthz                                         200 "ok"
 
 Control routes (JSON in, JSON out; never affected by faults):
@@ -19,6 +21,7 @@ Control routes (JSON in, JSON out; never affected by faults):
     POST /__sim__/config   {"scale": 2.0, "nan_namespaces": ["default"],   # cost multiplier; NaN RAM usage quirk
                             "assets": "present"|"absent"|"error",        # the Assets API (simulator.assets)
                             "assets_drift": 1.1,                          # Node assets 10 % above the allocations
+                            "savings": "present"|"absent"|"error",       # the request-sizing API (simulator.savings)
                             "quirks": {"own_windows": true, "idle_hours": 3,  # window quirks (model.Quirks)
                                        "shift_hours": 24, "step_hours": 1, "empty_steps": [0, 2]}}
     GET  /__sim__/state    current fault, scale, request count
@@ -43,6 +46,7 @@ from urllib.parse import parse_qsl, urlsplit
 from simulator.assets import assets_query
 from simulator.cluster import SyntheticCluster, default_cluster
 from simulator.model import ApiError, Flavour, Quirks, allocation_query, envelope, utcnow
+from simulator.savings import request_sizing
 
 FAULT_MODES = ("none", "http500", "http4xx", "code500", "nonjson", "delay", "empty", "truncated", "reset", "huge")
 # truncated: the real answer's headers (Content-Length of the whole body), half the body, then the connection closes.
@@ -57,6 +61,8 @@ ROUTES = {
 }
 #: The Assets API route beside each allocation route family (it exists where that family does).
 ASSET_ROUTES = {"/model/assets": "/model/allocation", "/assets": "/allocation"}
+#: Kubecost's request-sizing API (OpenCost has none).
+SAVINGS_ROUTE = "/model/savings/requestSizingV2"
 #: `--api` choices: which of the routes above exist (the others answer 404, as a different product would).
 API_CHOICES = {
     "both": set(ROUTES),
@@ -104,6 +110,7 @@ class SimulatorState:
     fault: Fault = field(default_factory=Fault)
     assets: str = "present"  # present | absent (404, an engine without one) | error (HTTP 500)
     assets_drift: float = 1.0
+    savings: str = "present"  # present | absent (404) | error (HTTP 500)
     requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=500))
     request_count: int = 0
     in_flight: int = 0  # API requests being answered (their log entry is written after the answer)
@@ -133,6 +140,7 @@ class SimulatorState:
                 "quirks": vars(self.quirks).copy(),
                 "assets": self.assets,
                 "assets_drift": self.assets_drift,
+                "savings": self.savings,
                 "fault": vars(self.fault).copy(),
                 "request_count": self.request_count,
             }
@@ -220,6 +228,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._allocation(ROUTES[path], path, url.query)
         elif path in ASSET_ROUTES and ASSET_ROUTES[path] in state.routes and state.assets != "absent":
             self._assets(ROUTES[ASSET_ROUTES[path]], url.query)
+        elif path == SAVINGS_ROUTE and "/model/allocation" in state.routes and state.savings != "absent":
+            self._savings(url.query)
         else:
             self._send(404, b"404 page not found\n", "text/plain; charset=utf-8")
 
@@ -251,11 +261,15 @@ class _Handler(BaseHTTPRequestHandler):
                         state.assets = str(body["assets"])
                     if "assets_drift" in body:
                         state.assets_drift = float(body["assets_drift"])
+                    if "savings" in body:
+                        if body["savings"] not in ("present", "absent", "error"):
+                            raise ValueError("savings must be present, absent or error")
+                        state.savings = str(body["savings"])
             elif path == "/__sim__/reset":
                 with state.lock:
                     state.fault, state.scale, state.nan_namespaces = Fault(), 1.0, frozenset()
                     state.quirks = Quirks()
-                    state.assets, state.assets_drift = "present", 1.0
+                    state.assets, state.assets_drift, state.savings = "present", 1.0, "present"
                     state.requests.clear()
             else:
                 self._send(404, b"404 page not found\n", "text/plain; charset=utf-8")
@@ -281,6 +295,23 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(err.status, envelope(None, err.status, err.message))
                 return
             self._send(200, envelope(data))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up
+
+    def _savings(self, query: str) -> None:
+        state = self.server.state
+        with state.lock:
+            scale, mode = state.scale, state.savings
+        try:
+            if mode == "error":
+                self._send(500, envelope(None, 500, "Error: request sizing not available (savings error)"))
+                return
+            try:
+                answer = request_sizing(state.cluster, dict(parse_qsl(query, keep_blank_values=True)), scale=scale)
+            except ApiError as err:
+                self._send(err.status, envelope(None, err.status, err.message))
+                return
+            self._json(200, answer)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up
 

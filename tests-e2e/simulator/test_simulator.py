@@ -344,3 +344,34 @@ def test_assets_switches_drift_absent_and_error(sim: SimulatorServer) -> None:
         _post(sim, "/__sim__/config", {"assets": "maybe"})
     _post(sim, "/__sim__/reset", {})
     assert _get(sim, "/model/assets", window=HOUR)[0] == 200
+
+
+def test_request_sizing_answers_kubecosts_shape_and_refuses_unknown_parameters(sim: SimulatorServer) -> None:
+    """One recommendation per controller's container spec, in the `Recommendations` list Kubecost's own tooling
+    reads; savings are (request - peak / 0.7) x price x 730 h for every pod, so an over-requested controller saves
+    and the bare debug pod (no controller) has none. Kubecost 2.x refuses parameters it does not know."""
+    status, _, body = _get(sim, "/model/savings/requestSizingV2", window="3d")
+    assert status == 200
+    recs = json.loads(body)["Recommendations"]
+    by_name = {r["controllerName"]: r for r in recs}
+    assert "debug-shell" not in by_name
+    server = by_name["argocd-server"]  # requests 0.10 CPU / 0.25 GiB, uses 0.02 / 0.12 GiB, 1 replica
+    cpu = (0.10 - 0.02 * 1.6 / 0.7) * 0.04 * 730
+    ram = (0.25 - 0.12 * 1.3 / 0.7) * 0.0048 * 730
+    assert server["monthlySavings"]["cpu"] == pytest.approx(cpu, abs=1e-5)
+    assert server["monthlySavings"]["memory"] == pytest.approx(ram, abs=1e-5)
+    assert server["monthlySavings"]["total"] == pytest.approx(cpu + ram, abs=1e-5)
+    assert (server["namespace"], server["controllerKind"]) == ("argocd", "deployment")
+    assert server["clusterID"] == "cluster-one"
+    assert server["recommendedRequest"] == {"cpu": "46m", "memory": "228Mi"}
+    assert server["latestKnownRequest"] == {"cpu": "100m", "memory": "256Mi"}
+    assert _get(sim, "/model/savings/requestSizingV2")[0] == 400  # window is required
+    status, _, body = _get(sim, "/model/savings/requestSizingV2", window="3d", aggregate="namespace")
+    assert status == 400
+    assert b"invalid HTTP parameters present" in body
+    _post(sim, "/__sim__/config", {"savings": "absent"})
+    assert _get(sim, "/model/savings/requestSizingV2", window="3d")[0] == 404
+    _post(sim, "/__sim__/config", {"savings": "error"})
+    assert _get(sim, "/model/savings/requestSizingV2", window="3d")[0] == 500
+    _post(sim, "/__sim__/reset", {})
+    assert _get(sim, "/model/savings/requestSizingV2", window="3d")[0] == 200

@@ -279,6 +279,19 @@ def test_exporter_env_carries_every_config_value(helm: str) -> None:
     assert env["LISTEN_ADDRESS"] == "0.0.0.0:9103"
 
 
+@pytest.mark.parametrize(("value", "env_value"), [(None, "none"), ("estimate", "estimate"), ("api", "api")])
+def test_savings_value_reaches_the_exporter_env(helm: str, value: str | None, env_value: str) -> None:
+    """Off by default (CPU at 10,000 namespaces; `api` costs a query); the exporter reads SAVINGS (--savings)."""
+    cfg = {} if value is None else {"savings": value}
+    env = exporter_env(render(with_quickstart({"allocationExporter": {"config": cfg}}), helm=helm))
+    assert env["SAVINGS"] == env_value
+
+
+def test_an_unknown_savings_value_is_refused_by_the_schema(helm: str) -> None:
+    err = render_error(with_quickstart({"allocationExporter": {"config": {"savings": "yes"}}}), helm=helm)
+    assert "savings" in err, err
+
+
 def test_optional_exporter_env_is_omitted_when_empty(helm: str) -> None:
     env = exporter_env(render(QUICKSTART_VALUES, helm=helm))
     for name in ("WINDOW", "DATA_LAG", "STALENESS_LIMIT", "AUTH_TOKEN_FILE", "API_KEY_FILE"):

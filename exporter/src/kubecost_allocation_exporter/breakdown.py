@@ -9,9 +9,11 @@ Idle rows are not part of it.
 from __future__ import annotations
 
 import operator
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from itertools import repeat
 
 from kubecost_allocation_exporter import costs
+from kubecost_allocation_exporter.costs import NAN
 from kubecost_allocation_exporter.decode import Page, Row
 from kubecost_allocation_exporter.keys import (
     IDLE,
@@ -22,7 +24,8 @@ from kubecost_allocation_exporter.keys import (
     split_key,
     strip_label_prefix,
 )
-from kubecost_allocation_exporter.snapshot import BreakdownRow
+from kubecost_allocation_exporter.savings import Key, accumulate
+from kubecost_allocation_exporter.snapshot import BreakdownRow, row_savings
 from kubecost_allocation_exporter.windows import Interval, row_windows
 
 _GET = tuple(map(operator.attrgetter, ("name", "total_cost", "window", "start", "end")))
@@ -32,7 +35,9 @@ class BreakdownTotals:
     """A breakdown query (aggregate=[cluster,]namespace,<breakdown>) accumulated page by page:
     totalCost per (namespace, value) and cluster, as the API gives it (scaled in `rows`)."""
 
-    def __init__(self, breakdown: str, cluster_name: str, multi_cluster: bool) -> None:
+    def __init__(
+        self, breakdown: str, cluster_name: str, multi_cluster: bool, savings: bool = False
+    ) -> None:
         self.breakdown = breakdown
         self.props = (
             ("cluster", "namespace", breakdown) if multi_cluster else ("namespace", breakdown)
@@ -40,6 +45,10 @@ class BreakdownTotals:
         self.cluster_name = cluster_name
         self.multi_cluster = multi_cluster
         self.totals: dict[str, dict[tuple[str, str], float]] = {}
+        # the controller breakdown also sums the savings estimate per (cluster, namespace, value)
+        self.savings: dict[Key, float] | None = (
+            {} if savings and breakdown == "controller" else None
+        )
         self.windows: set[Interval] = set()
         self.rows = 0
         self._answers = AnswerKeys()
@@ -56,7 +65,10 @@ class BreakdownTotals:
         self.windows |= row_windows(windows, starts, ends)
         prop = self.props[-1]
         fast = not self.multi_cluster
-        for key, name, total, row in zip(aset, names, costs.column(totals), rows, strict=True):
+        est: Iterable[float] = repeat(NAN) if self.savings is None else row_savings(rows)
+        for key, name, total, row, saving in zip(
+            aset, names, costs.column(totals), rows, est, strict=False
+        ):
             if total - total != 0.0:
                 continue  # unknown cost: not part of any row (nor of namespace_total_cost)
             ns, sep, value = key.partition("/")
@@ -76,6 +88,8 @@ class BreakdownTotals:
             if per is None:
                 per = self.totals[cluster] = {}
             per[slot] = per.get(slot, 0.0) + total
+            if self.savings is not None:
+                accumulate(self.savings, (cluster, *slot), saving)
 
     def result(self, top_n: int, factor: float) -> list[BreakdownRow]:
         """The top `top_n` rows by cost per cluster and one `__other__` row with the rest, costs

@@ -299,12 +299,17 @@ SETTINGS: tuple[Setting, ...] = (
       "paging) is always read in one request"),
     S("max_series", "150000", Number(0, 100_000_000, integer=True),
       "Cardinality guard: at most this many cost series per refresh; beyond it the cheapest "
-      "namespaces (all their series), then breakdown rows, are dropped and counted in "
-      "cloudtuner_kubecost_dropped_series_total; 0 = no cap"),
+      "namespaces (all their series), then breakdown rows, then savings series, are dropped and "
+      "counted in cloudtuner_kubecost_dropped_series_total; 0 = no cap"),
     S("assets", "true", Bool(),
       "Also read the Assets API (Kubecost /model/assets, OpenCost /assets) for the same window "
       "and export cloudtuner_kubecost_cluster_assets_cost; a missing or failing Assets API never "
       "fails the refresh (exporter_info says assets=absent or failed)"),
+    S("savings", "none", Choice(("none", "estimate", "api")),
+      "Right-sizing savings series (cloudtuner_kubecost_*_savings_monthly): estimate = from the "
+      "allocations (no extra query); api = also Kubecost's request-sizing recommendations "
+      "(savings/requestSizingV2, window 3d; a missing or failing one never fails the refresh: "
+      "exporter_info says savings_api=absent or failed)"),
     S("multi_cluster", "false", Bool(),
       "The API serves several clusters (Kubecost primary): the cluster label comes from the data"),
     S("once", "false", Bool(),
@@ -344,6 +349,7 @@ class Config:
     page_size: int
     max_series: int
     assets: bool
+    savings: str
     multi_cluster: bool
     once: bool
 

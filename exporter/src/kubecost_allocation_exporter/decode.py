@@ -89,6 +89,8 @@ class Row(msgspec.Struct, gc=False, rename="camel"):
     cpu_core_request_average: Any = None
     ram_byte_usage_average: Any = None
     ram_byte_request_average: Any = None
+    cpu_core_hours: Any = None  # the unit prices of the savings estimate (savings.py)
+    ram_byte_hours: Any = None
 
 
 RowSet = dict[str, Row | None]

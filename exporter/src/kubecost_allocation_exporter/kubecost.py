@@ -33,12 +33,14 @@ from kubecost_allocation_exporter.decode import (
     ApiError,
     Page,
     decode,
+    http_error,
     looks_like_json,
     not_json,
     one_line,
 )
 from kubecost_allocation_exporter.hints import connection_hint
 from kubecost_allocation_exporter.redact import header_value_problem, redact_url
+from kubecost_allocation_exporter.savings import recommendations
 
 __all__ = ["REASONS", "AllocationClient", "ApiError", "Budget", "Endpoint", "new_session"]
 log = logging.getLogger(__name__)
@@ -304,24 +306,46 @@ class AllocationClient:
 
     def assets(self, window: str, aggregate: str, budget: Budget) -> list[Page] | None:
         """The Assets API's answer beside the allocation endpoint (`.../model/assets` or
-        `.../assets`), in the refresh's budget; None when the engine has none (404/405 or a
-        non-JSON page, as for `--api auto`). Raises ApiError."""
+        `.../assets`), in the refresh's budget; None when the engine has none."""
+        params = {"window": window, "aggregate": aggregate, "accumulate": "true"}
+        if (got := self._beside("/assets", params, budget)) is None:
+            return None
+        answer, where = got
+        pages = list(decode(answer.status, answer.body, answer.content_type, where, budget.rows))
+        budget.take(sum(p.rows for p in pages), where)
+        return pages
+
+    def savings(
+        self, budget: Budget, prints: list[int]
+    ) -> dict[tuple[str, str, str], float] | None:
+        """Kubecost's request-sizing recommendations beside the allocation endpoint as savings per
+        namespace and controller, None when there are none; only `window` (2.x refuses unknown
+        parameters, serves no hourly window). Appends the answer's fingerprint to `prints`."""
+        if (got := self._beside("/savings/requestSizingV2", {"window": "3d"}, budget)) is None:
+            return None
+        answer, where = got
+        if not 200 <= answer.status < 300:
+            raise http_error(answer.status, answer.body, where)
+        prints.append(len(answer.body) << 32 | zlib.crc32(answer.body))
+        sums = recommendations(answer.body, where, self._cfg.cluster_name, self._cfg.multi_cluster)
+        budget.take(len(sums), where)
+        return sums
+
+    def _beside(
+        self, path: str, params: Mapping[str, str], budget: Budget
+    ) -> tuple[Answer, str] | None:
+        """GET `path` beside the allocation endpoint (keeping a query string of --kubecost-url);
+        None when there is none (404/405 or a non-JSON page, as for `--api auto`)."""
         with self._lock:
             if self._endpoint is None:
                 return None
-            parts = urlsplit(self._endpoint.url)  # keeps a query string of --kubecost-url
-            path = parts.path.rsplit("/allocation", 1)[0] + "/assets"
-            url = urlunsplit(parts._replace(path=path))
-            params = {"window": window, "aggregate": aggregate, "accumulate": "true"}
+            parts = urlsplit(self._endpoint.url)
+            url = urlunsplit(parts._replace(path=parts.path.rsplit("/allocation", 1)[0] + path))
             answer = self._get(url, params, budget, probe=True)
         ok = 200 <= answer.status < 300
         if answer.status in (404, 405) or (ok and not looks_like_json(answer.body[:64])):
             return None
-        pages = list(
-            decode(answer.status, answer.body, answer.content_type, redact_url(url), budget.rows)
-        )
-        budget.take(sum(p.rows for p in pages), redact_url(url))
-        return pages
+        return answer, redact_url(url)
 
     def _fetch(
         self, params: Mapping[str, str], budget: Budget, fingerprints: list[int] | None

@@ -14,6 +14,7 @@ import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, compress, repeat
+from typing import Any
 
 from kubecost_allocation_exporter import __version__
 from kubecost_allocation_exporter.config import Config
@@ -49,6 +50,8 @@ COST_METRIC_NAMES: tuple[str, ...] = (
     f"{PREFIX}exported_namespaces",
     *(f"{PREFIX}window_{s}" for s in WINDOW_SERIES),
     f"{PREFIX}cluster_assets_cost",
+    f"{PREFIX}namespace_savings_monthly",
+    f"{PREFIX}controller_savings_monthly",
 )
 HEALTH_METRIC_NAMES: tuple[str, ...] = (
     f"{PREFIX}scrape_success",
@@ -71,6 +74,7 @@ class Health:
     api_flavour: str = "unknown"  # "kubecost", "opencost" or "unknown" before auto-detection
     dropped_series: int = 0  # cost series left out by --max-series since start
     assets: str = "unknown"  # the Assets API: present, absent, failed, disabled (unknown before)
+    savings_api: str = "unknown"  # the request-sizing API: the same states
 
 
 def _escape(v: str) -> str:
@@ -179,6 +183,14 @@ def cost_help(cfg: Config) -> dict[str, str]:
         f"sum) for the same window as the allocations, {unit}. Allocations incl. idle "
         "(cluster_total_cost) should add up to type=total."
     )
+    for level in ("namespace", "controller"):
+        helps[f"{PREFIX}{level}_savings_monthly"] = (
+            f"Right-sizing saving per {level}, USD per month (whatever --metric-mode): "
+            "source=recommendation is Kubecost's request-sizing recommendations (--savings api), "
+            "source=estimate the requests above the average usage at the allocations' own unit "
+            "prices x 730 h (docs/metrics.md)."
+            + (" The top N per cluster, the rest in __other__." if level == "controller" else "")
+        )
     return helps
 
 
@@ -262,6 +274,21 @@ def render_costs(snapshot: Snapshot, cfg: Config) -> bytes:
         for a in snapshot.assets
     ]
     w.samples(name, helps[name], assets)
+    # savings: one %-format per line (C level); the namespace's skips the empty controller (%.0s)
+    split = list(map(operator.itemgetter(2), snapshot.savings)).count("")  # namespaces first
+    tail = f'source="%s",tenant_id="{tenant.replace("%", "%%")}"}} %s\n'
+    for level, sel, head in (
+        ("namespace", snapshot.savings[:split], 'cluster="%s",namespace="%s"%.0s,'),
+        ("controller", [(s[0], s[2], s[1], s[3], s[4]) for s in snapshot.savings[split:]],
+         'cluster="%s",controller="%s",namespace="%s",'),
+    ):  # fmt: skip
+        name = f"{PREFIX}{level}_savings_monthly"
+        rows: Sequence[tuple[Any, ...]] = sel
+        texts = "".join(map("".join, map(operator.itemgetter(0, 1, 2), sel)))
+        if sel and (max(r[4] for r in sel) >= 1e6 or any(c in texts for c in '\\\n"')):
+            rows = [(*map(_escape, r[:4]), _fmt(r[4])) for r in sel]
+        fmt = f"{name}{{{head}{tail}"
+        w.family(name, helps[name], ["".join(map(fmt.__mod__, rows))] if rows else [])
     return w.bytes()
 
 
@@ -313,6 +340,7 @@ def render_health(health: Health, cfg: Config) -> bytes:
         "currency": CURRENCY,
         "metric_mode": cfg.metric_mode,
         "multi_cluster": "true" if cfg.multi_cluster else "false",
+        "savings_api": health.savings_api,
         "share_idle": cfg.share_idle,
         "tenant_id": cfg.tenant_id,
         "version": __version__,

@@ -24,6 +24,7 @@ from kubecost_allocation_exporter.config import Config
 from kubecost_allocation_exporter.decode import REASONS, ApiError, one_line
 from kubecost_allocation_exporter.kubecost import AllocationClient, Budget
 from kubecost_allocation_exporter.metrics import Health, render_costs, render_health
+from kubecost_allocation_exporter.savings import Key, assemble
 from kubecost_allocation_exporter.snapshot import (
     AssetCost,
     NamespaceRows,
@@ -59,6 +60,7 @@ class Collected:
     reused: bool = False
     dropped: int = 0  # series left out by the cardinality guard (--max-series)
     assets: str = "disabled"  # the Assets API: present, absent (none), failed or disabled
+    savings_api: str = "disabled"  # the request-sizing API: the same states
 
 
 def collect(
@@ -77,8 +79,9 @@ def collect(
     window = window_param(cfg.window, now, cfg.data_lag)
     requested = requested_window(window, now)
     base = "cluster,namespace" if cfg.multi_cluster else "namespace"
-    ns_rows = NamespaceRows(cfg.cluster_name, cfg.multi_cluster)
-    totals = [BreakdownTotals(b, cfg.cluster_name, cfg.multi_cluster) for b in cfg.breakdowns]
+    on = cfg.savings != "none"
+    ns_rows = NamespaceRows(cfg.cluster_name, cfg.multi_cluster, on)
+    totals = [BreakdownTotals(b, cfg.cluster_name, cfg.multi_cluster, on) for b in cfg.breakdowns]
     closed = requested is not None and requested[1] <= now
     prints: list[tuple[int, ...]] = []
     targets: list[NamespaceRows | BreakdownTotals] = [ns_rows, *totals]
@@ -95,18 +98,21 @@ def collect(
             )
     del target, targets  # `ns_rows` is then the only reference to the rows
     assets, state = _assets(client, cfg, window, now, budget) if cfg.assets else ((), "disabled")
+    engine, savings_state = _savings(client, cfg, budget, prints)
     if (
         closed
         and previous is not None
         and previous.window == window
         and previous.prints == tuple(prints)
         and (previous.snapshot.assets, previous.assets) == (assets, state)
+        and previous.savings_api == savings_state
     ):
         return replace(previous, reused=True)
     cov = coverage(ns_rows.windows, requested, now)
     if ns_rows.rows and cov.hours is None and cfg.metric_mode == "rate":
         log.warning("the answer has no usable window; cost rates cannot be computed")
     snapshot, dropped = build(ns_rows, cov, cfg.metric_mode, cfg.max_series)
+    estimated = ns_rows.estimated() if on else {}
     del ns_rows  # the rows are not needed any more: freed before the breakdowns and rendering
     rows = [
         r
@@ -115,8 +121,12 @@ def collect(
             cfg.breakdown_top_n, factor(cfg.metric_mode, coverage(t.windows, requested, now))
         )
     ]
-    if rows:
-        snapshot, more = cap_breakdowns(snapshot, rows, cfg.max_series)
+    kept = {(c.name, n, "") for c in snapshot.clusters for n in c.names} if dropped and on else None
+    by_controller = next((t.savings for t in totals if t.savings is not None), None)
+    saved, dropped_savings = assemble(estimated, engine, kept, by_controller, cfg.breakdown_top_n)
+    dropped += dropped_savings
+    if rows or saved:
+        snapshot, more = cap_breakdowns(snapshot, rows, cfg.max_series, saved)
         dropped += more
     if dropped:
         log.warning(
@@ -127,7 +137,9 @@ def collect(
             extra={"dropped_series": dropped},
         )
     snapshot = replace(snapshot, assets=assets)
-    return Collected(window, snapshot, tuple(prints), dropped=dropped, assets=state)
+    return Collected(
+        window, snapshot, tuple(prints), dropped=dropped, assets=state, savings_api=savings_state
+    )
 
 
 def _assets(
@@ -153,6 +165,21 @@ def _assets(
             extra={"reason": exc.reason},
         )
         return (), "failed"
+
+
+def _savings(
+    client: AllocationClient, cfg: Config, budget: Budget, prints: list[tuple[int, ...]]
+) -> tuple[dict[Key, float] | None, str]:
+    """Kubecost's recommendations (their fingerprint added to `prints`) and the state
+    exporter_info shows; a failure is logged and the estimates stand in, as for the assets."""
+    fingerprint: list[int] = []
+    try:
+        got = client.savings(budget, fingerprint) if cfg.savings == "api" else None
+    except ApiError as exc:
+        log.warning("savings API not read, estimates used: %s", exc, extra={"reason": exc.reason})
+        return None, "failed"
+    prints.append(tuple(fingerprint))
+    return got, "disabled" if cfg.savings != "api" else "absent" if got is None else "present"
 
 
 def _lower_priority() -> None:
@@ -207,6 +234,11 @@ class Refresher:
                 self._collected.assets
                 if self._collected is not None
                 else ("unknown" if self._cfg.assets else "disabled")
+            ),
+            savings_api=(
+                self._collected.savings_api
+                if self._collected is not None
+                else ("unknown" if self._cfg.savings == "api" else "disabled")
             ),
         )
 

@@ -18,13 +18,14 @@ from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from itertools import compress
+from itertools import compress, repeat
 from typing import TypeAlias
 
 from kubecost_allocation_exporter import costs
 from kubecost_allocation_exporter.costs import NAN, Costs
 from kubecost_allocation_exporter.decode import Page, Row
 from kubecost_allocation_exporter.keys import IDLE, AnswerKeys, properties_of, split_key
+from kubecost_allocation_exporter.savings import Key, Saving, accumulate, estimates
 from kubecost_allocation_exporter.windows import Coverage, Interval, parse_time, row_windows
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,14 @@ def row_columns(rows: Sequence[Row]) -> list[list[float]]:
     return out
 
 
+def row_savings(
+    rows: Sequence[Row], columns: Sequence[Sequence[float]] | None = None
+) -> list[float]:
+    """The savings estimate of every row (savings.estimates) from its stored columns."""
+    cols = columns or row_columns(rows)
+    return estimates(rows, [cols[i] for i in (CPU, RAM, CPU_USE, CPU_REQ, RAM_USE, RAM_REQ)])
+
+
 # ---------------------------------------------------------------------------------------------
 # rows
 
@@ -69,13 +78,14 @@ class NamespaceRows:
     """The namespace query's rows, page by page: the namespace (and cluster) of every row and its
     16 numbers in `array('d')` columns; idle rows apart; the distinct windows of all rows."""
 
-    def __init__(self, cluster_name: str, multi_cluster: bool) -> None:
+    def __init__(self, cluster_name: str, multi_cluster: bool, savings: bool = False) -> None:
         self.cluster_name = cluster_name
         self.multi_cluster = multi_cluster
         self.props = ("cluster", "namespace") if multi_cluster else ("namespace",)
         self.names: list[str] = []
         self.clusters: list[str] = []  # per row, with --multi-cluster only
         self.columns = [array("d") for _ in range(N_COLUMNS)]
+        self.savings = array("d") if savings else None  # per non-idle row: the estimate
         self.idle: list[tuple[str, list[float]]] = []  # (cluster, 8 cost parts)
         self.windows: set[Interval] = set()
         self.rows = 0  # rows read, idle included
@@ -103,17 +113,31 @@ class NamespaceRows:
             )
         self.windows |= windows
         columns = row_columns(rows)
+        est = row_savings(rows, columns) if self.savings is not None else []
         names, clusters, idle = self._classify(keys, rows)
         if idle:
             for i, cluster in idle.items():
                 self.idle.append((cluster, [c[i] for c in columns[:8]]))
             keep = [i not in idle for i in range(len(rows))]
             columns = [list(compress(c, keep)) for c in columns]
+            est = list(compress(est, keep))
         for store, col in zip(self.columns, columns, strict=True):
             store.extend(col)
+        if self.savings is not None:
+            self.savings.extend(est)
         self.names += names
         if self.multi_cluster:
             self.clusters += clusters
+
+    def estimated(self) -> dict[Key, float]:
+        """The savings estimate per (cluster, namespace, "")."""
+        keys = zip(self.clusters or repeat(self.cluster_name), self.names, repeat(""))
+        if not self.multi_cluster and len(set(self.names)) == len(self.names):
+            return dict(zip(keys, self.savings or (), strict=False))  # the usual answer
+        out: dict[Key, float] = {}
+        for key, value in zip(keys, self.savings or (), strict=False):
+            accumulate(out, key, value)
+        return out
 
     def _classify(
         self, keys: list[str], rows: list[Row]
@@ -200,6 +224,7 @@ class Snapshot:
     metric_mode: str
     allocations: int  # rows read
     assets: tuple[AssetCost, ...] = ()  # the Assets API's costs, when read
+    savings: tuple[Saving, ...] = ()  # right-sizing savings per namespace and controller
 
     @property
     def namespace_count(self) -> int:
@@ -423,12 +448,15 @@ def _count(values: Iterable[float]) -> int:
 
 
 def cap_breakdowns(
-    snapshot: Snapshot, rows: Sequence[BreakdownRow], max_series: int
+    snapshot: Snapshot,
+    rows: Sequence[BreakdownRow],
+    max_series: int,
+    savings: Sequence[Saving] = (),
 ) -> tuple[Snapshot, int]:
-    """Breakdown rows after the namespaces: as many as fit in the series left by `max_series`.
-    Returns the snapshot with them and how many were left out."""
+    """Breakdown rows, then savings, after the namespaces: as many as fit in the series left by
+    `max_series`. Returns the snapshot with them and how many were left out."""
     if max_series <= 0:
-        return replace(snapshot, breakdowns=tuple(rows)), 0
+        return replace(snapshot, breakdowns=tuple(rows), savings=tuple(savings)), 0
     cov = snapshot.coverage
     per_cluster = 1 + (cov.start is not None) + (cov.end is not None) + (cov.ratio is not None)
     used = sum(
@@ -439,4 +467,6 @@ def cap_breakdowns(
         for c in snapshot.clusters
     )
     room = max(max_series - used, 0)
-    return replace(snapshot, breakdowns=tuple(rows[:room])), max(len(rows) - room, 0)
+    left = max(room - len(rows), 0)
+    dropped = max(len(rows) - room, 0) + max(len(savings) - left, 0)
+    return replace(snapshot, breakdowns=tuple(rows[:room]), savings=tuple(savings[:left])), dropped
