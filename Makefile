@@ -106,11 +106,13 @@ test: tools lint release-check images image ## Everything: lint, then unit, char
 	$(PYTEST) -m "kind and not soak and not realdep" $(PYTEST_ARGS)
 
 .PHONY: bench
-bench: venv ## Benchmark the exporter (10/1k/10k namespaces, 100k pods) against same-run baselines, 3 rounds; writes .run/bench/
+bench: venv ## Benchmark the exporter (10/1k/10k namespaces, 100k pods) against same-run baselines and the sizing presets (exporter and a Prometheus agent), 3 rounds; writes .run/bench/
+	@scripts/tools.sh prometheus
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 .PHONY: bench-update-docs
 bench-update-docs: venv ## Like bench, but writes its results into docs/benchmarks.md and docs/bench-results.json
+	@scripts/tools.sh prometheus
 	$(PY) bench/run.py --out docs/benchmarks.md $(BENCH_ARGS)
 
 .PHONY: audit

@@ -8,6 +8,7 @@ Paths select the size: `/n<N>/model/allocation` answers `aggregate=namespace` wi
 (plus one `__idle__` row) and `aggregate=namespace,pod` with the pods (spread over 1,000
 namespaces), honouring Kubecost 2.x `offset`/`limit` (rows sorted by totalCost, descending).
 `/v<N>/...` is the same but one value changes on every request (defeats snapshot reuse).
+`/<x><N>-p<M>/...` serves only the M most expensive pods (the sizing presets' pod counts from one stub).
 The first line on stdout is the port.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import random
+import re
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
+_HEAD = re.compile(r"([nvz])(\d+)(?:-p(\d+))?")
 WINDOW = {"start": "2026-11-26T16:00:00Z", "end": "2026-11-26T17:00:00Z"}
 
 
@@ -191,8 +194,9 @@ class Stub:
             page = [(key, changed), *page[1:]]
         return envelope([*page, rows[-1]])
 
-    def pods_page(self, offset: int, limit: int | None) -> bytes:
-        rows = self.pods[offset:] if limit is None else self.pods[offset : offset + limit]
+    def pods_page(self, offset: int, limit: int | None, pods: int | None = None) -> bytes:
+        end = len(self.pods) if pods is None else min(pods, len(self.pods))
+        rows = self.pods[offset:end] if limit is None else self.pods[offset : min(offset + limit, end)]
         return envelope(rows)
 
 
@@ -204,24 +208,25 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
         q = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        head = parts.path.strip("/").split("/")[0]
         stub = self.server.stub
-        # /n<N>: fixed answer; /v<N>: changes every request; /z<N>: changes and has one null.
+        # /n<N>: fixed answer; /v<N>: changes every request; /z<N>: changes and has one null; -p<M>: M pods.
         # Only the Allocation API: the exporter's Assets API query finds none (404, not counted).
-        allocation = parts.path.rstrip("/").endswith("/allocation")
-        if head[:1] not in ("n", "v", "z") or not head[1:].isdigit() or not allocation:
+        head = _HEAD.fullmatch(parts.path.strip("/").split("/")[0])
+        if head is None or not parts.path.rstrip("/").endswith("/allocation"):
             self.send_error(404)
             return
+        kind, n = head.group(1), int(head.group(2))
         stub.requests += 1
         agg = q.get("aggregate", "namespace")
         if agg.endswith(",pod"):
             limit = int(q["limit"]) if q.get("limit") else None
-            body = stub.pods_page(int(q.get("offset") or 0), limit)
+            pods = int(head.group(3)) if head.group(3) else None
+            body = stub.pods_page(int(q.get("offset") or 0), limit, pods)
         elif q.get("limit"):
             offset, limit = int(q.get("offset") or 0), int(q["limit"])
-            body = stub.namespaces_page(int(head[1:]), head[0] != "n", offset, limit, null=head[0] == "z")
+            body = stub.namespaces_page(n, kind != "n", offset, limit, null=kind == "z")
         else:
-            body = stub.namespaces(int(head[1:]), head[0] != "n", null=head[0] == "z")
+            body = stub.namespaces(n, kind != "n", null=kind == "z")
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))

@@ -17,6 +17,9 @@ so one noisy round can neither pass nor fail a target. The exit status is 0 only
 Everything runs locally: a Kubecost-shaped stub server (bench/kubecost_stub.py, own process),
 the exporter in-process (refresh timing) and as a real subprocess (scrapes, RSS, CPU), and a
 prometheus-client on-scrape exporter (bench/baseline_exporter.py) as the /metrics baseline.
+The step `sizing` measures every sizing preset of the chart (charts/kubecost-integration/files/sizing.yaml) at
+its scale: the serving exporter with the preset's settings, and a real Prometheus 3 agent (`make tools`)
+scraping it and remote-writing to a local sink; docs/benchmarks.md ("Sizing presets") says what rests on them.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ import argparse
 import functools
 import gc
 import http.client
+import http.server
 import json
 import os
 import platform
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -45,6 +50,7 @@ from typing import Any
 
 import orjson
 import requests
+import yaml
 from kubecost_allocation_exporter.config import load
 from kubecost_allocation_exporter.kubecost import AllocationClient, query_params
 from kubecost_allocation_exporter.refresher import Refresher
@@ -55,6 +61,15 @@ WINDOW = "2026-11-26T16:00:00Z,2026-11-26T17:00:00Z"
 SIZES = (10, 1000, 10000)
 PODS = 100_000
 MIB = 1024 * 1024
+#: The sizing presets (`sizing.preset`): the step `sizing` measures each at its scale with its exporter settings.
+SIZING = ROOT / "charts" / "kubecost-integration" / "files" / "sizing.yaml"
+POD_LEVEL = ("--breakdowns", "pod", "--breakdown-top-n", "10000")
+SIZING_REFRESHES = 5
+#: A preset's memory limits are at least this times the peak RSS measured at its scale (the bench's target): room
+#: for answers the stub does not shape (longer names, more labels) and, for the agent, the WAL checkpoint every 2 h
+#: that a 30-second run does not reach.
+SIZING_MEMORY_MARGIN = 1.5
+AGENT_SCRAPES, AGENT_INTERVAL = 6, 5
 
 
 def exporter_args(url: str, *extra: str) -> list[str]:
@@ -143,9 +158,9 @@ def spread(values: list[float], fmt: Callable[[float], str]) -> str:
 
 
 class Stub:
-    def __init__(self, pods: int) -> None:
+    def __init__(self, pods: int, warm: str = "10,1000,10000") -> None:
         self.proc = subprocess.Popen(
-            [PY, str(ROOT / "bench" / "kubecost_stub.py"), "--pods", str(pods), "--warm", "10,1000,10000"],
+            [PY, str(ROOT / "bench" / "kubecost_stub.py"), "--pods", str(pods), "--warm", warm],
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert self.proc.stdout is not None
@@ -492,6 +507,173 @@ def bench_idle(stub: Stub, res: Results) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Sizing presets: every preset of the chart's files/sizing.yaml at its scale, with its exporter settings.
+
+
+def sizing_presets() -> dict[str, dict[str, Any]]:
+    presets: dict[str, dict[str, Any]] = yaml.safe_load(SIZING.read_text())
+    return presets
+
+
+def sizing_figures(preset: str, spec: dict[str, Any]) -> dict[str, str]:
+    """The names of the figures the preset rests on (bench-results.json keys), by what they measure."""
+    ns = f"sizing preset {preset}: {spec['namespaces']:,} namespaces"
+    pods = f"sizing preset {preset}: {spec['pods']:,} pods, pod-level output ({' '.join(POD_LEVEL)})"
+    serving = f"the serving exporter after {SIZING_REFRESHES} refreshes (each answer different)"
+    return {
+        "exporter_peak_namespaces": f"peak RSS of {serving}, {ns}",
+        "exporter_rss_namespaces": f"RSS of {serving}, {ns}",
+        "exporter_cpu_namespaces": f"CPU time per refresh of {serving}, {ns}",
+        "exporter_peak_pods": f"peak RSS of {serving}, {pods}",
+        "exporter_rss_pods": f"RSS of {serving}, {pods}",
+        "exporter_cpu_pods": f"CPU time per refresh of {serving}, {pods}",
+        "agent_peak": f"peak RSS of the Prometheus agent after {AGENT_SCRAPES} scrapes of the exporter, {ns}",
+        "agent_rss": f"RSS of the Prometheus agent after {AGENT_SCRAPES} scrapes of the exporter, {ns}",
+        "agent_cpu": f"CPU time per scrape of the Prometheus agent (incl. remote write), {ns}",
+    }
+
+
+def env_args(env: dict[str, Any]) -> tuple[str, ...]:
+    """The preset's exporter environment (`MAX_SERIES: "300000"`) as the flags it stands for."""
+    return tuple(a for k, v in env.items() for a in (f"--{k.lower().replace('_', '-')}", str(v)))
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process so far (clock ticks of /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_status(pid: int, key: str) -> int:
+    m = re.search(rf"^{key}:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M)
+    assert m, key
+    return int(m.group(1)) * 1024
+
+
+class _Sink(http.server.BaseHTTPRequestHandler):
+    """Accepts remote_write requests (204) and counts their bytes: Thanos Receive's part, kept out of the figure."""
+
+    protocol_version = "HTTP/1.1"
+    received = 0
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        type(self).received += len(body)
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def prometheus_binary() -> str:
+    cache = Path(os.environ.get("KCI_CACHE") or Path.home() / ".cache" / "kubecost-integration")
+    for candidate in (cache / "bin" / "prometheus", shutil.which("prometheus")):
+        if candidate and Path(candidate).is_file():
+            return str(candidate)
+    raise SystemExit("the bench step sizing needs Prometheus 3: run `make tools` (or scripts/tools.sh prometheus)")
+
+
+def agent_after_scrapes(exporter_port: int, workdir: Path) -> tuple[int, int, float, int]:
+    """(peak RSS, RSS, CPU seconds, active series) of a real Prometheus agent after AGENT_SCRAPES scrapes of the
+    exporter, remote-writing with the chart's queue_config to a local sink."""
+    _Sink.received = 0
+    sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    queue = yaml.safe_load((ROOT / "charts" / "kubecost-integration" / "values.yaml").read_text())["remoteWrite"][
+        "queueConfig"
+    ]
+    config = {
+        "global": {"scrape_interval": f"{AGENT_INTERVAL}s", "scrape_timeout": f"{AGENT_INTERVAL}s"},
+        "scrape_configs": [{"job_name": "exporter", "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]}],
+        "remote_write": [{"url": f"http://127.0.0.1:{sink.server_address[1]}/api/v1/receive", "queue_config": queue}],
+    }
+    data = workdir / "agent"
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir(parents=True)
+    (data / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    proc = subprocess.Popen(
+        [prometheus_binary(), "--agent", f"--config.file={data / 'prometheus.yml'}",
+         f"--storage.agent.path={data / 'wal'}", f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+    )  # fmt: skip
+    try:
+        wait_http(port, "/-/ready", proc=proc)
+        time.sleep(AGENT_SCRAPES * AGENT_INTERVAL + 1)
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+        c.close()
+        m = re.search(r"^prometheus_agent_active_series (\S+)$", text, re.M)
+        series = int(float(m.group(1))) if m else 0
+        assert _Sink.received > 0, "the agent sent nothing to the remote_write sink"
+        return proc_status(proc.pid, "VmHWM"), proc_status(proc.pid, "VmRSS"), cpu_seconds(proc.pid), series
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        sink.shutdown()
+        sink.server_close()
+
+
+def bench_sizing(stub: Stub, res: Results, workdir: Path) -> None:
+    for preset, spec in sizing_presets().items():
+        names = sizing_figures(preset, spec)
+        caps = env_args(spec["exporter"].get("env") or {})
+        mem = spec["exporter"]["resources"]["limits"]["memory"]
+        cases = [
+            ("namespaces", stub.url(spec["namespaces"], vary=True), ()),
+            ("pods", stub.url(1000, vary=True).replace("/v1000/", f"/v1000-p{spec['pods']}/"), POD_LEVEL),
+        ]
+        for kind, url, extra in cases:
+            exp = Exporter(url, "--refresh-interval", "1s", "--refresh-jitter", "0", *caps, *extra)
+            try:
+                cpu0 = cpu_seconds(exp.proc.pid)
+                seen = refreshes_seen(exp.port, SIZING_REFRESHES + 1)
+                cpu = (cpu_seconds(exp.proc.pid) - cpu0) / SIZING_REFRESHES
+                peak, now = exp.status("VmHWM"), exp.status("VmRSS")
+            finally:
+                exp.close()
+            res.add(Figure(names[f"exporter_peak_{kind}"], peak / MIB, "MiB", limit=mib(mem) / SIZING_MEMORY_MARGIN))
+            res.add(Figure(names[f"exporter_rss_{kind}"], now / MIB, "MiB"))
+            res.add(Figure(names[f"exporter_cpu_{kind}"], cpu, "cpu-s"))
+            res.notes[f"sizing {preset} {kind}"] = f"{names[f'exporter_peak_{kind}']}: {seen} refreshes seen."
+        # the agent: the exporter serving the preset's namespaces, every series exported
+        exp = Exporter(stub.url(spec["namespaces"]), "--refresh-interval", "10m", *caps)
+        try:
+            peak, now, cpu, series = agent_after_scrapes(exp.port, workdir)
+        finally:
+            exp.close()
+        agent_mem = spec["agent"]["resources"]["limits"]["memory"]
+        res.add(Figure(names["agent_peak"], peak / MIB, "MiB", limit=mib(agent_mem) / SIZING_MEMORY_MARGIN))
+        res.add(Figure(names["agent_rss"], now / MIB, "MiB"))
+        res.add(Figure(names["agent_cpu"], cpu / AGENT_SCRAPES, "cpu-s"))
+        res.notes[f"sizing {preset} agent"] = f"{names['agent_peak']}: {series:,} active series."
+
+
+def mib(quantity: str) -> float:
+    """A Kubernetes memory quantity in Mi or Gi, in MiB."""
+    value, unit = re.fullmatch(r"(\d+)(Mi|Gi)", quantity).groups()  # type: ignore[union-attr]
+    return float(value) * (1024 if unit == "Gi" else 1)
+
+
+def refreshes_seen(port: int, refreshes: int) -> int:
+    """Wait until `refreshes` distinct successful refreshes were served; return how many were seen."""
+    seen: set[bytes] = set()
+    deadline = time.monotonic() + 60 + 60 * refreshes
+    while len(seen) < refreshes and time.monotonic() < deadline:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        c.request("GET", "/metrics")
+        m = _LAST.search(c.getresponse().read())
+        c.close()
+        if m:
+            seen.add(m.group(1))
+        time.sleep(0.2)
+    assert len(seen) >= refreshes, f"only {len(seen)} refreshes in time"
+    return len(seen)
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def versions() -> str:
@@ -590,7 +772,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="fewer repetitions and one round (a smoke run)")
     ap.add_argument("--rounds", type=int, default=None, help="rounds of every step (default 3; --quick: 1)")
     ap.add_argument("--out", type=Path, default=ROOT / ".run" / "bench" / "benchmarks.md")
-    ap.add_argument("--only", default="refresh,scrapes,memory,serving,idle")
+    ap.add_argument("--only", default="refresh,scrapes,memory,serving,idle,sizing")
     args = ap.parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
     workdir = ROOT / ".run" / "bench"
@@ -601,12 +783,19 @@ def main() -> int:
     res = Results()
     print("generating the answers (100,000 pods take ~30 s) ...", flush=True)
     stub = Stub(PODS if "memory" in args.only or "serving" in args.only else 0)
+    # the presets' pods come from a stub of their own, so the 100,000-pod figures keep their answer
+    presets = sizing_presets().values()
+    sizing_stub = stub
+    if "sizing" in args.only:
+        warm = ",".join(str(p["namespaces"]) for p in presets)
+        sizing_stub = Stub(max(p["pods"] for p in presets), warm)
     steps: dict[str, Callable[[], Any]] = {
         "refresh": lambda: bench_refresh(stub, res, args.quick),
         "scrapes": lambda: bench_scrapes(stub, res, args.quick, workdir),
         "memory": lambda: bench_memory(stub, res),
         "serving": lambda: bench_serving(stub, res),
         "idle": lambda: bench_idle(stub, res),
+        "sizing": lambda: bench_sizing(sizing_stub, res, workdir),
     }
     try:
         for r in range(rounds):
@@ -619,6 +808,8 @@ def main() -> int:
                 print(f"== round {r + 1} took {took:.0f} s; about {took * (rounds - r - 1):.0f} s to go", flush=True)
     finally:
         stub.close()
+        if sizing_stub is not stub:
+            sizing_stub.close()
     meta = {
         "started": started.strftime("%Y-%m-%d %H:%M UTC"),
         "took": f"{(time.monotonic() - t0) / 60:.1f}",

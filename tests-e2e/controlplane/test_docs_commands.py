@@ -4,7 +4,9 @@ Every fenced shell block in those docs carries a marker just above it (an HTML c
 
 * `<!-- doc-test: <id> -->`: the block is extracted and run VERBATIM by one of the tests below (`RUN_BY_TESTS`), with
   `bash -e -u -o pipefail -c <block>` (any failing command fails the test), against the real local control plane
-  (kwok bench: kube-apiserver, etcd, kube-controller-manager, kube-scheduler);
+  (kwok bench: kube-apiserver, etcd, kube-controller-manager, kube-scheduler); the README's two CLI installs
+  (`cli-venv`, `cli-pipx`) need no cluster: they run in a copy of `queries/` and `exporter/` with HOME in a temp dir
+  and reach PyPI for the exporter's dependencies (pip's cache is the user's, so a warm run reuses its wheels);
 * `<!-- doc-test: skip reason="..." -->`: not run, for the reason given (a plugin or a service the bench lacks, or
   a command another test covers).
 
@@ -45,6 +47,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import sysconfig
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -70,6 +74,8 @@ RUNNABLE_LANGS = {"bash", "sh"}
 #: Every `doc-test: <id>` block and the test that runs it.
 RUN_BY_TESTS = {
     ("README.md", "quick-start"): "test_readme_quick_start",
+    ("README.md", "cli-venv"): "test_readme_cli_install_venv",
+    ("README.md", "cli-pipx"): "test_readme_cli_install_pipx",
     ("docs/deployment.md", "deploy-secrets"): "test_deployment_guide_secrets",
     ("docs/deployment.md", "deploy-install"): "test_deployment_guide_install",
     ("docs/troubleshooting.md", "first-look"): "test_troubleshooting_first_look",
@@ -281,25 +287,34 @@ class Checkout:
 
     def run(self, doc: str, block_id: str, kubeconfig: Path, helm: str = "helm") -> subprocess.CompletedProcess[str]:
         """Run the marked block verbatim in bash (`-e -u -o pipefail`); fail with its output if it fails."""
-        text = doc_block(doc, block_id)
-        started = time.monotonic()
-        proc = subprocess.run(
-            ["bash", "--noprofile", "--norc", "-e", "-u", "-o", "pipefail", "-c", text],
-            cwd=self.root,
-            env=self.env(kubeconfig, helm),
-            capture_output=True,
-            text=True,
-            timeout=400,
-            check=False,
-        )
-        took = time.monotonic() - started
+        proc, took = run_block(doc, block_id, self.root, self.env(kubeconfig, helm), helm)
         self.timings[f"{doc}#{block_id}[{helm}]"] = took
-        print(f"\n{doc} `{block_id}` ({helm}) exited {proc.returncode} in {took:.1f}s\n{proc.stdout}{proc.stderr}")
-        assert proc.returncode == 0, (
-            f"{doc} block `{block_id}` exited {proc.returncode} ({helm}):\n{text}\n"
-            f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
-        )
         return proc
+
+
+def run_block(
+    doc: str, block_id: str, cwd: Path, env: dict[str, str], label: str, timeout: float = 400
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run the marked block verbatim in bash (`-e -u -o pipefail`) in `cwd` with exactly `env`; fail with its output
+    if it fails. Returns the process and how long it took (seconds)."""
+    text = doc_block(doc, block_id)
+    started = time.monotonic()
+    proc = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-e", "-u", "-o", "pipefail", "-c", text],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    took = time.monotonic() - started
+    print(f"\n{doc} `{block_id}` ({label}) exited {proc.returncode} in {took:.1f}s\n{proc.stdout}{proc.stderr}")
+    assert proc.returncode == 0, (
+        f"{doc} block `{block_id}` exited {proc.returncode} ({label}):\n{text}\n"
+        f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
+    )
+    return proc, took
 
 
 def production_values_block() -> str:
@@ -485,6 +500,90 @@ def test_readme_quick_start(kwok_cluster: KwokCluster, checkout: Checkout, helm:
             env=checkout.env(kwok_cluster.kubeconfig, helm), capture_output=True, timeout=180, check=False,
         )  # fmt: skip
         kwok_cluster.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--timeout=120s", timeout=180)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# README: the CLI on your machine, installed from the checkout (needs PyPI, for the exporter's dependencies)
+
+#: The README prints `verify --help` to show the install worked; its usage line is what the user sees first.
+VERIFY_USAGE = "usage: kubecost-allocation-exporter verify [-h]"
+
+
+def python_source_checkout(root: Path) -> Path:
+    """`queries/` and `exporter/` as a fresh clone has them, in `root`. pip builds a local project in place (setuptools
+    writes `build/` and `*.egg-info` beside the sources), so the blocks never run in the developer's checkout."""
+    junk = shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis")
+    for project in ("queries", "exporter"):
+        shutil.copytree(ROOT / project, root / project, ignore=junk)
+    return root
+
+
+def cli_env(home: Path, *first: Path) -> dict[str, str]:
+    """A clean environment with HOME in a temp dir (so `~/.venvs`, `~/.local` land there). `python3` is the
+    interpreter the tests run on (the README's Python >= 3.11), found before the system's. pip's cache is the
+    user's (wheels are reused, nothing else); the machine's own pip settings (`PIP_*`: index, CA bundle) and
+    proxy variables pass through, since these blocks alone reach PyPI."""
+    base_bin = sysconfig.get_config_var("BINDIR")
+    path = [*(str(p) for p in first), str(base_bin), "/usr/local/bin", "/usr/bin", "/bin"]
+    cache = os.environ.get("PIP_CACHE_DIR") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pip"
+    )
+    passed = {
+        k: v
+        for k, v in os.environ.items()
+        if k.startswith("PIP_") or k.lower() in {"http_proxy", "https_proxy", "no_proxy"}
+    }
+    return passed | {
+        "PATH": os.pathsep.join(path),
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "TMPDIR": str(home),
+        "PIP_CACHE_DIR": cache,
+    }
+
+
+def test_readme_cli_install_venv(tmp_path: Path) -> None:
+    """The README's venv + pip block, verbatim: a venv under ~/.venvs/kci (HOME is a temp dir) with the query library
+    and the exporter from the checkout; `verify --help` prints the verify usage."""
+    checkout = python_source_checkout(tmp_path / "checkout")
+    home = tmp_path / "home"
+    home.mkdir()
+    proc, took = run_block("README.md", "cli-venv", checkout, cli_env(home), "pip")
+    cli = home / ".venvs/kci/bin/kubecost-allocation-exporter"
+    assert cli.is_file(), f"the block ran, but {cli} is not there"
+    assert VERIFY_USAGE in proc.stdout, proc.stdout[-2000:]
+    assert "--thanos-url" in proc.stdout, proc.stdout[-2000:]
+    installed = subprocess.run(
+        [str(home / ".venvs/kci/bin/python"), "-m", "pip", "list", "--format=json"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    names = {p["name"] for p in json.loads(installed.stdout)}
+    assert {"kubecost-allocation-exporter", "cloudtuner-kubecost-queries"} <= names, names
+    print(f"README cli-venv: {took:.1f}s")
+
+
+def test_readme_cli_install_pipx(tmp_path: Path) -> None:
+    """The README's pipx block, verbatim, with the pipx of requirements-dev.txt (the venv's) on PATH: the command lands
+    in ~/.local/bin of the temp HOME and prints the verify usage."""
+    pipx = Path(sys.executable).parent / "pipx"
+    assert pipx.is_file(), f"{pipx} missing: pipx is a dev dependency (requirements-dev.txt), run `make venv`"
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "pipx").symlink_to(pipx)  # pipx alone, not the venv's python3
+    checkout = python_source_checkout(tmp_path / "checkout")
+    home = tmp_path / "home"
+    home.mkdir()
+    proc, took = run_block("README.md", "cli-pipx", checkout, cli_env(home, tools), "pipx")
+    assert (home / ".local/bin/kubecost-allocation-exporter").exists()
+    assert VERIFY_USAGE in proc.stdout, proc.stdout[-2000:]
+    assert "--thanos-url" in proc.stdout, proc.stdout[-2000:]
+    print(f"README cli-pipx: {took:.1f}s")
+    # The other pages quote the command this block ran, not a variant of it (`--preinstall ./queries` fails).
+    tested = doc_block("README.md", "cli-pipx").splitlines()[0].split("#")[0].strip()
+    for doc in DOCS:
+        flat = " ".join((ROOT / doc).read_text().split())
+        quoted = set(re.findall(r"`(pipx install [^`]*)`", flat))
+        assert quoted <= {tested}, f"{doc} quotes {quoted - {tested}}; the README's tested command is `{tested}`"
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from testsupport.faults import rss_bytes
 from testsupport.pipeline import E2E_DIR
@@ -27,9 +28,12 @@ from testsupport.procs import Ports, ProcessGroup, http_get, require_tool
 
 pytestmark = pytest.mark.e2e
 
-CHART_LIMIT = 192 * 2**20  # charts/kubecost-integration/values.yaml: allocationExporter.resources.limits.memory
 WINDOW = "2026-11-26T16:00:00Z,2026-11-26T17:00:00Z"  # the hostile answers' hour
 ROOT = E2E_DIR.parent
+#: The exporter's memory limit of the default sizing preset (`small`, charts/kubecost-integration/files/sizing.yaml),
+#: the one the exporter's default limits (MAX_ROWS, MAX_RESPONSE_BYTES) must keep it under.
+_SMALL = yaml.safe_load((ROOT / "charts/kubecost-integration/files/sizing.yaml").read_text())["small"]
+CHART_LIMIT = int(_SMALL["exporter"]["resources"]["limits"]["memory"].removesuffix("Mi")) * 2**20
 RESULTS: dict[str, dict[str, Any]] = {}
 
 # (id, path, extra env, refreshes to watch, expected: "ok" or the failure reason)
@@ -140,7 +144,8 @@ def test_the_exporter_stays_under_the_memory_limit(
 ) -> None:
     got = run_exporter(stub, name, path, env, refreshes)
     RESULTS[name] = got
-    assert got["peak_mib"] * 2**20 < CHART_LIMIT, f"{name}: peak RSS {got['peak_mib']} MiB >= 192 MiB: {got}"
+    limit_mib = CHART_LIMIT // 2**20
+    assert got["peak_mib"] * 2**20 < CHART_LIMIT, f"{name}: peak RSS {got['peak_mib']} MiB >= {limit_mib} MiB: {got}"
     if expected == "ok":
         assert got["successes"] >= refreshes, got
         assert not got["errors"], got

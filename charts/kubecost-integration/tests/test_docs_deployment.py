@@ -80,7 +80,9 @@ def one_significant_digit(x: float) -> float:
 
 
 def test_default_resources_in_the_guide_are_those_of_values_yaml() -> None:
-    resources = yaml.safe_load(VALUES.read_text())["allocationExporter"]["resources"]
+    """The default resources are the default sizing preset's (files/sizing.yaml; values.yaml leaves them empty)."""
+    preset = yaml.safe_load(VALUES.read_text())["sizing"]["preset"]
+    resources = yaml.safe_load((VALUES.parent / "files" / "sizing.yaml").read_text())[preset]["exporter"]["resources"]
     req, lim = resources["requests"], resources["limits"]
     text = flat(GUIDE)
     assert f"default requests ({req['cpu']} / {req['memory']})" in text

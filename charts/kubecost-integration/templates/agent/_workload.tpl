@@ -74,7 +74,7 @@ spec:
         timeoutSeconds: 5
         failureThreshold: 4
       resources:
-        {{- toYaml $agent.resources | nindent 8 }}
+        {{- include "kubecost-integration.resources" (list . "agent") | nindent 8 }}
       securityContext:
         {{- toYaml $agent.securityContext | nindent 8 }}
       volumeMounts:
