@@ -72,7 +72,7 @@ def record_names(groups: list[dict[str, Any]]) -> list[str]:
 def unit_tests_against(
     rules_path: Path, tmp_path: Path, tests: list[Path] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """The unit tests of tests/alerts/ (or `tests`) run against `rules_path` (copies of the test files pointing at it)."""
+    """The unit tests of tests/alerts/ (or `tests`) run against `rules_path` (copies of the test files naming it)."""
     files = []
     for src in tests or UNIT_TESTS:
         doc = yaml.safe_load(src.read_text())
@@ -154,6 +154,9 @@ def test_unit_tests_catch_a_broken_rule(tmp_path: Path) -> None:
         assert proc.returncode != 0, f"unit tests still pass with {old!r} -> {new!r}"
 
 
+TOTAL_MODE = 'cloudtuner_kubecost_exporter_info{metric_mode="total"}'
+
+
 def test_unit_tests_catch_a_broken_forecast_or_budget_rule(tmp_path: Path) -> None:
     """The forecast and budget tests can fail: a month to date that does not restart on the 1st, a wrong number of
     hours left, total mode not left out, a changed threshold or a dropped `for` is caught (every occurrence changed)."""
@@ -163,8 +166,8 @@ def test_unit_tests_catch_a_broken_forecast_or_budget_rule(tmp_path: Path) -> No
         ("month(vector(time() - 1800))", "month(vector(time()))"),
         ("floor(vector(time() - 1800) / 86400)", "floor(vector(time()) / 86400)"),  # the hour before midnight as today
         ("(days_in_month() - day_of_month() + 1) * 24", "(days_in_month() - day_of_month()) * 24"),
-        (' * (time() % 3600) / 3600,', ' * 0,'),  # the current hour left out
-        ('unless on (cluster, tenant_id) cloudtuner_kubecost_exporter_info{metric_mode="total"}\n      - record', '\n      - record'),
+        (" * (time() % 3600) / 3600,", " * 0,"),  # the current hour left out
+        (f"unless on (cluster, tenant_id) {TOTAL_MODE}\n      - record", "\n      - record"),  # total mode kept
         (") > 1\n        for: 1h", ") > 1.25\n        for: 1h"),  # web's projected 124 % no longer fires
         (") > 1\n        for: 15m", ") > 1\n        for: 0s"),  # month to date over budget without holding it
         (") > 1\n        for: 1h", ") > 1\n        for: 2h"),
@@ -288,68 +291,64 @@ BUDGETS: list[dict[str, Any]] = [
     {"cluster": True, "monthlyUSD": 5000},
 ]
 
-#: A unit test of the rendered rules: budgets of cluster c1 only, web and team a over budget by the projection.
-RENDERED_BUDGET_TEST: dict[str, Any] = {
-    "evaluation_interval": "15m",
-    "group_eval_order": ["kubecost-integration.forecast", "kubecost-integration.budget"],
-    "tests": [
-        {
-            "interval": "15m",
-            "input_series": [
-                {"series": f'cloudtuner_kubecost_exporter_info{{cluster="{c}",tenant_id="t1",metric_mode="rate"}}',
-                 "values": "1x12"}
-                for c in ("c1", "c2")
-            ]
-            + [
-                # 1 USD/h: 744 USD projected for January, over web's 600
-                {"series": f'cloudtuner_kubecost_namespace_total_cost{{cluster="{c}",tenant_id="t1",namespace="web"}}',
-                 "values": "1x12"}
-                for c in ("c1", "c2")  # c2 is not in budgetClusters
-            ]
-            + [
-                {"series": 'cloudtuner_kubecost_namespace_total_cost{cluster="c1",tenant_id="t1",namespace="nobudget"}',
-                 "values": "5x12"},
-                {"series": 'cloudtuner_kubecost_cluster_total_cost{cluster="c1",tenant_id="t1"}', "values": "6x12"},
-                {"series": 'cloudtuner_kubecost_breakdown_total_cost{cluster="c1",tenant_id="t1",breakdown="label:team",'
-                 'namespace="web",value="a"}', "values": "1x12"},
-            ],
-            "promql_expr_test": [
-                {"expr": '{__name__=~"cloudtuner_kubecost:.+_budget:monthly_usd"}', "eval_time": "2h",
-                 "exp_samples": [
-                     {"labels": 'cloudtuner_kubecost:namespace_budget:monthly_usd{cluster="c1",tenant_id="t1",'
-                      'namespace="web"}', "value": 600},
-                     {"labels": 'cloudtuner_kubecost:breakdown_budget:monthly_usd{cluster="c1",tenant_id="t1",'
-                      'breakdown="label:team",value="a"}', "value": 400.5},
-                     {"labels": 'cloudtuner_kubecost:cluster_budget:monthly_usd{cluster="c1",tenant_id="t1"}',
-                      "value": 5000},
-                 ]},
-            ],
-            "alert_rule_test": [
-                {"eval_time": "2h", "alertname": "KubecostBudgetForecastOverspend", "exp_alerts": [
-                    {"exp_labels": {"severity": "warning", "team": "finops", "cluster": "c1", "tenant_id": "t1",
-                                    "namespace": "web"},
-                     "exp_annotations": {
-                         "summary": "Projected month-end cost is over the monthly budget.",
-                         "description": "Namespace web on cluster c1 (tenant t1) is projected to spend 124% of its"
-                         " monthly budget by the end of the month (month-to-date cost plus the last 24 hours' average"
-                         " rate for the hours left), for an hour now. See the budget panels of the cluster overview"
-                         " and namespace breakdown dashboards.",
-                     }},
-                    {"exp_labels": {"severity": "warning", "team": "finops", "cluster": "c1", "tenant_id": "t1",
-                                    "breakdown": "label:team", "value": "a"},
-                     "exp_annotations": {
-                         "summary": "Projected month-end cost is over the monthly budget.",
-                         "description": "label:team=a on cluster c1 (tenant t1) is projected to spend 185.8% of its"
-                         " monthly budget by the end of the month (month-to-date cost plus the last 24 hours' average"
-                         " rate for the hours left), for an hour now. See the budget panels of the cluster overview"
-                         " and namespace breakdown dashboards.",
-                     }},
-                ]},
-                {"eval_time": "2h", "alertname": "KubecostBudgetExceeded", "exp_alerts": []},
-            ],
-        }
-    ],
-}
+#: A unit test of the rendered rules: budgets of cluster c1 only; web and team a over budget by the projection.
+RENDERED_BUDGET_TEST = """
+evaluation_interval: 15m
+group_eval_order: [kubecost-integration.forecast, kubecost-integration.budget]
+tests:
+  - interval: 15m
+    input_series:
+      - series: 'cloudtuner_kubecost_exporter_info{cluster="c1",tenant_id="t1",metric_mode="rate"}'
+        values: 1x12
+      - series: 'cloudtuner_kubecost_exporter_info{cluster="c2",tenant_id="t1",metric_mode="rate"}'
+        values: 1x12
+      # 1 USD/h: 744 USD projected for January, over web's 600; c2 is not in budgetClusters.
+      - series: 'cloudtuner_kubecost_namespace_total_cost{cluster="c1",tenant_id="t1",namespace="web"}'
+        values: 1x12
+      - series: 'cloudtuner_kubecost_namespace_total_cost{cluster="c2",tenant_id="t1",namespace="web"}'
+        values: 1x12
+      - series: 'cloudtuner_kubecost_namespace_total_cost{cluster="c1",tenant_id="t1",namespace="nobudget"}'
+        values: 5x12
+      - series: 'cloudtuner_kubecost_cluster_total_cost{cluster="c1",tenant_id="t1"}'
+        values: 6x12
+      - series: >-
+          cloudtuner_kubecost_breakdown_total_cost{cluster="c1",tenant_id="t1",
+          breakdown="label:team",namespace="web",value="a"}
+        values: 1x12
+    promql_expr_test:
+      - expr: '{__name__=~"cloudtuner_kubecost:.+_budget:monthly_usd"}'
+        eval_time: 2h
+        exp_samples:
+          - labels: 'cloudtuner_kubecost:namespace_budget:monthly_usd{cluster="c1",tenant_id="t1",namespace="web"}'
+            value: 600
+          - labels: >-
+              cloudtuner_kubecost:breakdown_budget:monthly_usd{cluster="c1",tenant_id="t1",
+              breakdown="label:team",value="a"}
+            value: 400.5
+          - labels: 'cloudtuner_kubecost:cluster_budget:monthly_usd{cluster="c1",tenant_id="t1"}'
+            value: 5000
+    alert_rule_test:
+      - eval_time: 2h
+        alertname: KubecostBudgetExceeded
+        exp_alerts: []
+      - eval_time: 2h
+        alertname: KubecostBudgetForecastOverspend
+        exp_alerts:
+          - exp_labels: {severity: warning, team: finops, cluster: c1, tenant_id: t1, namespace: web}
+            exp_annotations:
+              summary: Projected month-end cost is over the monthly budget.
+              description: >-
+                Namespace web on cluster c1 (tenant t1) is projected to spend 124% of its monthly budget by the end
+                of the month (month-to-date cost plus the last 24 hours' average rate for the hours left), for an
+                hour now. See the budget panels of the cluster overview and namespace breakdown dashboards.
+          - exp_labels: {severity: warning, team: finops, cluster: c1, tenant_id: t1, breakdown: "label:team", value: a}
+            exp_annotations:
+              summary: Projected month-end cost is over the monthly budget.
+              description: >-
+                label:team=a on cluster c1 (tenant t1) is projected to spend 185.8% of its monthly budget by the end
+                of the month (month-to-date cost plus the last 24 hours' average rate for the hours left), for an
+                hour now. See the budget panels of the cluster overview and namespace breakdown dashboards.
+"""
 
 
 def test_budgets_render_into_rules_that_fire(helm: str, tmp_path: Path) -> None:
@@ -395,7 +394,8 @@ def test_budgets_render_into_rules_that_fire(helm: str, tmp_path: Path) -> None:
         assert check.returncode == 0, check.stdout + check.stderr
         assert "SUCCESS: 27 rules found" in check.stdout
     test_file = tmp_path / "rendered-budget.test.yaml"
-    test_file.write_text(yaml.safe_dump({"rule_files": [str(rendered)], **RENDERED_BUDGET_TEST}, sort_keys=False))
+    unit = {"rule_files": [str(rendered)], **yaml.safe_load(RENDERED_BUDGET_TEST)}
+    test_file.write_text(yaml.safe_dump(unit, sort_keys=False))
     proc = run_promtool("test", "rules", str(test_file), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -430,7 +430,7 @@ def test_budgets_default_to_this_releases_cluster(helm: str) -> None:
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ({"monthlyUSD": 10}, "prometheusRule.budgets[1] ({\"monthlyUSD\":10}) must say what it budgets"),
+        ({"monthlyUSD": 10}, 'prometheusRule.budgets[1] ({"monthlyUSD":10}) must say what it budgets'),
         ({"namespace": "a", "cluster": True, "monthlyUSD": 10}, "exactly one of namespace, label (with value) or"),
         ({"label": "team", "monthlyUSD": 10}, 'budgets label "team": give the label\'s value too'),
         ({"namespace": "a", "value": "x", "monthlyUSD": 10}, "has a value but no label"),
