@@ -166,7 +166,6 @@ def test_unit_tests_catch_a_broken_forecast_or_budget_rule(tmp_path: Path) -> No
         ("month(vector(time() - 1800))", "month(vector(time()))"),
         ("floor(vector(time() - 1800) / 86400)", "floor(vector(time()) / 86400)"),  # the hour before midnight as today
         ("(days_in_month() - day_of_month() + 1) * 24", "(days_in_month() - day_of_month()) * 24"),
-        (" * (time() % 3600) / 3600,", " * 0,"),  # the current hour left out
         (f"unless on (cluster, tenant_id) {TOTAL_MODE}\n      - record", "\n      - record"),  # total mode kept
         (") > 1\n        for: 1h", ") > 1.25\n        for: 1h"),  # web's projected 124 % no longer fires
         (") > 1\n        for: 15m", ") > 1\n        for: 0s"),  # month to date over budget without holding it
@@ -176,8 +175,12 @@ def test_unit_tests_catch_a_broken_forecast_or_budget_rule(tmp_path: Path) -> No
         broken = tmp_path / "broken.rules.yaml"
         broken.write_text(text.replace(old, new))
         assert run_promtool("check", "rules", str(broken)).returncode == 0, (old, new)
-        proc = unit_tests_against(broken, tmp_path, [BUDGET_TESTS, COST_TESTS])
+        proc = unit_tests_against(broken, tmp_path, [BUDGET_TESTS])
         assert proc.returncode != 0, f"unit tests still pass with {old!r} -> {new!r}"
+    # The current hour left out (the cost file's test evaluates between two whole hours).
+    broken = tmp_path / "broken.rules.yaml"
+    broken.write_text(text.replace(" * (time() % 3600) / 3600,", " * 0,"))
+    assert unit_tests_against(broken, tmp_path, [COST_TESTS]).returncode != 0
 
 
 def test_every_recording_rule_has_unit_tests() -> None:
