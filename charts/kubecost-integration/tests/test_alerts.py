@@ -451,3 +451,19 @@ def test_bad_budget_entries_are_refused(helm: str, entry: dict[str, Any], messag
     err = render_error(with_quickstart(values), helm=helm)
     assert "budgets" in err, err
     assert message in err, err
+
+
+def test_budgets_without_the_budget_group_are_refused(helm: str) -> None:
+    values = {
+        "prometheusRule": {
+            "enabled": True,
+            "groups": ["exporter"],
+            "budgets": [{"namespace": "web", "monthlyUSD": 600}],
+        }
+    }
+    err = render_error(with_quickstart(values), helm=helm)
+    assert "prometheusRule.groups leaves out budget" in err, err
+    assert 'groups: ["exporter","forecast","budget"]' in err, err
+    # Off, the budgets are not in the way.
+    values["prometheusRule"]["enabled"] = False
+    assert not objects(render(with_quickstart(values), helm=helm), "PrometheusRule")

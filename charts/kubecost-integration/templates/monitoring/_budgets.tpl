@@ -20,6 +20,10 @@ amount. values.schema.json checks the types; the rules here are the ones a schem
 {{- end -}}
 
 {{- define "kubecost-integration.budgets.validate" -}}
+{{- $cfg := .Values.prometheusRule -}}
+{{- if and $cfg.enabled $cfg.budgets (not (has "budget" $cfg.groups)) -}}
+{{- include "kubecost-integration.fail" (list "prometheusRule.budgets is set but prometheusRule.groups leaves out budget, so no budget would ever alert." (printf "Add budget (and forecast, whose series it reads) to prometheusRule.groups, e.g.\n  groups: %s" (toJson (concat $cfg.groups (list "forecast" "budget") | uniq)))) -}}
+{{- end -}}
 {{- $example := "e.g.\n  prometheusRule:\n    budgets:\n      - {namespace: payments, monthlyUSD: 400}\n      - {label: team, value: checkout, monthlyUSD: 250}\n      - {cluster: true, monthlyUSD: 3000}" -}}
 {{- $seen := dict -}}
 {{- range $i, $b := .Values.prometheusRule.budgets | default list -}}
