@@ -142,12 +142,31 @@ def _busy_fixed_ports() -> list[str]:
 def _url_lines(thanos: Thanos, tenant: Tenant, workdir: Path) -> list[str]:
     return [
         f"  Thanos Query UI/API     {thanos.query_url}/graph  (try: {METRIC_PREFIX}namespace_total_cost)",
-        f"  Thanos Receive          {thanos.receive_http_url}  (remote write: "
+        # Receive's HTTP port serves no page at `/` (404): its readiness endpoint is what a browser or curl can show
+        f"  Thanos Receive          {thanos.receive_http_url}/-/ready  (remote write: "
         f"http://127.0.0.1:{thanos.remote_write_port}/api/v1/receive)",
         f"  Prometheus agent        {tenant.agent_url}/api/v1/targets",
         f"  Exporter metrics        {tenant.exporter_url}/metrics",
         f"  Kubecost API simulator  {tenant.sim_url}/model/allocation?window=1d&aggregate=namespace&accumulate=true",
         f"  Logs                    {workdir / 'logs'}",
+    ]
+
+
+def keep_running_lines(thanos: Thanos, tenant: Tenant, workdir: Path) -> list[str]:
+    """What `make demo-up` prints once everything is up: the URLs, the `verify` command on exactly these URLs
+    (docs/troubleshooting.md; with free ports the fixed ones of the docs would be wrong) and the simulator's
+    controls, each fault with the command that switches it off again."""
+    # The CLI by its path: it is in the cache venv, which need not be on the user's PATH
+    verify_cli = shutil.which("kubecost-allocation-exporter") or "kubecost-allocation-exporter"
+    return [
+        "Everything is running (Ctrl-C stops it):",
+        *_url_lines(thanos, tenant, workdir),
+        f"  Check every link:  {verify_cli} verify \\",
+        f"    --exporter-url {tenant.exporter_url} --prometheus-url {tenant.agent_url} \\",
+        f"    --thanos-url {thanos.query_url} --kubecost-url {tenant.sim_url}",
+        f'  Simulator faults:  curl -XPOST {tenant.sim_url}/__sim__/fault -d \'{{"mode":"http500"}}\'',
+        f"  Simulator scale:   curl -XPOST {tenant.sim_url}/__sim__/config -d '{{\"scale\":2}}'",
+        f"  Undo both:         curl -XPOST {tenant.sim_url}/__sim__/reset",
     ]
 
 
@@ -188,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)  # also when started in the background (SIGINT ignored there)
     try:
+        # The README quotes how long the demo runs; say it, so a reader can compare without adding timestamps
+        started = time.monotonic()
         _say(f"demo: logs and data in {args.workdir}")
         ports = Ports()
         thanos = start_thanos(group, ports, fixed_t, progress=_say)
@@ -208,15 +229,15 @@ def main(argv: list[str] | None = None) -> int:
         print(health_lines(thanos, tenant))
         print()
         if args.keep_running:
-            print("Everything is running (Ctrl-C stops it):")
-            print("\n".join(_url_lines(thanos, tenant, args.workdir)))
-            print(f'  Simulator faults:  curl -XPOST {tenant.sim_url}/__sim__/fault -d \'{{"mode":"http500"}}\'')
-            print(f"  Simulator scale:   curl -XPOST {tenant.sim_url}/__sim__/config -d '{{\"scale\":2}}'")
+            print("\n".join(keep_running_lines(thanos, tenant, args.workdir)))
             sys.stdout.flush()
             while True:
                 time.sleep(1)
                 group.check_alive()
-        _say("demo finished: stopping everything (make demo-up keeps it running)")
+        _say(
+            f"demo finished in {time.monotonic() - started:.0f}s (tools and venv not counted): "
+            "stopping everything (make demo-up keeps it running)"
+        )
         return 0
     except KeyboardInterrupt:
         _say("stopping")

@@ -29,7 +29,17 @@ from typing import Any
 
 import yaml
 
-from testsupport.procs import Ports, Proc, ProcessGroup, ToolMissing, http_get, http_json, require_tool, wait_until
+from testsupport.procs import (
+    Ports,
+    Proc,
+    ProcessGroup,
+    ToolMissing,
+    http_get,
+    http_json,
+    require_tool,
+    tools_hint,
+    wait_until,
+)
 from testsupport.render import agent_config, deep_merge, exporter_env, kci_cache, render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,18 +96,22 @@ def prometheus_binary() -> PrometheusBinary:
     cache_bin = kci_cache() / "bin" / "prometheus"
     path = os.environ.get("KCI_PROMETHEUS") or (str(cache_bin) if cache_bin.is_file() else shutil.which("prometheus"))
     if not path:
-        raise ToolMissing(f"required tool 'prometheus' not found in {cache_bin.parent} or PATH: run `make tools`")
+        raise ToolMissing(
+            f"required tool 'prometheus' not found in {cache_bin.parent} or PATH: {tools_hint('prometheus')}"
+        )
     out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30, check=False)
     text = out.stdout + out.stderr
     m = re.search(r"version (\d+\.\d+\.\S+)", text)
     if not m:
-        raise ToolMissing(f"{path} --version did not print a version ({text.strip()[:200]!r}): run `make tools`")
+        raise ToolMissing(
+            f"{path} --version did not print a version ({text.strip()[:200]!r}): {tools_hint('prometheus')}"
+        )
     version = m.group(1)
     if "+ds" in version:
         raise ToolMissing(
             f"{path} is Debian's Prometheus {version}, which does not send remote_write `headers` "
             "(prometheus/prometheus#13030), so the THANOS-TENANT header never reaches Thanos; the pipeline needs "
-            f"an upstream Prometheus build at {cache_bin} (or KCI_PROMETHEUS=<path>): run `make tools`"
+            f"an upstream Prometheus build at {cache_bin} (or KCI_PROMETHEUS=<path>): {tools_hint('prometheus')}"
         )
     return PrometheusBinary(path, version)
 

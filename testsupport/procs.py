@@ -45,7 +45,26 @@ class StartupError(RuntimeError):
     """A process exited early or never became ready; the message carries its log tail."""
 
 
-def require_tool(name: str, extra_dirs: Sequence[Path | str] = (), hint: str = "run `make tools`") -> str:
+#: `scripts/tools.sh` names of the binaries it installs under another name (the others share theirs).
+TOOL_OF_BINARY = {
+    "prometheus": "prometheus3",
+    "promtool": "prometheus3",
+    "kube-apiserver": "kube_control_plane",
+    "kube-controller-manager": "kube_control_plane",
+    "kube-scheduler": "kube_control_plane",
+    "kwokctl": "kwok",
+    "helm-docs": "helm_docs",
+    "renovate-config-validator": "renovate",
+}
+
+
+def tools_hint(binary: str) -> str:
+    """What to run for a missing binary: its tool alone takes minutes, `make tools` builds every tool (about
+    20 minutes cold and needs npm), so a reader who only wants the demo or one layer should not be sent there."""
+    return f"run `scripts/tools.sh {TOOL_OF_BINARY.get(binary, binary)}` (this tool alone) or `make tools` (every tool)"
+
+
+def require_tool(name: str, extra_dirs: Sequence[Path | str] = (), hint: str | None = None) -> str:
     """Absolute path of `name` from PATH, `$KCI_CACHE/bin` or `extra_dirs`; else `ToolMissing`."""
     cache_bin = kci_cache() / "bin"
     found = shutil.which(name)
@@ -55,7 +74,7 @@ def require_tool(name: str, extra_dirs: Sequence[Path | str] = (), hint: str = "
         cand = Path(d) / name
         if cand.is_file() and os.access(cand, os.X_OK):
             return str(cand)
-    raise ToolMissing(f"required tool {name!r} not found in PATH or {cache_bin}: {hint}")
+    raise ToolMissing(f"required tool {name!r} not found in PATH or {cache_bin}: {hint or tools_hint(name)}")
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:

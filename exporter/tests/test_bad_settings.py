@@ -100,6 +100,28 @@ def test_bad_setting_refused_at_start_exit_2_one_line(
         s.bind(("127.0.0.1", port))
 
 
+@pytest.mark.parametrize("missing", ["CLUSTER_NAME", "TENANT_ID"])
+def test_a_required_setting_left_out_is_named_as_not_set(missing: str) -> None:
+    """Neither flag nor env var: the line says the setting is missing, not that '' is invalid."""
+    full = {k: v for k, v in os.environ.items() if k not in {s.env for s in SETTINGS}}
+    full.update({k: v for k, v in GOOD.items() if k != missing})
+    proc = subprocess.run(
+        [sys.executable, "-m", "kubecost_allocation_exporter", "--once"],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    flag = "--" + missing.lower().replace("_", "-")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == (
+        f"kubecost-allocation-exporter: error: {flag}/{missing}: "
+        "not set and required (no default); "
+        "allowed: a non-empty label value (at most 256 characters)"
+    )
+
+
 def test_at_least_15_bad_settings_are_tried_here() -> None:
     assert len(BAD) >= 15
     assert len({i for i, *_ in BAD}) == len(BAD)

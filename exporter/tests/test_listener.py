@@ -6,13 +6,14 @@ Process tests run the real exporter (`python -m kubecost_allocation_exporter`) o
 a fake Kubecost and read its peak RSS (VmHWM) and thread count from /proc. They use no name from
 the exporter's package, so they run unchanged against an older exporter on PYTHONPATH (how the
 figures "before" in docs/reliability.md were taken). The bounds they check are the defaults of
-`server.ListenerLimits` (asserted below). In-process tests cover keep-alive, pipelining, eviction
-and the write deadline with small limits.
+`server.ListenerLimits` (asserted below). In-process tests cover keep-alive, pipelining, eviction,
+the write deadline, 408, lingering after a refusal, gzip, bare LF and IPv6 with small limits.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import http.client
 import os
 import re
@@ -40,7 +41,6 @@ pytestmark = pytest.mark.unit
 HOUR = "2026-11-26T16:00:00Z,2026-11-26T17:00:00Z"
 # server.ListenerLimits defaults (test_limits_are_the_documented_ones keeps them in step)
 BACKLOG = 128
-WORKERS = 4
 MAX_CONNECTIONS = 256
 MAX_REQUEST_LINE = 8 * 1024
 MAX_HEAD_BYTES = 16 * 1024
@@ -49,9 +49,10 @@ HEAD_TIMEOUT = 10.0
 # A scrape under attack must answer within this (an unloaded one takes a few ms; Prometheus' own
 # scrape timeout in the chart is 30 s).
 SCRAPE_BUDGET = 1.0
-# Threads of the exporter: main, refresher, event loop, the worker pool, with room for the
-# interpreter's own; a thread per connection would be hundreds.
-MAX_THREADS = WORKERS + 6
+# Threads of the exporter: main, refresher, event loop, the gzip compressor, with room for the
+# interpreter's own; a thread per connection would be hundreds. The tests also check that an
+# attack adds none: the count under attack is the count before it.
+MAX_THREADS = 6
 MIB = 1024 * 1024
 
 
@@ -274,12 +275,14 @@ def test_too_many_headers_and_a_long_request_line_are_refused(kubecost: FakeKube
 
 
 def test_slowloris_connections_are_closed_and_do_not_delay_scrapes(kubecost: FakeKubecost) -> None:
-    """40 connections (10x the worker pool) each send a request line and then one byte of a header
-    every 0.5 s, never finishing the head: scrapes meanwhile answer within SCRAPE_BUDGET, no thread
-    is spent on them, and the exporter closes each within HEAD_TIMEOUT."""
+    """40 connections each send a request line and then one byte of a header every 0.5 s, never
+    finishing the head: scrapes meanwhile answer within SCRAPE_BUDGET, no thread is spent on them
+    (the thread count stays what it was before), and the exporter closes each within
+    HEAD_TIMEOUT."""
     clients = 40
     with exporter_process(kubecost) as exporter:
         baseline = exporter.scrapes(10)
+        threads_before = exporter.status()["Threads"]
         socks, connected = connect_many(exporter.port, clients, wait=5)
         assert connected == clients
         for s in socks:
@@ -315,12 +318,14 @@ def test_slowloris_connections_are_closed_and_do_not_delay_scrapes(kubecost: Fak
         scrape_median_before_ms=round(median(baseline) * 1000, 1),
         scrape_median_under_attack_ms=round(median(under_attack) * 1000, 1),
         scrape_max_under_attack_ms=round(max(under_attack) * 1000, 1),
+        threads_before=threads_before,
         threads=threads,
         closed=len(closed_after),
         closed_after_s=round(max(closed_after.values()), 1) if closed_after else None,
     )
     assert max(under_attack) < SCRAPE_BUDGET
     assert threads <= MAX_THREADS, f"{threads} threads for {clients} idle connections"
+    assert threads == threads_before, f"{threads_before} threads, then {threads} under attack"
     assert len(closed_after) == clients, f"only {len(closed_after)} of {clients} closed"
     assert max(closed_after.values()) < HEAD_TIMEOUT + 2
 
@@ -332,9 +337,11 @@ def test_a_connection_flood_costs_no_threads_and_does_not_delay_scrapes(
     kubecost: FakeKubecost,
 ) -> None:
     """600 connections opened at once and held idle (over MAX_CONNECTIONS, so the oldest are
-    closed to admit new ones): every scrape meanwhile answers within SCRAPE_BUDGET."""
+    closed to admit new ones): every scrape meanwhile answers within SCRAPE_BUDGET, and the
+    thread count stays what it was before."""
     with exporter_process(kubecost) as exporter:
         baseline = exporter.scrapes(10)
+        threads_before = exporter.status()["Threads"]
         socks, connected = connect_many(exporter.port, 600, wait=3)
         try:
             time.sleep(0.5)
@@ -346,11 +353,13 @@ def test_a_connection_flood_costs_no_threads_and_does_not_delay_scrapes(
     figures(
         "connection flood",
         connected_within_3s=connected,
+        threads_before=threads_before,
         threads=threads,
         scrape_median_before_ms=round(median(baseline) * 1000, 1),
         scrape_max_under_flood_ms=round(max(under_attack) * 1000, 1),
     )
     assert threads <= MAX_THREADS, f"{threads} threads for 600 idle connections"
+    assert threads == threads_before, f"{threads_before} threads, then {threads} under the flood"
     assert max(under_attack) < SCRAPE_BUDGET
     assert max(after) < SCRAPE_BUDGET
 
@@ -396,11 +405,11 @@ class StubRefresher:
 
 
 @contextmanager
-def listener(stub: StubRefresher, **limits: Any) -> Iterator[int]:
+def listener(stub: StubRefresher, host: str = "127.0.0.1", **limits: Any) -> Iterator[int]:
     from kubecost_allocation_exporter.refresher import Refresher
     from kubecost_allocation_exporter.server import ExporterServer, ListenerLimits
 
-    server = ExporterServer("127.0.0.1", 0, cast(Refresher, stub), ListenerLimits(**limits))
+    server = ExporterServer(host, 0, cast(Refresher, stub), ListenerLimits(**limits))
     thread = server.start()
     try:
         yield int(server.server_address[1])
@@ -414,7 +423,7 @@ def test_limits_are_the_documented_ones() -> None:
     from kubecost_allocation_exporter.server import ListenerLimits
 
     lim = ListenerLimits()
-    assert (lim.backlog, lim.workers, lim.max_connections) == (BACKLOG, WORKERS, MAX_CONNECTIONS)
+    assert (lim.backlog, lim.max_connections) == (BACKLOG, MAX_CONNECTIONS)
     assert (lim.max_request_line, lim.max_head_bytes, lim.max_headers) == (
         MAX_REQUEST_LINE,
         MAX_HEAD_BYTES,
@@ -499,19 +508,176 @@ def test_at_the_connection_cap_the_longest_waiting_connection_makes_room() -> No
         close_all(idle)
 
 
-def test_a_client_that_stops_reading_frees_its_worker_at_the_write_deadline() -> None:
-    big = StubRefresher(body=b"#" * (64 * MIB))
-    with listener(big, workers=1, write_timeout=1.0) as port:
-        stalled = socket.socket()
-        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        stalled.connect(("127.0.0.1", port))
-        stalled.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(0.2)  # the only worker is now blocked writing to it
+def read_until_closed(s: socket.socket, seconds: float, pace: float = 0.0) -> tuple[int, bool]:
+    """Read what `s` receives (sleeping `pace` between reads) until the server closes it or
+    `seconds` pass: the bytes read and whether it was closed."""
+    got = 0
+    deadline = time.monotonic() + seconds
+    s.settimeout(1.0)
+    while time.monotonic() < deadline:
+        try:
+            chunk = s.recv(65536)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return got, True
+        if not chunk:
+            return got, True
+        got += len(chunk)
+        time.sleep(pace)
+    return got, False
+
+
+def test_a_client_that_stops_reading_holds_up_nothing_and_is_closed_at_the_write_deadline() -> None:
+    """Two clients ask for a 64 MiB answer and stop reading: meanwhile other requests answer within
+    SCRAPE_BUDGET (the deadline is 2 s), the answers are written from the refresher's bytes (the
+    process grows by less than one copy of them), and each stalled connection is closed at the
+    write deadline, before its whole answer was sent."""
+    size = 64 * MIB
+    big = StubRefresher(body=b"#" * size)
+    with listener(big, write_timeout=2.0) as port:
+        rss_before = proc_status(os.getpid())["VmRSS"]
+        stalled = []
+        for _ in range(2):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", port))
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            stalled.append(s)
+        asked = time.monotonic()
+        time.sleep(0.2)  # both answers are now stuck in full socket buffers
+        waits = []
+        for _ in range(5):
+            t0 = time.monotonic()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/healthz")
+            resp = conn.getresponse()
+            assert (resp.status, resp.read()) == (200, b"ok\n")
+            conn.close()
+            waits.append(time.monotonic() - t0)
+        growth = proc_status(os.getpid())["VmRSS"] - rss_before
+        time.sleep(max(0.0, asked + 2.5 - time.monotonic()))
+        results = [read_until_closed(s, 5) for s in stalled]
+        close_all(stalled)
+    figures(
+        "stalled readers",
+        healthz_max_ms=round(max(waits) * 1000, 1),
+        rss_growth_mib=round(growth / MIB, 1),
+        read=results,
+    )
+    assert max(waits) < SCRAPE_BUDGET, waits
+    assert growth < 16 * MIB, f"RSS grew by {growth / MIB:.1f} MiB while two 64 MiB answers stalled"
+    for got, closed in results:
+        assert closed, "a connection that stopped reading was kept open past the write deadline"
+        assert got < size
+
+
+def test_the_write_deadline_bounds_the_whole_answer_not_each_send() -> None:
+    """A client that reads 64 KiB every 20 ms keeps every send moving, but at that pace its 64 MiB
+    answer would take 20 s: it is closed at the 1 s write deadline (plus what the socket buffers
+    already held), before the whole answer."""
+    size = 64 * MIB
+    with listener(StubRefresher(body=b"#" * size), write_timeout=1.0) as port:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        t0 = time.monotonic()
+        got, closed = read_until_closed(s, 15, pace=0.02)
+        took = time.monotonic() - t0
+        s.close()
+    figures("slow reader", read_mib=round(got / MIB, 1), closed_after_s=round(took, 1))
+    assert closed, f"still open after {took:.1f} s, {got / MIB:.1f} MiB read"
+    assert got < size
+
+
+def test_compressing_the_exposition_holds_up_no_other_request() -> None:
+    """The first gzip scrape of a snapshot compresses it (a few hundred ms for 10 MB; here 2 s):
+    meanwhile /healthz answers within SCRAPE_BUDGET. The gzip answer carries its encoding, Vary and
+    length."""
+
+    class SlowGzip(StubRefresher):
+        def exposition_gzip(self) -> bytes:
+            time.sleep(2.0)
+            return gzip.compress(self.body)
+
+    got: dict[str, Any] = {}
+
+    def scrape(port: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+        resp = conn.getresponse()
+        got.update(status=resp.status, headers=dict(resp.getheaders()), body=resp.read())
+        conn.close()
+
+    stub = SlowGzip()
+    with listener(stub) as port:
+        thread = threading.Thread(target=scrape, args=(port,))
+        thread.start()
+        time.sleep(0.2)
         t0 = time.monotonic()
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         conn.request("GET", "/healthz")
         assert conn.getresponse().status == 200
         waited = time.monotonic() - t0
         conn.close()
-        stalled.close()
-    assert waited < 3, waited
+        thread.join(timeout=10)
+    assert waited < SCRAPE_BUDGET, waited
+    assert got["status"] == 200
+    assert got["headers"]["Content-Encoding"] == "gzip"
+    assert got["headers"]["Vary"] == "Accept-Encoding"
+    assert int(got["headers"]["Content-Length"]) == len(got["body"])
+    assert gzip.decompress(got["body"]) == stub.body
+
+
+def test_bare_lf_line_endings_are_accepted_as_http_client_does() -> None:
+    with listener(StubRefresher()) as port:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"GET /healthz HTTP/1.1\nHost: x\n\nGET /readyz HTTP/1.1\nConnection: close\n\n")
+        out = b""
+        while chunk := s.recv(4096):  # until the server closes, as the second request asked
+            out += chunk
+        s.close()
+    statuses = re.findall(rb"HTTP/1\.1 [0-9]{3} [^\r]*", out)
+    assert statuses == [b"HTTP/1.1 200 OK", b"HTTP/1.1 200 OK"]
+    assert out.endswith(b"\r\n\r\nready\n")
+
+
+def test_an_unfinished_head_gets_408_at_the_head_timeout() -> None:
+    with listener(StubRefresher(), head_timeout=0.5) as port:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        t0 = time.monotonic()
+        answer = b""
+        while chunk := s.recv(4096):
+            answer += chunk
+        took = time.monotonic() - t0
+        s.close()
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert 0.4 < took < 3, took
+
+
+def test_a_refused_client_that_is_still_sending_reads_its_answer() -> None:
+    """A head over 16 KiB is refused; the client goes on sending 100 KB more, and the listener,
+    half-closed, reads and drops it (up to linger_bytes), so the client's sends succeed and it reads
+    the 431, not a reset."""
+    with listener(StubRefresher()) as port:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(oversized_request(1, 20_000))
+        time.sleep(0.3)  # refused by now
+        for _ in range(10):
+            s.sendall(b"X-More: " + b"a" * 10_000 + b"\r\n")
+            time.sleep(0.02)
+        answer = b""
+        while chunk := s.recv(4096):
+            answer += chunk
+        s.close()
+    assert answer.startswith(b"HTTP/1.1 431")
+    assert answer.endswith(b"\r\n\r\n431 Request Header Fields Too Large\n")
+
+
+def test_an_ipv6_host_is_served() -> None:
+    with listener(StubRefresher(), host="::1") as port:
+        conn = http.client.HTTPConnection("::1", port, timeout=5)
+        conn.request("GET", "/healthz")
+        resp = conn.getresponse()
+        assert (resp.status, resp.read()) == (200, b"ok\n")
+        conn.close()

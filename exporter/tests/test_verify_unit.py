@@ -174,6 +174,18 @@ def test_nothing_given_is_all_skipped_and_not_ok(capsys: pytest.CaptureFixture[s
     assert set(statuses(doc).values()) == {"skip"}
 
 
+def test_a_skipped_check_says_how_to_run_it_or_leave_it_out(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Nothing given: every check is SKIP and the run fails; the last line says what to do."""
+    assert main([]) == 1
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith(
+        "; a SKIP fails too: give the check what its line asks for, or --skip it"
+    )
+    assert "  SKIP  thanos        no Thanos Query URL (--thanos-url)" in out
+
+
 def test_text_output(exporter: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--exporter-url", exporter["url"], *ONLY_LOCAL]) == 0
     out = capsys.readouterr().out

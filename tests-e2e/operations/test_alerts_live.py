@@ -26,6 +26,7 @@ def test_rules_load_and_evaluate_cleanly(ops_bench: OpsBench) -> None:
         assert time.monotonic() < deadline, "rules never evaluated"
         time.sleep(1)
     assert sorted(g["name"] for g in groups) == [
+        "kubecost-integration.anomaly",
         "kubecost-integration.budget",
         "kubecost-integration.cost",
         "kubecost-integration.exporter",

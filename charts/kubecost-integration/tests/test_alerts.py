@@ -20,12 +20,22 @@ from testsupport.render import CHART_DIR, kci_cache, objects, render, render_err
 pytestmark = pytest.mark.chart
 
 RULES = CHART_DIR / "files" / "alerts" / "cloudtuner-kubecost.rules.yaml"
-UNIT_DIR = CHART_DIR / "tests" / "alerts"
-UNIT_TESTS = sorted(UNIT_DIR.glob("*.test.yaml"))
-BUDGET_TESTS = UNIT_DIR / "cloudtuner-kubecost-budget.test.yaml"
-COST_TESTS = UNIT_DIR / "cloudtuner-kubecost-cost.test.yaml"
-GROUPS = {"exporter", "cost", "forecast", "budget", "remote-write"}
-RECORDS = [
+UNIT_TESTS = sorted((CHART_DIR / "tests" / "alerts").glob("*.test.yaml"))
+# The `anomaly` group's tests (weeks of history, the slow ones) and the others.
+ANOMALY_TESTS = [f for f in UNIT_TESTS if f.name.startswith("cloudtuner-kubecost-anomaly")]
+# The forecast and budget tests (34 days of history) and the current hour of the month to date.
+BUDGET_TESTS = CHART_DIR / "tests" / "alerts" / "cloudtuner-kubecost-budget.test.yaml"
+COST_TESTS = CHART_DIR / "tests" / "alerts" / "cloudtuner-kubecost-cost.test.yaml"
+CORE_TESTS = [f for f in UNIT_TESTS if f not in ANOMALY_TESTS and f != BUDGET_TESTS]
+GROUPS = {"exporter", "cost", "forecast", "budget", "remote-write", "anomaly"}
+ANOMALY_ALERTS = {"KubecostNamespaceCostAnomaly", "KubecostClusterCostAnomaly"}
+RECORDINGS = [
+    "cloudtuner_kubecost:namespace_cost:avg_1h",
+    "cloudtuner_kubecost:namespace_cost:baseline_4w",
+    "cloudtuner_kubecost:cluster_cost:avg_1h",
+    "cloudtuner_kubecost:cluster_cost:baseline_4w",
+]
+FORECAST_RECORDS = [
     f"cloudtuner_kubecost:{level}_cost:{what}"
     for level in ("cluster", "namespace", "breakdown")
     for what in ("month_to_date_usd", "month_end_forecast_usd")
@@ -72,9 +82,9 @@ def record_names(groups: list[dict[str, Any]]) -> list[str]:
 def unit_tests_against(
     rules_path: Path, tmp_path: Path, tests: list[Path] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """The unit tests of tests/alerts/ (or `tests`) run against `rules_path` (copies of the test files naming it)."""
+    """The unit tests of tests/alerts/ (or `tests`) run against `rules_path` (copies pointing at it)."""
     files = []
-    for src in tests or UNIT_TESTS:
+    for src in UNIT_TESTS if tests is None else tests:
         doc = yaml.safe_load(src.read_text())
         doc["rule_files"] = [str(rules_path)]
         test_file = tmp_path / src.name
@@ -101,16 +111,18 @@ def each_promtool(request: pytest.FixtureRequest) -> str:
 def test_promtool_check_rules_on_the_standalone_file(each_promtool: str) -> None:
     proc = run_promtool("check", "rules", str(RULES), binary=each_promtool)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 24 rules found" in proc.stdout
+    assert "SUCCESS: 30 rules found" in proc.stdout
 
 
 def test_every_alert_has_a_firing_and_a_not_firing_unit_test() -> None:
     alerts = alert_names(rules_file()["groups"])
-    assert len(alerts) == len(set(alerts)) == 18
+    assert len(alerts) == len(set(alerts)) == 20
+    assert set(alerts) >= ANOMALY_ALERTS
     firing: set[str] = set()
     silent: set[str] = set()
     cases = [c for f in UNIT_TESTS for c in yaml.safe_load(f.read_text())["tests"]]
-    assert len(UNIT_TESTS) == 3
+    assert len(UNIT_TESTS) == 5
+    assert len(ANOMALY_TESTS) == 2
     assert cases
     for case in cases:
         for t in case.get("alert_rule_test") or []:
@@ -122,10 +134,39 @@ def test_every_alert_has_a_firing_and_a_not_firing_unit_test() -> None:
     assert set(alerts) - negatives <= {"KubecostNamespaceLowEfficiency"}, set(alerts) - negatives
 
 
+def test_every_recording_rule_has_value_tests() -> None:
+    """Each recording rule's values are asserted (promql_expr_test), including an expected absence."""
+    groups = rules_file()["groups"]
+    [anomaly] = [g for g in groups if g["name"] == "kubecost-integration.anomaly"]
+    assert record_names([anomaly]) == RECORDINGS
+    assert [r.get("record") for r in anomaly["rules"][:4]] == RECORDINGS
+    exprs = [
+        t["expr"] for f in ANOMALY_TESTS for c in yaml.safe_load(f.read_text())["tests"] for t in c["promql_expr_test"]
+    ]
+    for name in RECORDINGS:
+        assert any(e.startswith(name) for e in exprs), f"no promql_expr_test reads {name}"
+
+
+def test_anomaly_rules_keep_the_labels_and_fold_restarts() -> None:
+    """Every aggregation of the anomaly group keeps cluster and tenant_id (and namespace), and folds the series of
+    a restarted exporter with max (a sum would count the old and the new pod twice)."""
+    [anomaly] = [g for g in rules_file()["groups"] if g["name"] == "kubecost-integration.anomaly"]
+    for rule in anomaly["rules"]:
+        if "record" not in rule:
+            continue
+        by = "(cluster, tenant_id, namespace)" if "namespace_cost" in rule["record"] else "(cluster, tenant_id)"
+        assert rule["record"].startswith("cloudtuner_kubecost:")
+        assert rule["expr"].count(" by ") == rule["expr"].count(f" by {by}") >= 1, rule["expr"]
+        assert "sum" not in rule["expr"]
+        assert "unless on (cluster, tenant_id)\n" in rule["expr"]
+
+
 def test_promtool_unit_tests_pass(each_promtool: str) -> None:
     proc = run_promtool("test", "rules", *map(str, UNIT_TESTS), cwd=UNIT_TESTS[0].parent, binary=each_promtool)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("SUCCESS") == len(UNIT_TESTS), proc.stdout
+    # A rule that cannot be evaluated (e.g. over promtool's sample limit) is only logged; it must not happen.
+    assert "err:" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
 def test_unit_tests_catch_a_broken_rule(tmp_path: Path) -> None:
@@ -149,12 +190,70 @@ def test_unit_tests_catch_a_broken_rule(tmp_path: Path) -> None:
         broken = tmp_path / "broken.rules.yaml"
         broken.write_text(text.replace(old, new, 1))
         assert run_promtool("check", "rules", str(broken)).returncode == 0
-        # Only the files that test these groups: the forecast and budget file reads 34 days of history.
-        proc = unit_tests_against(broken, tmp_path, [f for f in UNIT_TESTS if f.name != BUDGET_TESTS.name])
+        proc = unit_tests_against(broken, tmp_path, CORE_TESTS)
         assert proc.returncode != 0, f"unit tests still pass with {old!r} -> {new!r}"
 
 
-TOTAL_MODE = 'cloudtuner_kubecost_exporter_info{metric_mode="total"}'
+NS_AVG = "max by (cluster, tenant_id, namespace) (avg_over_time(cloudtuner_kubecost_namespace_total_cost[1h]))"
+NS_FOR = "\n".join(
+    [
+        "        for: 1h",
+        "        labels:",
+        "          severity: warning",
+        "        annotations:",
+        "          summary: A namespace",
+    ]
+)
+TOTAL_MODE = (
+    "unless on (cluster, tenant_id)\n"
+    '          last_over_time(cloudtuner_kubecost_exporter_info{metric_mode="total"}[1h])'
+)
+CL_FOR = NS_FOR.replace("A namespace", "A cluster")
+
+
+@pytest.mark.parametrize(
+    ("edits", "tests"),
+    [
+        # The minimum increase: `tiny` (+0.18 USD/h, 10 times its baseline) pages.
+        ([("namespace_cost:baseline_4w > 0.5\n", "namespace_cost:baseline_4w > 0.1\n")], "anomaly"),
+        # The cluster's minimum increase: c1's spike (+2.18 USD/h) no longer pages.
+        ([("cluster_cost:baseline_4w > 0.5\n", "cluster_cost:baseline_4w > 5\n")], "anomaly"),
+        # The ratio: `growing` (1.43 times its baseline) pages.
+        ([("> 1.5 * cloudtuner_kubecost:namespace_cost", "> 1.2 * cloudtuner_kubecost:namespace_cost")], "anomaly"),
+        # A baseline of the past 4 days instead of 4 weeks: Monday after the weekend pages.
+        (
+            [(f"namespace_total_cost[1h] offset {n}w)", f"namespace_total_cost[1h] offset {n}d)") for n in range(1, 5)],
+            "anomaly",
+        ),
+        # `for: 1h` of each anomaly alert: it fires while it should still be pending.
+        ([(NS_FOR, NS_FOR.replace("for: 1h", "for: 15m"))], "anomaly"),
+        ([(CL_FOR, CL_FOR.replace("for: 1h", "for: 15m"))], "anomaly"),
+        # Without the seasonal check KubecostClusterCostSpike pages on the nightly batch.
+        ([("<= 1.5 * last_over_time(", "<= 0.5 * last_over_time(")], "anomaly"),
+        # Total mode is not left out: c9 (USD since midnight) gets an hourly average.
+        ([(f"{NS_AVG}\n          {TOTAL_MODE}", NS_AVG)], "anomaly"),
+        # A sum over the series of a restarted exporter counts it twice.
+        ([(NS_AVG, NS_AVG.replace("max by", "sum by"))], "gaps"),
+        # The instant value instead of the hour's average: a scrape gap restarts `for`.
+        ([(NS_AVG, "max by (cluster, tenant_id, namespace) (cloudtuner_kubecost_namespace_total_cost)")], "gaps"),
+    ],
+)
+def test_anomaly_unit_tests_catch_a_broken_rule(tmp_path: Path, edits: list[tuple[str, str]], tests: str) -> None:
+    text = RULES.read_text()
+    for old, new in edits:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    broken = tmp_path / "broken.rules.yaml"
+    broken.write_text(text)
+    check = run_promtool("check", "rules", str(broken))
+    assert check.returncode == 0, check.stdout + check.stderr
+    [test_file] = [f for f in ANOMALY_TESTS if f.name.endswith("-gaps.test.yaml") == (tests == "gaps")]
+    proc = unit_tests_against(broken, tmp_path, [test_file])
+    assert proc.returncode != 0, f"unit tests still pass with {edits!r}"
+    assert "FAILED" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+BUDGET_TOTAL_MODE = 'cloudtuner_kubecost_exporter_info{metric_mode="total"}'
 
 
 def test_unit_tests_catch_a_broken_forecast_or_budget_rule(tmp_path: Path) -> None:
@@ -166,7 +265,7 @@ def test_unit_tests_catch_a_broken_forecast_or_budget_rule(tmp_path: Path) -> No
         ("month(vector(time() - 1800))", "month(vector(time()))"),
         ("floor(vector(time() - 1800) / 86400)", "floor(vector(time()) / 86400)"),  # the hour before midnight as today
         ("(days_in_month() - day_of_month() + 1) * 24", "(days_in_month() - day_of_month()) * 24"),
-        (f"unless on (cluster, tenant_id) {TOTAL_MODE}\n      - record", "\n      - record"),  # total mode kept
+        (f"unless on (cluster, tenant_id) {BUDGET_TOTAL_MODE}\n      - record", "\n      - record"),  # total mode kept
         (") > 1\n        for: 1h", ") > 1.25\n        for: 1h"),  # web's projected 124 % no longer fires
         (") > 1\n        for: 15m", ") > 1\n        for: 0s"),  # month to date over budget without holding it
         (") > 1\n        for: 1h", ") > 1\n        for: 2h"),
@@ -185,7 +284,8 @@ def test_unit_tests_catch_a_broken_forecast_or_budget_rule(tmp_path: Path) -> No
 
 def test_every_recording_rule_has_unit_tests() -> None:
     """Each recorded series is checked for its value (exp_samples), and for being absent in total mode."""
-    assert record_names(rules_file()["groups"]) == RECORDS
+    [forecast] = [g for g in rules_file()["groups"] if g["name"] == "kubecost-integration.forecast"]
+    assert record_names([forecast]) == FORECAST_RECORDS
     checked: set[str] = set()
     absent: list[str] = []
     for f in (BUDGET_TESTS, COST_TESTS):
@@ -195,13 +295,17 @@ def test_every_recording_rule_has_unit_tests() -> None:
                     checked |= {s["labels"].split("{")[0] for s in t["exp_samples"]}
                 else:
                     absent.append(t["expr"])
-    assert set(RECORDS) <= checked, set(RECORDS) - checked
+    assert set(FORECAST_RECORDS) <= checked, set(FORECAST_RECORDS) - checked
     assert '{__name__=~"cloudtuner_kubecost:.+_cost:.+", cluster="c2"}' in absent
 
 
 def test_rendered_prometheusrule_is_the_rules_file(helm: str, tmp_path: Path) -> None:
     groups = rendered_groups({"prometheusRule": {"enabled": True}}, helm=helm)
     assert alert_names(groups) == alert_names(rules_file()["groups"])
+    assert record_names(groups) == [*FORECAST_RECORDS, *RECORDINGS]
+    assert [(g["name"], g.get("interval")) for g in groups] == [
+        (g["name"], g.get("interval")) for g in rules_file()["groups"]
+    ]
     rendered = tmp_path / "rendered.rules.yaml"
     rendered.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
     check = run_promtool("check", "rules", str(rendered))
@@ -241,6 +345,101 @@ def test_rendered_rules_follow_the_values(helm: str) -> None:
     rw = "\n".join(r["expr"] for g in groups for r in g["rules"] if g["name"].endswith("remote-write"))
     assert 'remote_name="platform-rw"' in rw
     assert "cloudtuner-thanos" not in rw
+
+
+def rules_by_name(groups: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {r.get("alert") or r["record"]: r for g in groups for r in g["rules"]}
+
+
+@pytest.mark.parametrize(
+    ("anomaly", "ratio", "minimum"),
+    [(None, "1.5", "0.5"), ({"ratio": 2, "minIncreaseUSDPerHour": 1.25}, "2", "1.25"), ({"ratio": 1.1}, "1.1", "0.5")],
+)
+def test_anomaly_thresholds_follow_the_values(
+    helm: str, anomaly: dict[str, Any] | None, ratio: str, minimum: str
+) -> None:
+    values: dict[str, Any] = {"enabled": True}
+    if anomaly is not None:
+        values["anomaly"] = anomaly
+    rules = rules_by_name(rendered_groups({"prometheusRule": values}, helm=helm))
+    for level in ("namespace", "cluster"):
+        expr = rules[f"Kubecost{level.capitalize()}CostAnomaly"]["expr"]
+        assert f"cloudtuner_kubecost:{level}_cost:baseline_4w > {minimum}\n" in expr, expr
+        assert f"> {ratio} * cloudtuner_kubecost:{level}_cost:baseline_4w" in expr, expr
+        assert expr.count(" > ") == 2, expr
+    spike = rules["KubecostClusterCostSpike"]["expr"]
+    assert f"<= {ratio} * last_over_time(cloudtuner_kubecost:cluster_cost:baseline_4w[1h])" in spike, spike
+    # The spike's own ratio against the 7-day average is not the anomaly ratio.
+    assert "> 1.5 * avg_over_time(cloudtuner_kubecost_cluster_total_cost[7d] offset 1h)" in spike, spike
+    # Recording rules have no thresholds: identical to the file's.
+    file_rules = rules_by_name(rules_file()["groups"])
+    for name in RECORDINGS:
+        assert rules[name] == file_rules[name]
+
+
+def test_a_lower_minimum_increase_reaches_promtool(tmp_path: Path) -> None:
+    """A lower minimum increase renders into rules under which `tiny` (+0.18 USD/h) pages: the values reach
+    promtool, and only the expected assertion fails."""
+    groups = rendered_groups({"prometheusRule": {"enabled": True, "anomaly": {"minIncreaseUSDPerHour": 0.1}}})
+    rendered = tmp_path / "rendered.rules.yaml"
+    rendered.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
+    proc = unit_tests_against(rendered, tmp_path, [f for f in ANOMALY_TESTS if not f.name.endswith("-gaps.test.yaml")])
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert 'namespace="tiny"' in out, out
+    assert out.count("alertname: KubecostNamespaceCostAnomaly") == 1, out
+
+
+def test_disabling_the_anomaly_group_removes_it(helm: str) -> None:
+    groups = rendered_groups(
+        {"prometheusRule": {"enabled": True, "groups": ["exporter", "cost", "remote-write"]}}, helm=helm
+    )
+    assert [g["name"] for g in groups] == [
+        "kubecost-integration.exporter",
+        "kubecost-integration.cost",
+        "kubecost-integration.remote-write",
+    ]
+    assert record_names(groups) == []
+    assert not ANOMALY_ALERTS & set(alert_names(groups))
+    # KubecostClusterCostSpike stays: without the recordings its seasonal check holds nothing back.
+    assert "KubecostClusterCostSpike" in alert_names(groups)
+    only = rendered_groups({"prometheusRule": {"enabled": True, "groups": ["anomaly"]}}, helm=helm)
+    assert [g["name"] for g in only] == ["kubecost-integration.anomaly"]
+    assert record_names(only) == RECORDINGS
+    assert sorted(alert_names(only)) == sorted(ANOMALY_ALERTS)
+
+
+def test_alert_labels_and_disabled_alerts_leave_recording_rules_alone(helm: str) -> None:
+    groups = rendered_groups(
+        {
+            "prometheusRule": {
+                "enabled": True,
+                "groups": ["anomaly"],
+                "alertLabels": {"team": "finops"},
+                "disabledAlerts": ["KubecostClusterCostAnomaly"],
+            }
+        },
+        helm=helm,
+    )
+    rules = rules_by_name(groups)
+    assert sorted(rules) == sorted([*RECORDINGS, "KubecostNamespaceCostAnomaly"])
+    for name in RECORDINGS:
+        assert "labels" not in rules[name], rules[name]  # a label here would change the recorded series
+    assert rules["KubecostNamespaceCostAnomaly"]["labels"] == {"severity": "warning", "team": "finops"}
+
+
+@pytest.mark.parametrize(
+    ("anomaly", "needle"),
+    [
+        ({"ratio": 0.9}, "ratio"),
+        ({"minIncreaseUSDPerHour": 0}, "minIncreaseUSDPerHour"),
+        ({"minIncreaseUSDPerHour": "1"}, "minIncreaseUSDPerHour"),
+        ({"window": "2w"}, "window"),
+    ],
+)
+def test_schema_rejects_bad_anomaly_thresholds(helm: str, anomaly: dict[str, Any], needle: str) -> None:
+    err = render_error(with_quickstart({"prometheusRule": {"enabled": True, "anomaly": anomaly}}), helm=helm)
+    assert needle in err, err
 
 
 @pytest.mark.parametrize(("share", "threshold"), [(None, ") > 0.05"), (0.2, ") > 0.2"), (0.005, ") > 0.005")])
@@ -368,7 +567,7 @@ def test_budgets_render_into_rules_that_fire(helm: str, tmp_path: Path) -> None:
     )
     [forecast] = [g for g in groups if g["name"] == "kubecost-integration.forecast"]
     assert forecast["interval"] == "5m"
-    assert record_names([forecast]) == RECORDS
+    assert record_names([forecast]) == FORECAST_RECORDS
     assert all("labels" not in r for r in forecast["rules"]), "alertLabels must not relabel recorded series"
     [budget] = [g for g in groups if g["name"] == "kubecost-integration.budget"]
     assert budget["rules"][:3] == [
@@ -395,7 +594,7 @@ def test_budgets_render_into_rules_that_fire(helm: str, tmp_path: Path) -> None:
     for binary in promtools():
         check = run_promtool("check", "rules", str(rendered), binary=binary)
         assert check.returncode == 0, check.stdout + check.stderr
-        assert "SUCCESS: 27 rules found" in check.stdout
+        assert "SUCCESS: 33 rules found" in check.stdout
     test_file = tmp_path / "rendered-budget.test.yaml"
     unit = {"rule_files": [str(rendered)], **yaml.safe_load(RENDERED_BUDGET_TEST)}
     test_file.write_text(yaml.safe_dump(unit, sort_keys=False))

@@ -217,6 +217,18 @@ class Setting:
         except (ValueError, OverflowError):
             self.fail(raw)
 
+    def convert_default(self) -> Any:
+        """The value when neither the flag nor the env var is given. A setting whose default the
+        converter refuses (cluster name, tenant id) is required: "invalid value ''" would send the
+        user looking for an empty value they never set, so the message says it is missing."""
+        try:
+            return self.converter.parse(self.default)
+        except (ValueError, OverflowError):
+            raise ConfigError(
+                f"{self.flag}/{self.env}: not set and required (no default); "
+                f"allowed: {self.allowed}"
+            ) from None
+
     def fail(self, value: str, allowed: str | None = None) -> NoReturn:
         raise ConfigError(
             f"{self.flag}/{self.env}: invalid value {value!r}; allowed: {allowed or self.allowed}"
@@ -381,7 +393,10 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
     values: dict[str, Any] = {}
     for s in SETTINGS:
         raw = getattr(ns, s.attr)
-        values[s.attr] = s.convert(environ.get(s.env, s.default) if raw is None else raw)
+        if raw is None and s.env not in environ:
+            values[s.attr] = s.convert_default()
+        else:
+            values[s.attr] = s.convert(environ[s.env] if raw is None else raw)
     host, port = values.pop("listen_address")
     cfg = Config(listen_host=host, listen_port=port, **values)
     if cfg.staleness_limit < cfg.refresh_interval:

@@ -1,0 +1,47 @@
+"""The docs name what `scripts/tools.sh` needs from the machine and every tool it installs: a newcomer reads them
+before the first `make tools`, and a build that stops halfway for a missing command costs minutes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOLS_SH = (ROOT / "scripts" / "tools.sh").read_text()
+#: How tools/README.md's build table names a tool whose `scripts/tools.sh` name differs.
+TABLE_NAME = {
+    "helm": "helm (3.x)",
+    "helm_docs": "helm-docs",
+    "kube_control_plane": "kube-apiserver",
+    "prometheus": "prometheus, promtool (2.42)",
+    "prometheus3": "prometheus, promtool (3.x)",
+}
+
+
+def test_what_you_need_names_every_command_the_tool_builds_require() -> None:
+    """`command -v X ... ||` in tools.sh fails the build without X, which `make tools` does not install."""
+    required = set(re.findall(r"command -v (\S+) >/dev/null \|\|", TOOLS_SH))
+    assert required >= {"go", "npm"}
+    readme = (ROOT / "README.md").read_text()
+    need = re.search(r"\*\*What you need\.\*\*(.+?)\n\n", readme, re.S)
+    assert need, "README.md has no **What you need.** paragraph"
+    missing = {cmd for cmd in required if not re.search(rf"\b{re.escape(cmd)}\b", need.group(1), re.I)}
+    assert missing == set(), f"README's 'What you need' does not name {sorted(missing)}"
+
+
+def test_tools_readme_says_how_each_tool_is_built() -> None:
+    names = re.findall(r'^\s+"([a-z0-9_]+)\|', TOOLS_SH, re.M)
+    assert len(names) >= 15
+    text = (ROOT / "tools" / "README.md").read_text()
+    table = text[text.index("## How each tool is built") : text.index("### Wrapper modules")]
+    first_cells = [row.split("|")[1].strip() for row in table.splitlines() if row.startswith("| ")]
+    for name in names:
+        wanted = TABLE_NAME.get(name, name)
+        found = any(
+            cell.startswith(wanted) or any(part.startswith(wanted) for part in cell.split(", ")) for cell in first_cells
+        )
+        assert found, f"tools/README.md: no row for {name}"
