@@ -240,11 +240,15 @@ CL_FOR = NS_FOR.replace("A namespace", "A cluster")
 )
 def test_anomaly_unit_tests_catch_a_broken_rule(tmp_path: Path, edits: list[tuple[str, str]], tests: str) -> None:
     text = RULES.read_text()
+    # The forecast group averages the same series over an hour, in the same words: it is left as it is.
+    start = text.index("  - name: kubecost-integration.forecast\n")
+    end = text.index("  - name: kubecost-integration.budget\n")
+    forecast, rest = text[start:end], text[:start] + "\0" + text[end:]
     for old, new in edits:
-        assert text.count(old) == 1, old
-        text = text.replace(old, new)
+        assert rest.count(old) == 1, old
+        rest = rest.replace(old, new)
     broken = tmp_path / "broken.rules.yaml"
-    broken.write_text(text)
+    broken.write_text(rest.replace("\0", forecast))
     check = run_promtool("check", "rules", str(broken))
     assert check.returncode == 0, check.stdout + check.stderr
     [test_file] = [f for f in ANOMALY_TESTS if f.name.endswith("-gaps.test.yaml") == (tests == "gaps")]
