@@ -2,7 +2,9 @@
 Prometheus agent -> Thanos Receive, read through Thanos Query) for one tenant, plus a "monitoring" Prometheus in
 server mode that scrapes the agent's /metrics and the exporter, as the in-cluster Prometheus (e.g.
 kube-prometheus-stack) would. It holds the series Thanos never gets: `up` and the agent's
-`prometheus_remote_storage_*` self-metrics, and it loads the chart's alert rules.
+`prometheus_remote_storage_*` self-metrics, and it loads the chart's alert rules. A Thanos Ruler evaluates the
+forecast and budget recording rules over Thanos Query, as the platform does, and remote-writes what it records into
+the tenant's Thanos Receive (the dashboards' month-to-date, forecast and budget panels read it there).
 
 One bench per session, shared by the dashboard, query and verify tests; a test that breaks a link restores it, and a
 test that must stop Thanos starts its own bench.
@@ -26,11 +28,26 @@ from testsupport.pipeline import (
     start_thanos,
     wait_for_data,
 )
-from testsupport.procs import PortInUse, Ports, ProcessGroup, StartupError, ToolMissing, http_json, wait_until
-from testsupport.render import CHART_DIR
+from testsupport.procs import (
+    PortInUse,
+    Ports,
+    ProcessGroup,
+    StartupError,
+    ToolMissing,
+    http_json,
+    require_tool,
+    wait_until,
+)
+from testsupport.render import CHART_DIR, objects, render, with_quickstart
 
 RULES = CHART_DIR / "files" / "alerts" / "cloudtuner-kubecost.rules.yaml"
 OPS_TENANT = TenantSpec("ops-tenant", "ops-cluster")
+#: Budgets of the bench's cluster, rendered by the chart into the ruler's recording rules.
+OPS_BUDGETS = [
+    {"namespace": "default", "monthlyUSD": 5},
+    {"namespace": "kube-system", "monthlyUSD": 500},
+    {"cluster": True, "monthlyUSD": 200},
+]
 
 
 @dataclass
@@ -47,14 +64,22 @@ class OpsBench:
 
 
 def start_monitor(group: ProcessGroup, ports: Ports, tenant: Tenant, workdir: Path) -> str:
-    """A server-mode Prometheus scraping the agent and the exporter every 2 s, with the chart's alert rules."""
+    """A server-mode Prometheus scraping the agent and the exporter every 2 s, with the chart's rules every 2 s."""
     prom = prometheus_binary()
     port = ports.free("monitoring prometheus")
     agent = tenant.agent_url.removeprefix("http://")
     exporter = tenant.exporter_url.removeprefix("http://")
+    workdir.mkdir(parents=True, exist_ok=True)
+    # The rules file with every group on the global 2 s interval (the forecast group's 5 minutes would leave it
+    # unevaluated for minutes).
+    rules = yaml.safe_load(RULES.read_text())
+    for g in rules["groups"]:
+        g.pop("interval", None)
+    rules_path = workdir / "monitor.rules.yaml"
+    rules_path.write_text(yaml.safe_dump(rules, sort_keys=False))
     cfg = {
         "global": {"scrape_interval": "2s", "scrape_timeout": "2s", "evaluation_interval": "2s"},
-        "rule_files": [str(RULES)],
+        "rule_files": [str(rules_path)],
         "scrape_configs": [
             {"job_name": "kci-agent", "static_configs": [{"targets": [agent]}]},
             {
@@ -64,7 +89,6 @@ def start_monitor(group: ProcessGroup, ports: Ports, tenant: Tenant, workdir: Pa
             },
         ],
     }
-    workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "monitor.yml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     proc = group.start(
@@ -91,6 +115,64 @@ def start_monitor(group: ProcessGroup, ports: Ports, tenant: Tenant, workdir: Pa
     return url
 
 
+def ruler_rules(spec: TenantSpec, workdir: Path) -> list[Path]:
+    """The forecast group of the rules file evaluated on every round (not every 5 minutes, so that the bench need not
+    wait), and the budget group as the chart renders it for OPS_BUDGETS."""
+    (rule,) = objects(
+        render(
+            with_quickstart(
+                {
+                    "tenantId": spec.tenant_id,
+                    "clusterName": spec.cluster_name,
+                    "global": {"clusterId": spec.cluster_name},
+                    "prometheusRule": {"enabled": True, "groups": ["forecast", "budget"], "budgets": OPS_BUDGETS},
+                }
+            )
+        ),
+        "PrometheusRule",
+    )
+    groups = rule["spec"]["groups"]
+    for g in groups:
+        g.pop("interval", None)
+    path = workdir / "ruler.rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
+    return [path]
+
+
+def start_ruler(group: ProcessGroup, ports: Ports, thanos: Thanos, tenant: Tenant, workdir: Path) -> None:
+    """A stateless Thanos Ruler querying Thanos Query every 2 s and remote-writing its series to Receive with the
+    tenant's header; waits until a budget series (recorded from a month-to-date series) is back in Thanos."""
+    binary = require_tool("thanos")
+    workdir.mkdir(parents=True, exist_ok=True)
+    http_port, grpc_port = ports.free("thanos rule HTTP"), ports.free("thanos rule gRPC")
+    rw = {
+        "remote_write": [
+            {
+                "name": "ruler",
+                "url": f"http://127.0.0.1:{thanos.remote_write_port}/api/v1/receive",
+                "headers": {"THANOS-TENANT": tenant.spec.tenant_id},
+            }
+        ]
+    }
+    args = [
+        binary,
+        "rule",
+        f"--data-dir={workdir / 'ruler-data'}",
+        f"--http-address=127.0.0.1:{http_port}",
+        f"--grpc-address=127.0.0.1:{grpc_port}",
+        f"--query={thanos.query_url.removeprefix('http://')}",
+        "--eval-interval=2s",
+        f"--remote-write.config={yaml.safe_dump(rw)}",
+        '--label=ruler="bench"',
+        "--log.level=info",
+    ]
+    args += [f"--rule-file={p}" for p in ruler_rules(tenant.spec, workdir)]
+    proc = group.start("thanos-rule", args)
+    group.wait_http(proc, f"http://127.0.0.1:{http_port}/-/ready", timeout=60)
+    query = f'cloudtuner_kubecost:namespace_budget:monthly_usd{{tenant_id="{tenant.spec.tenant_id}"}}'
+    wait_until(lambda: bool(thanos.query(query)), 90, f"{query} in Thanos", procs=[proc, *thanos.procs])
+
+
 def start_ops_bench(workdir: Path, spec: TenantSpec = OPS_TENANT) -> OpsBench:
     group = ProcessGroup(workdir)
     try:
@@ -99,6 +181,7 @@ def start_ops_bench(workdir: Path, spec: TenantSpec = OPS_TENANT) -> OpsBench:
         tenant = start_tenant(group, ports, thanos, spec)
         wait_for_data(thanos, tenant, group)
         monitor = start_monitor(group, ports, tenant, workdir / "monitor")
+        start_ruler(group, ports, thanos, tenant, workdir / "ruler")
     except (ToolMissing, PortInUse) as err:
         group.stop_all()
         pytest.fail(str(err), pytrace=False)

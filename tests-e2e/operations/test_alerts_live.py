@@ -27,8 +27,10 @@ def test_rules_load_and_evaluate_cleanly(ops_bench: OpsBench) -> None:
         time.sleep(1)
     assert sorted(g["name"] for g in groups) == [
         "kubecost-integration.anomaly",
+        "kubecost-integration.budget",
         "kubecost-integration.cost",
         "kubecost-integration.exporter",
+        "kubecost-integration.forecast",
         "kubecost-integration.remote-write",
     ]
     # Every rule of the chart's file is loaded (the file, not a count kept by hand, says how many).

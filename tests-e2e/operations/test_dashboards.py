@@ -111,3 +111,28 @@ def test_a_panel_query_for_another_tenant_is_empty(ops_bench: Any) -> None:
     for panel in panels(board):
         for target in panel.get("targets", []):
             assert instant(ops_bench.thanos.query_url, substitute(target["expr"], variables)) == [], target["expr"]
+
+
+def test_forecast_and_budget_series_reach_thanos(ops_bench: Any) -> None:
+    """What the budget panels read: the Thanos Ruler's series for the bench's budgets, with sane values."""
+    spec = ops_bench.tenant.spec
+    url = ops_bench.thanos.query_url
+    sel = f'tenant_id="{spec.tenant_id}",cluster="{spec.cluster_name}"'
+    budgets = {
+        r["metric"].get("namespace", "(cluster)"): float(r["value"][1])
+        for r in instant(url, f'{{__name__=~"cloudtuner_kubecost:(namespace|cluster)_budget:monthly_usd",{sel}}}')
+    }
+    assert budgets == {"default": 5.0, "kube-system": 500.0, "(cluster)": 200.0}
+
+    def one(promql: str) -> float:
+        (r,) = instant(url, promql)
+        return float(r["value"][1])
+
+    ns = f'{sel},namespace="kube-system"'
+    rate = one(f"max(max_over_time(cloudtuner_kubecost_namespace_total_cost{{{ns}}}[1d]))")
+    mtd = one(f"cloudtuner_kubecost:namespace_cost:month_to_date_usd{{{ns}}}")
+    forecast = one(f"cloudtuner_kubecost:namespace_cost:month_end_forecast_usd{{{ns}}}")
+    # The bench has minutes of history: the month to date holds at most the current and the previous hour.
+    assert 0 < mtd <= 2 * rate, (mtd, rate)
+    # The projection adds the recent rate for the hours left of the month (at most 31 days).
+    assert mtd < forecast <= mtd + 744 * rate, (mtd, forecast, rate)

@@ -7,6 +7,7 @@ Cross-field rules that values.schema.json cannot express, each kept next to its 
   Prometheus agent and scraping      agent/_validate.tpl           kubecost-integration.agent.validate
   NetworkPolicies                    _networkpolicy.tpl            kubecost-integration.np.validate
   prometheus.mode=kubecost           kubecost/_validate.tpl        kubecost-integration.kubecost.validate
+  budgets (prometheusRule.budgets)   monitoring/_budgets.tpl       kubecost-integration.budgets.validate
 Every message names the value to set and, where it helps, prints the exact YAML to add. Rendered by
 templates/validations.yaml before anything else matters: bad input fails the whole render, it never produces a
 half-right manifest.
@@ -18,6 +19,7 @@ half-right manifest.
 {{- include "kubecost-integration.rw.validate" . -}}
 {{- include "kubecost-integration.agent.validate" . -}}
 {{- include "kubecost-integration.np.validate" . -}}
+{{- include "kubecost-integration.budgets.validate" . -}}
 {{- if eq .Values.prometheus.mode "kubecost" -}}
 {{- include "kubecost-integration.kubecost.validate" . -}}
 {{- end -}}

@@ -23,14 +23,22 @@ RULES = CHART_DIR / "files" / "alerts" / "cloudtuner-kubecost.rules.yaml"
 UNIT_TESTS = sorted((CHART_DIR / "tests" / "alerts").glob("*.test.yaml"))
 # The `anomaly` group's tests (weeks of history, the slow ones) and the others.
 ANOMALY_TESTS = [f for f in UNIT_TESTS if f.name.startswith("cloudtuner-kubecost-anomaly")]
-CORE_TESTS = [f for f in UNIT_TESTS if f not in ANOMALY_TESTS]
-GROUPS = {"exporter", "cost", "remote-write", "anomaly"}
+# The forecast and budget tests (34 days of history) and the current hour of the month to date.
+BUDGET_TESTS = CHART_DIR / "tests" / "alerts" / "cloudtuner-kubecost-budget.test.yaml"
+COST_TESTS = CHART_DIR / "tests" / "alerts" / "cloudtuner-kubecost-cost.test.yaml"
+CORE_TESTS = [f for f in UNIT_TESTS if f not in ANOMALY_TESTS and f != BUDGET_TESTS]
+GROUPS = {"exporter", "cost", "forecast", "budget", "remote-write", "anomaly"}
 ANOMALY_ALERTS = {"KubecostNamespaceCostAnomaly", "KubecostClusterCostAnomaly"}
 RECORDINGS = [
     "cloudtuner_kubecost:namespace_cost:avg_1h",
     "cloudtuner_kubecost:namespace_cost:baseline_4w",
     "cloudtuner_kubecost:cluster_cost:avg_1h",
     "cloudtuner_kubecost:cluster_cost:baseline_4w",
+]
+FORECAST_RECORDS = [
+    f"cloudtuner_kubecost:{level}_cost:{what}"
+    for level in ("cluster", "namespace", "breakdown")
+    for what in ("month_to_date_usd", "month_end_forecast_usd")
 ]
 
 
@@ -103,17 +111,17 @@ def each_promtool(request: pytest.FixtureRequest) -> str:
 def test_promtool_check_rules_on_the_standalone_file(each_promtool: str) -> None:
     proc = run_promtool("check", "rules", str(RULES), binary=each_promtool)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 22 rules found" in proc.stdout
+    assert "SUCCESS: 30 rules found" in proc.stdout
 
 
 def test_every_alert_has_a_firing_and_a_not_firing_unit_test() -> None:
     alerts = alert_names(rules_file()["groups"])
-    assert len(alerts) == len(set(alerts)) == 18
+    assert len(alerts) == len(set(alerts)) == 20
     assert set(alerts) >= ANOMALY_ALERTS
     firing: set[str] = set()
     silent: set[str] = set()
     cases = [c for f in UNIT_TESTS for c in yaml.safe_load(f.read_text())["tests"]]
-    assert len(UNIT_TESTS) == 4
+    assert len(UNIT_TESTS) == 5
     assert len(ANOMALY_TESTS) == 2
     assert cases
     for case in cases:
@@ -129,8 +137,8 @@ def test_every_alert_has_a_firing_and_a_not_firing_unit_test() -> None:
 def test_every_recording_rule_has_value_tests() -> None:
     """Each recording rule's values are asserted (promql_expr_test), including an expected absence."""
     groups = rules_file()["groups"]
-    assert record_names(groups) == RECORDINGS
     [anomaly] = [g for g in groups if g["name"] == "kubecost-integration.anomaly"]
+    assert record_names([anomaly]) == RECORDINGS
     assert [r.get("record") for r in anomaly["rules"][:4]] == RECORDINGS
     exprs = [
         t["expr"] for f in ANOMALY_TESTS for c in yaml.safe_load(f.read_text())["tests"] for t in c["promql_expr_test"]
@@ -232,11 +240,15 @@ CL_FOR = NS_FOR.replace("A namespace", "A cluster")
 )
 def test_anomaly_unit_tests_catch_a_broken_rule(tmp_path: Path, edits: list[tuple[str, str]], tests: str) -> None:
     text = RULES.read_text()
+    # The forecast group averages the same series over an hour, in the same words: it is left as it is.
+    start = text.index("  - name: kubecost-integration.forecast\n")
+    end = text.index("  - name: kubecost-integration.budget\n")
+    forecast, rest = text[start:end], text[:start] + "\0" + text[end:]
     for old, new in edits:
-        assert text.count(old) == 1, old
-        text = text.replace(old, new)
+        assert rest.count(old) == 1, old
+        rest = rest.replace(old, new)
     broken = tmp_path / "broken.rules.yaml"
-    broken.write_text(text)
+    broken.write_text(rest.replace("\0", forecast))
     check = run_promtool("check", "rules", str(broken))
     assert check.returncode == 0, check.stdout + check.stderr
     [test_file] = [f for f in ANOMALY_TESTS if f.name.endswith("-gaps.test.yaml") == (tests == "gaps")]
@@ -245,10 +257,56 @@ def test_anomaly_unit_tests_catch_a_broken_rule(tmp_path: Path, edits: list[tupl
     assert "FAILED" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
+BUDGET_TOTAL_MODE = 'cloudtuner_kubecost_exporter_info{metric_mode="total"}'
+
+
+def test_unit_tests_catch_a_broken_forecast_or_budget_rule(tmp_path: Path) -> None:
+    """The forecast and budget tests can fail: a month to date that does not restart on the 1st, a wrong number of
+    hours left, total mode not left out, a changed threshold or a dropped `for` is caught (every occurrence changed)."""
+    text = RULES.read_text()
+    for old, new in (
+        # the day (hour) that ended at midnight counted in the new month: February's month to date starts at 24
+        ("month(vector(time() - 1800))", "month(vector(time()))"),
+        ("floor(vector(time() - 1800) / 86400)", "floor(vector(time()) / 86400)"),  # the hour before midnight as today
+        ("(days_in_month() - day_of_month() + 1) * 24", "(days_in_month() - day_of_month()) * 24"),
+        (f"unless on (cluster, tenant_id) {BUDGET_TOTAL_MODE}\n      - record", "\n      - record"),  # total mode kept
+        (") > 1\n        for: 1h", ") > 1.25\n        for: 1h"),  # web's projected 124 % no longer fires
+        (") > 1\n        for: 15m", ") > 1\n        for: 0s"),  # month to date over budget without holding it
+        (") > 1\n        for: 1h", ") > 1\n        for: 2h"),
+    ):
+        assert old in text, old
+        broken = tmp_path / "broken.rules.yaml"
+        broken.write_text(text.replace(old, new))
+        assert run_promtool("check", "rules", str(broken)).returncode == 0, (old, new)
+        proc = unit_tests_against(broken, tmp_path, [BUDGET_TESTS])
+        assert proc.returncode != 0, f"unit tests still pass with {old!r} -> {new!r}"
+    # The current hour left out (the cost file's test evaluates between two whole hours).
+    broken = tmp_path / "broken.rules.yaml"
+    broken.write_text(text.replace(" * (time() % 3600) / 3600,", " * 0,"))
+    assert unit_tests_against(broken, tmp_path, [COST_TESTS]).returncode != 0
+
+
+def test_every_recording_rule_has_unit_tests() -> None:
+    """Each recorded series is checked for its value (exp_samples), and for being absent in total mode."""
+    [forecast] = [g for g in rules_file()["groups"] if g["name"] == "kubecost-integration.forecast"]
+    assert record_names([forecast]) == FORECAST_RECORDS
+    checked: set[str] = set()
+    absent: list[str] = []
+    for f in (BUDGET_TESTS, COST_TESTS):
+        for case in yaml.safe_load(f.read_text())["tests"]:
+            for t in case.get("promql_expr_test") or []:
+                if t["exp_samples"]:
+                    checked |= {s["labels"].split("{")[0] for s in t["exp_samples"]}
+                else:
+                    absent.append(t["expr"])
+    assert set(FORECAST_RECORDS) <= checked, set(FORECAST_RECORDS) - checked
+    assert '{__name__=~"cloudtuner_kubecost:.+_cost:.+", cluster="c2"}' in absent
+
+
 def test_rendered_prometheusrule_is_the_rules_file(helm: str, tmp_path: Path) -> None:
     groups = rendered_groups({"prometheusRule": {"enabled": True}}, helm=helm)
     assert alert_names(groups) == alert_names(rules_file()["groups"])
-    assert record_names(groups) == RECORDINGS
+    assert record_names(groups) == [*FORECAST_RECORDS, *RECORDINGS]
     assert [(g["name"], g.get("interval")) for g in groups] == [
         (g["name"], g.get("interval")) for g in rules_file()["groups"]
     ]
@@ -431,3 +489,184 @@ def test_the_wal_alert_is_sized_from_the_agents_wal_volume(helm: str, agent: dic
     groups = rendered_groups({"prometheusRule": {"enabled": True}, "prometheus": {"agent": agent}}, helm=helm)
     [rule] = [r for g in groups for r in g["rules"] if r.get("alert") == "KubecostAgentWALNearSizeLimit"]
     assert threshold in rule["expr"], rule["expr"]
+
+
+BUDGETS: list[dict[str, Any]] = [
+    {"namespace": "web", "monthlyUSD": 600},
+    {"label": "team", "value": "a", "monthlyUSD": 400.5},
+    {"cluster": True, "monthlyUSD": 5000},
+]
+
+#: A unit test of the rendered rules: budgets of cluster c1 only; web and team a over budget by the projection.
+RENDERED_BUDGET_TEST = """
+evaluation_interval: 15m
+group_eval_order: [kubecost-integration.forecast, kubecost-integration.budget]
+tests:
+  - interval: 15m
+    input_series:
+      - series: 'cloudtuner_kubecost_exporter_info{cluster="c1",tenant_id="t1",metric_mode="rate"}'
+        values: 1x12
+      - series: 'cloudtuner_kubecost_exporter_info{cluster="c2",tenant_id="t1",metric_mode="rate"}'
+        values: 1x12
+      # 1 USD/h: 744 USD projected for January, over web's 600; c2 is not in budgetClusters.
+      - series: 'cloudtuner_kubecost_namespace_total_cost{cluster="c1",tenant_id="t1",namespace="web"}'
+        values: 1x12
+      - series: 'cloudtuner_kubecost_namespace_total_cost{cluster="c2",tenant_id="t1",namespace="web"}'
+        values: 1x12
+      - series: 'cloudtuner_kubecost_namespace_total_cost{cluster="c1",tenant_id="t1",namespace="nobudget"}'
+        values: 5x12
+      - series: 'cloudtuner_kubecost_cluster_total_cost{cluster="c1",tenant_id="t1"}'
+        values: 6x12
+      - series: >-
+          cloudtuner_kubecost_breakdown_total_cost{cluster="c1",tenant_id="t1",
+          breakdown="label:team",namespace="web",value="a"}
+        values: 1x12
+    promql_expr_test:
+      - expr: '{__name__=~"cloudtuner_kubecost:.+_budget:monthly_usd"}'
+        eval_time: 2h
+        exp_samples:
+          - labels: 'cloudtuner_kubecost:namespace_budget:monthly_usd{cluster="c1",tenant_id="t1",namespace="web"}'
+            value: 600
+          - labels: >-
+              cloudtuner_kubecost:breakdown_budget:monthly_usd{cluster="c1",tenant_id="t1",
+              breakdown="label:team",value="a"}
+            value: 400.5
+          - labels: 'cloudtuner_kubecost:cluster_budget:monthly_usd{cluster="c1",tenant_id="t1"}'
+            value: 5000
+    alert_rule_test:
+      - eval_time: 2h
+        alertname: KubecostBudgetExceeded
+        exp_alerts: []
+      - eval_time: 2h
+        alertname: KubecostBudgetForecastOverspend
+        exp_alerts:
+          - exp_labels: {severity: warning, team: finops, cluster: c1, tenant_id: t1, namespace: web}
+            exp_annotations:
+              summary: Projected month-end cost is over the monthly budget.
+              description: >-
+                Namespace web on cluster c1 (tenant t1) is projected to spend 124% of its monthly budget by the end
+                of the month (month-to-date cost plus the last 24 hours' average rate for the hours left), for an
+                hour now. See the budget panels of the cluster overview and namespace breakdown dashboards.
+          - exp_labels: {severity: warning, team: finops, cluster: c1, tenant_id: t1, breakdown: "label:team", value: a}
+            exp_annotations:
+              summary: Projected month-end cost is over the monthly budget.
+              description: >-
+                label:team=a on cluster c1 (tenant t1) is projected to spend 185.8% of its monthly budget by the end
+                of the month (month-to-date cost plus the last 24 hours' average rate for the hours left), for an
+                hour now. See the budget panels of the cluster overview and namespace breakdown dashboards.
+"""
+
+
+def test_budgets_render_into_rules_that_fire(helm: str, tmp_path: Path) -> None:
+    groups = rendered_groups(
+        {
+            "prometheusRule": {
+                "enabled": True,
+                "budgets": BUDGETS,
+                "budgetClusters": ["c1"],
+                "alertLabels": {"team": "finops"},
+            }
+        },
+        helm=helm,
+    )
+    [forecast] = [g for g in groups if g["name"] == "kubecost-integration.forecast"]
+    assert forecast["interval"] == "5m"
+    assert record_names([forecast]) == FORECAST_RECORDS
+    assert all("labels" not in r for r in forecast["rules"]), "alertLabels must not relabel recorded series"
+    [budget] = [g for g in groups if g["name"] == "kubecost-integration.budget"]
+    assert budget["rules"][:3] == [
+        {
+            "expr": "600 * group by (cluster, tenant_id, namespace) (last_over_time("
+            'cloudtuner_kubecost:namespace_cost:month_to_date_usd{cluster=~"c1", namespace="web"}[10m]))',
+            "record": "cloudtuner_kubecost:namespace_budget:monthly_usd",
+        },
+        {
+            "expr": "400.5 * group by (cluster, tenant_id, breakdown, value) (last_over_time("
+            'cloudtuner_kubecost:breakdown_cost:month_to_date_usd{cluster=~"c1", breakdown="label:team", value="a"}'
+            "[10m]))",
+            "record": "cloudtuner_kubecost:breakdown_budget:monthly_usd",
+        },
+        {
+            "expr": "5000 * group by (cluster, tenant_id) (last_over_time("
+            'cloudtuner_kubecost:cluster_cost:month_to_date_usd{cluster=~"c1"}[10m]))',
+            "record": "cloudtuner_kubecost:cluster_budget:monthly_usd",
+        },
+    ]
+    assert alert_names([budget]) == ["KubecostBudgetForecastOverspend", "KubecostBudgetExceeded"]
+    rendered = tmp_path / "rendered.rules.yaml"
+    rendered.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
+    for binary in promtools():
+        check = run_promtool("check", "rules", str(rendered), binary=binary)
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert "SUCCESS: 33 rules found" in check.stdout
+    test_file = tmp_path / "rendered-budget.test.yaml"
+    unit = {"rule_files": [str(rendered)], **yaml.safe_load(RENDERED_BUDGET_TEST)}
+    test_file.write_text(yaml.safe_dump(unit, sort_keys=False))
+    proc = run_promtool("test", "rules", str(test_file), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_budgets_default_to_this_releases_cluster(helm: str) -> None:
+    groups = rendered_groups(
+        {"prometheusRule": {"enabled": True, "budgets": [{"namespace": "web", "monthlyUSD": 10}]}}, helm=helm
+    )
+    [budget] = [g for g in groups if g["name"] == "kubecost-integration.budget"]
+    assert 'cluster=~"prod-eu-1", namespace="web"' in budget["rules"][0]["expr"]
+    several = rendered_groups(
+        {
+            "prometheusRule": {
+                "enabled": True,
+                "budgets": [{"cluster": True, "monthlyUSD": 10}],
+                "budgetClusters": ["eu.1", "us-2"],
+                "groups": ["forecast", "budget"],
+                "disabledAlerts": ["KubecostBudgetExceeded"],
+            }
+        },
+        helm=helm,
+    )
+    assert [g["name"] for g in several] == ["kubecost-integration.forecast", "kubecost-integration.budget"]
+    assert 'cluster=~"eu\\\\.1|us-2"' in several[1]["rules"][0]["expr"]
+    assert alert_names(several) == ["KubecostBudgetForecastOverspend"]
+    # Without budgets the group keeps its alerts only.
+    plain = rendered_groups({"prometheusRule": {"enabled": True}}, helm=helm)
+    [budget] = [g for g in plain if g["name"] == "kubecost-integration.budget"]
+    assert record_names([budget]) == []
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"monthlyUSD": 10}, 'prometheusRule.budgets[1] ({"monthlyUSD":10}) must say what it budgets'),
+        ({"namespace": "a", "cluster": True, "monthlyUSD": 10}, "exactly one of namespace, label (with value) or"),
+        ({"label": "team", "monthlyUSD": 10}, 'budgets label "team": give the label\'s value too'),
+        ({"namespace": "a", "value": "x", "monthlyUSD": 10}, "has a value but no label"),
+        ({"namespace": "web", "monthlyUSD": 20}, "budgets namespace=web, as prometheusRule.budgets[0] does"),
+        ({"namespace": "a", "monthlyUSD": 0}, "monthlyUSD"),
+        ({"namespace": "a", "monthlyUSD": "100"}, "monthlyUSD"),
+        ({"namespace": "a"}, "monthlyUSD"),
+        ({"namespace": "a", "monthlyUSD": 10, "team": "x"}, "team"),
+        ({"cluster": False, "monthlyUSD": 10}, "cluster"),
+        ({"namespace": "Not A Namespace", "monthlyUSD": 10}, "namespace"),
+    ],
+)
+def test_bad_budget_entries_are_refused(helm: str, entry: dict[str, Any], message: str) -> None:
+    values = {"prometheusRule": {"enabled": True, "budgets": [{"namespace": "web", "monthlyUSD": 600}, entry]}}
+    err = render_error(with_quickstart(values), helm=helm)
+    assert "budgets" in err, err
+    assert message in err, err
+
+
+def test_budgets_without_the_budget_group_are_refused(helm: str) -> None:
+    values = {
+        "prometheusRule": {
+            "enabled": True,
+            "groups": ["exporter"],
+            "budgets": [{"namespace": "web", "monthlyUSD": 600}],
+        }
+    }
+    err = render_error(with_quickstart(values), helm=helm)
+    assert "prometheusRule.groups leaves out budget" in err, err
+    assert 'groups: ["exporter","forecast","budget"]' in err, err
+    # Off, the budgets are not in the way.
+    values["prometheusRule"]["enabled"] = False
+    assert not objects(render(with_quickstart(values), helm=helm), "PrometheusRule")
