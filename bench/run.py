@@ -431,17 +431,7 @@ def serving_after_refreshes(url: str, extra: tuple[str, ...], refreshes: int) ->
     second, each rebuilding the snapshot (the answer changes on every request)."""
     exp = Exporter(url, "--refresh-interval", "1s", "--refresh-jitter", "0", *extra)
     try:
-        seen: set[bytes] = set()
-        deadline = time.monotonic() + 60 + 30 * refreshes
-        while len(seen) < refreshes and time.monotonic() < deadline:
-            c = http.client.HTTPConnection("127.0.0.1", exp.port, timeout=60)
-            c.request("GET", "/metrics")
-            m = _LAST.search(c.getresponse().read())
-            c.close()
-            if m:
-                seen.add(m.group(1))
-            time.sleep(0.2)
-        assert len(seen) >= refreshes, f"only {len(seen)} refreshes in time"
+        refreshes_seen(exp.port, refreshes)
         return exp.status("VmHWM"), exp.status("VmRSS")
     finally:
         exp.close()
