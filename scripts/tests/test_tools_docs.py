@@ -3,7 +3,9 @@ before the first `make tools`, and a build that stops halfway for a missing comm
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,21 @@ def test_tools_readme_says_how_each_tool_is_built() -> None:
             cell.startswith(wanted) or any(part.startswith(wanted) for part in cell.split(", ")) for cell in first_cells
         )
         assert found, f"tools/README.md: no row for {name}"
+
+
+@pytest.mark.parametrize("name", ["bogus", "helm-doc", "Helm"])
+def test_an_unknown_tool_name_fails_with_the_valid_names(name: str, tmp_path: Path) -> None:
+    """A mistyped name used to build nothing and say "all present"; it fails before any build, naming the valid
+    names (the cache is a new, empty folder: nothing is installed or looked up)."""
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "tools.sh"), name],
+        env={**os.environ, "KCI_CACHE": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode != 0, proc.stdout
+    assert f"unknown tool '{name}'; valid names: helm helm4 " in proc.stderr + proc.stdout
+    assert "all present" not in proc.stdout
+    assert not any(tmp_path.joinpath("bin").glob("*")), "nothing may be installed for an unknown name"
