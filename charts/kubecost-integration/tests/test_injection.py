@@ -68,6 +68,13 @@ ACTIVATORS: dict[str, dict[str, Any]] = {
     # Kubecost 3 must carry the same cluster name in global.clusterId: the payload goes to an engine without one
     "clusterName": {"kubecost": {"enabled": False}, "cost-analyzer": {"enabled": True}},
     "allocationExporter.config.clusterName": {"kubecost": {"enabled": False}, "cost-analyzer": {"enabled": True}},
+    # the clusters a budget applies to appear only in the rules of a cluster budget
+    "prometheusRule.budgetClusters": {"prometheusRule": {"budgets": [{"cluster": True, "monthlyUSD": 100}]}},
+}
+#: Fields a new list item needs beside the payload to be valid (a label budget names its label and its value).
+ITEM_SIBLINGS: dict[str, dict[str, Any]] = {
+    "prometheusRule.budgets[].label": {"value": "checkout"},
+    "prometheusRule.budgets[].value": {"label": "team"},
 }
 
 
@@ -247,7 +254,10 @@ def with_payload(target: Target, payload: str) -> dict[str, Any]:
         here = path[: depth + 1]
         last = depth == len(path) - 1 and not target.key
         if part == "[]":
-            node[:] = [example(schema_at(here))]
+            item = example(schema_at(here))
+            if isinstance(item, dict):
+                item.update(ITEM_SIBLINGS.get(target.name, {}))
+            node[:] = [item]
             part = 0
         elif isinstance(part, int):
             if len(node) <= part:
@@ -311,6 +321,18 @@ def payloads(target: Target) -> list[str]:
 BROKEN_YAML = ("YAML parse error", "error converting YAML to JSON", "yaml: line")
 
 
+def promql_string(text: str) -> str:
+    """The inside of a PromQL double-quoted string holding `text` (Go's escapes: backslash, quote, newline)."""
+    return json.dumps(text, ensure_ascii=False)[1:-1]
+
+
+def literal_forms(payload: str) -> tuple[str, ...]:
+    """The payload as it may appear when it is only data: as is, inside a PromQL string (a budget's label value),
+    and as a regex-quoted PromQL string (Go's regexp.QuoteMeta; a budget's clusters in `cluster=~"..."`)."""
+    quoted_meta = re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\1", payload)
+    return payload, promql_string(payload), promql_string(quoted_meta)
+
+
 def render_literally(target: Target, payload: str, helm: str) -> bool:
     """False if the values are refused; True if the render shows the payload only literally; fails the test if the
     payload broke a manifest or added to it."""
@@ -327,8 +349,11 @@ def render_literally(target: Target, payload: str, helm: str) -> bool:
     docs = [d for d in yaml.safe_load_all(text) if d]
     seen = False
     for s in (s for d in docs for s in strings_of(d)):
-        seen = seen or payload in s
-        assert MARK not in s.replace(payload, ""), f"{target.name} = {payload!r} injected or evaluated: {s!r}"
+        rest = s
+        for form in literal_forms(payload):
+            seen = seen or form in rest
+            rest = rest.replace(form, "")
+        assert MARK not in rest, f"{target.name} = {payload!r} injected or evaluated: {s!r}"
     assert seen, f"{target.name} = {payload!r} rendered but appears nowhere: add it to ACTIVATORS"
     return True
 
