@@ -96,12 +96,11 @@ release: venv ## Prepare a release commit: make release VERSION=X.Y.Z (versions,
 	@$(PY) scripts/release.py $(VERSION)
 
 .PHONY: test
-# The layers other than kind mostly wait on processes and sockets (on 2 cores they used 6.5 CPU-minutes in 10.2
-# minutes with two workers): three pytest-xdist workers, one group per shared bench or file (conftest.py). Kind runs
-# after them, alone, so its cluster never loads the machine under the timing tests.
-TEST_WORKERS ?= 3
+# The layers other than kind mostly wait on processes and sockets: two pytest-xdist workers, one group per shared
+# bench or file (conftest.py). Kind runs after them, alone, so its cluster never loads the machine under the timing tests.
+TEST_WORKERS ?= 2
 
-test: tools lint release-check images image ## Everything: lint, then unit, chart, pipeline e2e, control-plane e2e (3 workers), then kind
+test: tools lint release-check images image ## Everything: lint, then unit, chart, pipeline e2e, control-plane e2e (2 workers), then kind
 	$(PYTEST) -m "not kind and not soak and not realdep" -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 	$(PYTEST) -m "kind and not soak and not realdep" $(PYTEST_ARGS)
 

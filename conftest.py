@@ -23,7 +23,7 @@ def bench_scope(nodeid: str) -> str:
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """`make test` runs the layers other than kind on several workers with `--dist loadscope`: the tests of one file, or
+    """`make test` runs the layers other than kind on two workers with `--dist loadscope`: the tests of one file, or
     of one shared bench directory, go to one worker, so no module- or session-scoped bench starts twice (two kwok
     control planes would also race for kwokctl's ports). pytest-xdist's own `loadgroup` marks cannot do this under
     pytest 9 (it renames `item._nodeid`, which `nodeid` no longer reads)."""
