@@ -240,6 +240,10 @@ class Answer:
     body: bytearray
     content_type: str
 
+    def fingerprint(self) -> int:
+        """Length and CRC of the body: recognises an unchanged answer without keeping it."""
+        return len(self.body) << 32 | zlib.crc32(self.body)
+
 
 class AllocationClient:
     """Queries one Allocation API. Thread-compatible: used by one refresher at a time."""
@@ -326,7 +330,7 @@ class AllocationClient:
         answer, where = got
         if not 200 <= answer.status < 300:
             raise http_error(answer.status, answer.body, where)
-        prints.append(len(answer.body) << 32 | zlib.crc32(answer.body))
+        prints.append(answer.fingerprint())
         sums = recommendations(answer.body, where, self._cfg.cluster_name, self._cfg.multi_cluster)
         budget.take(len(sums), where)
         return sums
@@ -358,8 +362,8 @@ class AllocationClient:
                 endpoint, answer = self._detect(params, budget)
             self._announce(endpoint, detected=len(self._candidates) > 1)
             answer = answer or self._get(endpoint.url, params, budget)
-            if fingerprints is not None:  # length and CRC: recognises an unchanged answer
-                fingerprints.append(len(answer.body) << 32 | zlib.crc32(answer.body))
+            if fingerprints is not None:
+                fingerprints.append(answer.fingerprint())
             where = redact_url(endpoint.url)
         for page in decode(answer.status, answer.body, answer.content_type, where, budget.rows):
             budget.take(page.rows, where)
