@@ -61,77 +61,54 @@ def parse_duration(text: str) -> float | None:
 
 
 @dataclass(frozen=True)
-class Choice:
-    choices: tuple[str, ...]
+class Converter:
+    allowed: str
+    parse: Callable[[str], Any]
 
-    @property
-    def allowed(self) -> str:
-        return ", ".join(self.choices)
 
-    def parse(self, raw: str) -> str:
-        v = raw.strip().lower()
-        if v not in self.choices:
+def choice(*choices: str) -> Converter:
+    def parse(raw: str) -> str:
+        if (v := raw.strip().lower()) not in choices:
             raise ValueError(raw)
         return v
 
+    return Converter(", ".join(choices), parse)
 
-@dataclass(frozen=True)
-class Bool:
-    allowed: str = "true or false"
 
-    def parse(self, raw: str) -> bool:
-        v = raw.strip().lower()
-        if v in BOOL_TRUE or v in BOOL_FALSE:
-            return v in BOOL_TRUE
+def _bool(raw: str) -> bool:
+    if (v := raw.strip().lower()) not in BOOL_TRUE + BOOL_FALSE:
         raise ValueError(raw)
+    return v in BOOL_TRUE
 
 
-@dataclass(frozen=True)
-class Number:
-    """An integer or a float within [low, high]."""
-
-    low: float
-    high: float
-    integer: bool = False
-
-    @property
-    def allowed(self) -> str:
-        if self.integer:
-            return f"an integer from {int(self.low)} to {int(self.high)}"
-        return f"a number from {self.low:g} to {self.high:g}"
-
-    def parse(self, raw: str) -> float:
-        v = int(raw.strip()) if self.integer else float(raw.strip())
-        if not self.low <= v <= self.high:  # NaN fails this too
+def number(low: float, high: float, integer: bool = False) -> Converter:
+    def parse(raw: str) -> float:
+        v = int(raw.strip()) if integer else float(raw.strip())
+        if not low <= v <= high:  # NaN fails this too
             raise ValueError(raw)
         return v
 
+    if integer:
+        return Converter(f"an integer from {int(low)} to {int(high)}", parse)
+    return Converter(f"a number from {low:g} to {high:g}", parse)
 
-@dataclass(frozen=True)
-class Duration:
-    low: float
-    high: float
 
-    @property
-    def allowed(self) -> str:
-        return f"{DURATION_ALLOWED}, from {self.low:g}s to {self.high:g}s"
-
-    def parse(self, raw: str) -> float:
+def duration(low: float, high: float) -> Converter:
+    def parse(raw: str) -> float:
         d = parse_duration(raw)
-        if d is None or not self.low <= d <= self.high:
+        if d is None or not low <= d <= high:
             raise ValueError(raw)
         return d
 
+    return Converter(f"{DURATION_ALLOWED}, from {low:g}s to {high:g}s", parse)
 
-@dataclass(frozen=True)
-class Text:
+
+def text(allowed: str, check: Callable[[str], Any]) -> Converter:
     """A checked string: `check(value)` returns the value to keep or raises ValueError."""
+    return Converter(allowed, lambda raw: check(raw.strip()))
 
-    allowed: str
-    check: Callable[[str], Any]
 
-    def parse(self, raw: str) -> Any:
-        return self.check(raw.strip())
+BOOL = Converter("true or false", _bool)
 
 
 def _url(v: str) -> str:
@@ -181,8 +158,8 @@ def _breakdowns(value: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-LABEL_VALUE = Text("a non-empty label value (at most 256 characters)", _label_value)
-FILE = Text("empty, or the path of a readable file", _optional_file)
+LABEL_VALUE = text("a non-empty label value (at most 256 characters)", _label_value)
+FILE = text("empty, or the path of a readable file", _optional_file)
 
 
 @dataclass(frozen=True)
@@ -191,7 +168,7 @@ class Setting:
 
     attr: str
     default: str
-    converter: Choice | Bool | Number | Duration | Text
+    converter: Converter
     help: str
     env_name: str = ""
 
@@ -207,112 +184,95 @@ class Setting:
     def allowed(self) -> str:
         return self.converter.allowed
 
-    @property
-    def boolean(self) -> bool:
-        return isinstance(self.converter, Bool)
-
-    def convert(self, raw: str) -> Any:
-        try:
-            return self.converter.parse(raw)
-        except (ValueError, OverflowError):
-            self.fail(raw)
-
-    def convert_default(self) -> Any:
-        """The value when neither the flag nor the env var is given. A setting whose default the
+    def convert(self, raw: str | None) -> Any:
+        """`raw` None: neither the flag nor the env var is given. A setting whose default the
         converter refuses (cluster name, tenant id) is required: "invalid value ''" would send the
         user looking for an empty value they never set, so the message says it is missing."""
         try:
-            return self.converter.parse(self.default)
+            return self.converter.parse(self.default if raw is None else raw)
         except (ValueError, OverflowError):
-            raise ConfigError(
-                f"{self.flag}/{self.env}: not set and required (no default); "
-                f"allowed: {self.allowed}"
-            ) from None
-
-    def fail(self, value: str, allowed: str | None = None) -> NoReturn:
-        raise ConfigError(
-            f"{self.flag}/{self.env}: invalid value {value!r}; allowed: {allowed or self.allowed}"
-        )
+            why = "not set and required (no default)" if raw is None else f"invalid value {raw!r}"
+            raise ConfigError(f"{self.flag}/{self.env}: {why}; allowed: {self.allowed}") from None
 
 
 S = Setting
 SETTINGS: tuple[Setting, ...] = (
     S("kubecost_url", "http://kubecost-cost-analyzer.kubecost:9090",
-      Text("an http:// or https:// URL", _url),
+      text("an http:// or https:// URL", _url),
       "Base URL of the Kubecost frontend (9090), aggregator (9004) or OpenCost (9003); "
       "a URL with a path (e.g. .../model/allocation) is used as is"),
-    S("api", "auto", Choice(API_CHOICES),
+    S("api", "auto", choice(*API_CHOICES),
       "API flavour; auto probes /model/allocation then /allocation once and logs the choice",
       "KUBECOST_API"),
     S("cluster_name", "", LABEL_VALUE,
       "Value of the cluster label (with --multi-cluster: health series and fallback only)"),
     S("tenant_id", "", LABEL_VALUE, "Value of the tenant_id label on every series"),
-    S("metric_mode", "rate", Choice(METRIC_MODES),
+    S("metric_mode", "rate", choice(*METRIC_MODES),
       "rate = USD per hour (cost / elapsed hours of the returned window); "
       "total = USD over the window"),
-    S("window", "", Text(WINDOW_ALLOWED, _window),
+    S("window", "", text(WINDOW_ALLOWED, _window),
       "Kubecost window; empty = the last complete hour (minus --data-lag) as an RFC3339 pair"),
-    S("data_lag", "15m", Duration(0, 7 * 86400),
+    S("data_lag", "15m", duration(0, 7 * 86400),
       "How far behind now the default window ends (Kubecost needs time to build the hour)"),
-    S("share_idle", "weighted", Choice(SHARE_IDLE_CHOICES),
+    S("share_idle", "weighted", choice(*SHARE_IDLE_CHOICES),
       "weighted = shareIdle=true (idle spread over namespaces by cost); none = idle kept apart"),
-    S("refresh_interval", "90s", Duration(1, 86400),
+    S("refresh_interval", "90s", duration(1, 86400),
       "How often the background refresher queries the API"),
-    S("refresh_jitter", "0.1", Number(0.0, 0.5),
+    S("refresh_jitter", "0.1", number(0.0, 0.5),
       "Random +/- fraction applied to each refresh interval"),
-    S("refresh_timeout", "5m", Duration(1, 86400),
+    S("refresh_timeout", "5m", duration(1, 86400),
       "Deadline of one refresh (all queries and pages, retries included); a refresh still "
       "running then fails with reason timeout. At most --staleness-limit"),
-    S("staleness_limit", "15m", Duration(1, 7 * 86400),
+    S("staleness_limit", "15m", duration(1, 7 * 86400),
       "Cost series are dropped when the last successful refresh is older than this"),
     S("listen_address", "0.0.0.0:9103",
-      Text("host:port, e.g. 0.0.0.0:9103 or [::]:9103", _listen),
+      text("host:port, e.g. 0.0.0.0:9103 or [::]:9103", _listen),
       "host:port for /metrics, /healthz, /readyz"),
-    S("log_level", "info", Choice(LOG_LEVELS), "Log level; debug also prints tracebacks"),
-    S("log_format", "text", Choice(LOG_FORMATS), "Log format (logs go to stderr)"),
+    S("log_level", "info", choice(*LOG_LEVELS), "Log level; debug also prints tracebacks"),
+    S("log_format", "text", choice(*LOG_FORMATS), "Log format (logs go to stderr)"),
     S("auth_token_file", "", FILE,
       "File holding a bearer token, sent as 'Authorization: Bearer ...' (re-read every refresh)"),
     S("api_key_file", "", FILE,
       "File holding a Kubecost API key, sent as 'X-API-KEY' (re-read every refresh)"),
-    S("connect_timeout", "5s", Duration(0.1, 300), "TCP connect timeout per attempt"),
-    S("request_timeout", "60s", Duration(0.1, 3600),
+    S("connect_timeout", "5s", duration(0.1, 300), "TCP connect timeout per attempt"),
+    S("request_timeout", "60s", duration(0.1, 3600),
       "Read timeout per attempt (time between bytes of the answer)"),
-    S("retries", "2", Number(0, 10, integer=True),
+    S("retries", "2", number(0, 10, integer=True),
       "Retries after a connect error, read timeout or HTTP 429/502/503/504 (0-10)"),
-    S("retry_backoff", "0.5", Number(0.0, 60.0),
+    S("retry_backoff", "0.5", number(0.0, 60.0),
       "Backoff factor in seconds: retry n waits factor * 2^(n-1)"),
-    S("max_response_bytes", "33554432", Number(1024, 1 << 34, integer=True),
+    S("max_response_bytes", "33554432", number(1024, 1 << 34, integer=True),
       "Largest API answer (one page) read, in bytes (32 MiB); a larger one is refused with "
       "reason too_large while it streams in"),
-    S("max_rows", "150000", Number(1000, 10_000_000, integer=True),
+    S("max_rows", "150000", number(1000, 10_000_000, integer=True),
       "Most allocation rows read in one refresh (all queries and pages); an answer with more is "
       "refused with reason too_large before it is decoded"),
     S("breakdowns", "",
-      Text("comma list of " + ", ".join(BREAKDOWN_PROPERTIES) + ", label:<key>, annotation:<key>",
+      text("comma list of " + ", ".join(BREAKDOWN_PROPERTIES) + ", label:<key>, annotation:<key>",
            _breakdowns),
       "Extra breakdowns below namespace, e.g. controller,label:team (off by default; pod too)"),
-    S("breakdown_top_n", "20", Number(1, 10000, integer=True),
+    S("breakdown_top_n", "20", number(1, 10000, integer=True),
       "Series per breakdown: the top N by total cost, the rest summed into one __other__ series"),
-    S("page_size", "5000", Number(0, 1_000_000, integer=True),
+    S("page_size", "5000", number(0, 1_000_000, integer=True),
       "Kubecost answers are read in pages of this many rows (Kubecost 2.x offset/limit, by "
       "totalCost), each decoded and released before the next; 0 = one request. OpenCost (no "
       "paging) is always read in one request"),
-    S("max_series", "150000", Number(0, 100_000_000, integer=True),
+    S("max_series", "150000", number(0, 100_000_000, integer=True),
       "Cardinality guard: at most this many cost series per refresh; beyond it the cheapest "
       "namespaces (all their series), then breakdown rows, then savings series, are dropped and "
       "counted in cloudtuner_kubecost_dropped_series_total; 0 = no cap"),
-    S("assets", "true", Bool(),
+    S("assets", "true", BOOL,
       "Also read the Assets API (Kubecost /model/assets, OpenCost /assets) for the same window "
       "and export cloudtuner_kubecost_cluster_assets_cost; a missing or failing Assets API never "
       "fails the refresh (exporter_info says assets=absent or failed)"),
-    S("savings", "none", Choice(("none", "estimate", "api")),
+    S("savings", "none", choice("none", "estimate", "api"),
       "Right-sizing savings series (cloudtuner_kubecost_*_savings_monthly): estimate = from the "
       "allocations (no extra query); api = also Kubecost's request-sizing recommendations "
       "(savings/requestSizingV2, window 3d; a missing or failing one never fails the refresh: "
       "exporter_info says savings_api=absent or failed)"),
-    S("multi_cluster", "false", Bool(),
+    S("multi_cluster", "false", BOOL,
       "The API serves several clusters (Kubecost primary): the cluster label comes from the data"),
-    S("once", "false", Bool(),
+    S("once", "false", BOOL,
       "Refresh once, print the exposition text on stdout and exit (0 ok, 1 failed)"),
 )  # fmt: skip
 del S
@@ -380,29 +340,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     for s in SETTINGS:
-        kwargs: dict[str, Any] = {
-            "dest": s.attr,
-            "default": None,
-            "help": f"{s.help} [env {s.env}, default {s.default!r}]",
-        }
-        if s.boolean:
-            kwargs.update(nargs="?", const="true", metavar="BOOL")
-        else:
-            kwargs["metavar"] = s.env
-        parser.add_argument(s.flag, **kwargs)
+        flag = {"nargs": "?", "const": "true", "metavar": "BOOL"}
+        kwargs: dict[str, Any] = flag if s.converter is BOOL else {"metavar": s.env}
+        help_ = f"{s.help} [env {s.env}, default {s.default!r}]"
+        parser.add_argument(s.flag, dest=s.attr, default=None, help=help_, **kwargs)
     return parser
 
 
 def load(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
     """Flags > env > defaults; raises ConfigError with a one-line message."""
-    ns = build_parser().parse_args(list(argv))
-    values: dict[str, Any] = {}
-    for s in SETTINGS:
-        raw = getattr(ns, s.attr)
-        if raw is None and s.env not in environ:
-            values[s.attr] = s.convert_default()
-        else:
-            values[s.attr] = s.convert(environ[s.env] if raw is None else raw)
+    given = {k: v for k, v in vars(build_parser().parse_args(list(argv))).items() if v is not None}
+    values = {s.attr: s.convert(given.get(s.attr, environ.get(s.env))) for s in SETTINGS}
     host, port = values.pop("listen_address")
     cfg = Config(listen_host=host, listen_port=port, **values)
     if cfg.staleness_limit < cfg.refresh_interval:
