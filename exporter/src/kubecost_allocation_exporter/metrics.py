@@ -83,18 +83,14 @@ def _escape(v: str) -> str:
     return v
 
 
-def _go_float(v: float) -> str:
+def _fmt(v: float) -> str:
     """prometheus_client's floatToGoString for finite values (Go-style exponent when large)."""
     r = repr(v)
     dot = r.find(".")
-    if v > 0 and dot > 6:
+    if v >= 1e6 and dot > 6:
         mantissa = f"{r[0]}.{r[1:dot]}{r[dot + 1 :]}".rstrip("0.")
         return f"{mantissa}e+{dot - 1:02d}"
     return r
-
-
-def _fmt(v: float) -> str:
-    return repr(v) if v < 1e6 else _go_float(v)
 
 
 class _Text:
@@ -123,23 +119,16 @@ class _Text:
         return b"".join(self.out)
 
 
-def _unit(cfg: Config) -> str:
+def cost_help(cfg: Config) -> dict[str, str]:
+    """The HELP text of every cost family."""
+    unit = "USD over the queried window"
     if cfg.metric_mode == "rate":
-        return "USD per hour (cost over the queried window divided by its elapsed hours)"
-    return "USD over the queried window"
-
-
-def _cached(cfg: Config) -> str:
+        unit = "USD per hour (cost over the queried window divided by its elapsed hours)"
     share = "true" if cfg.share_idle == "weighted" else "false"
-    return (
+    cached = (
         f"Kubecost Allocation API, accumulate=true, shareIdle={share}; cached, refreshed in the "
         f"background every {cfg.refresh_interval:g}s."
     )
-
-
-def cost_help(cfg: Config) -> dict[str, str]:
-    """The HELP text of every cost family."""
-    unit, cached = _unit(cfg), _cached(cfg)
     eff = "efficiency ratio (may exceed 1, not a percentage)"
     helps = {
         f"{PREFIX}cluster_{p}_cost": f"Cluster {p} cost: sum of {src} over all allocations incl. "
@@ -249,19 +238,15 @@ def render_costs(snapshot: Snapshot, cfg: Config) -> bytes:
             lines = [f"{pre}{lab}{_fmt(v)}\n" for lab, v in zip(names_, col, strict=True)]
             w.family(name, helps[name], lines)
     name = f"{PREFIX}breakdown_total_cost"
-    w.samples(
-        name,
-        helps[name],
+    breakdowns = [
         (
-            (
-                f'breakdown="{_escape(r.breakdown)}",cluster="{_escape(r.cluster)}",'
-                f'namespace="{_escape(r.namespace)}",tenant_id="{tenant}",'
-                f'value="{_escape(r.value)}"',
-                r.total,
-            )
-            for r in snapshot.breakdowns
-        ),
-    )
+            f'breakdown="{_escape(r.breakdown)}",cluster="{_escape(r.cluster)}",'
+            f'namespace="{_escape(r.namespace)}",tenant_id="{tenant}",value="{_escape(r.value)}"',
+            r.total,
+        )
+        for r in snapshot.breakdowns
+    ]
+    w.samples(name, helps[name], breakdowns)
     name = f"{PREFIX}exported_namespaces"
     w.samples(name, helps[name], ((lab, float(len(c.names))) for lab, c in base))
     cov = snapshot.coverage
@@ -295,7 +280,8 @@ def render_costs(snapshot: Snapshot, cfg: Config) -> bytes:
 def render_health(health: Health, cfg: Config) -> bytes:
     """The health part of the exposition (always served, also when the costs are stale)."""
     w = _Text()
-    lab = f'cluster="{_escape(cfg.cluster_name)}",tenant_id="{_escape(cfg.tenant_id)}"'
+    cluster, tenant = _escape(cfg.cluster_name), _escape(cfg.tenant_id)
+    lab = f'cluster="{cluster}",tenant_id="{tenant}"'
     success = None if health.success is None else float(health.success)
     w.samples(
         f"{PREFIX}scrape_success",
@@ -308,17 +294,11 @@ def render_health(health: Health, cfg: Config) -> bytes:
         "Duration of the last background refresh (API queries, parsing, rendering), seconds.",
         [(lab, health.duration_seconds)],
     )
-    cluster, tenant = _escape(cfg.cluster_name), _escape(cfg.tenant_id)
+    reasons = {f'cluster="{cluster}",reason="{r}",tenant_id="{tenant}"': r for r in REASONS}
     w.samples(
         f"{PREFIX}scrape_errors_total",
         "Failed background refreshes since start, by reason (" + ", ".join(REASONS) + ").",
-        (
-            (
-                f'cluster="{cluster}",reason="{r}",tenant_id="{tenant}"',
-                float(health.errors.get(r, 0)),
-            )
-            for r in REASONS
-        ),
+        [(lab_r, float(health.errors.get(r, 0))) for lab_r, r in reasons.items()],
         "counter",
     )
     w.samples(
