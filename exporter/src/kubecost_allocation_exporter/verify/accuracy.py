@@ -12,7 +12,7 @@ from kubecost_allocation_exporter.verify.checks import Check, Context, P, _selec
 def check_accuracy(ctx: Context) -> Check:
     samples = ctx.exporter_samples
     if samples is None or not ctx.tenant:
-        return Check("accuracy", "skip", "needs the exporter's metrics")
+        return Check("skip", "needs the exporter's metrics")
     info = _select(samples, P + "exporter_info", tenant_id=ctx.tenant)
     labels = info[0][1] if info else {}
     unit = "USD/h" if labels.get("metric_mode", "rate") == "rate" else "USD"
@@ -59,7 +59,7 @@ def check_accuracy(ctx: Context) -> Check:
     if details["assets"] == "failed":
         found.append("the Assets API query fails (assets=failed): see the exporter's log")
     if found:
-        return Check("accuracy", "warn", "; ".join(found), details)
+        return Check("warn", "; ".join(found), details)
     shares = [
         v["allocations_over_assets"] for v in details.values() if "allocations_over_assets" in v
     ]
@@ -68,4 +68,4 @@ def check_accuracy(ctx: Context) -> Check:
         if shares
         else f"no asset costs (assets={details['assets']})"
     )
-    return Check("accuracy", "pass", f"window fully covered, idle >= 0, {assets_text}", details)
+    return Check("pass", f"window fully covered, idle >= 0, {assets_text}", details)

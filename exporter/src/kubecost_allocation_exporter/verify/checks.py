@@ -30,7 +30,7 @@ Sample = tuple[str, dict[str, str], float]
 
 @dataclass
 class Check:
-    name: str
+    name: str = field(default="", init=False)  # set by the runner: the check's key in CHECKS
     status: str  # pass | warn (a doubt about the numbers, not a failure) | fail | skip
     summary: str
     details: dict[str, Any] = field(default_factory=dict)
@@ -46,22 +46,24 @@ class Links:
     forwards: list[PortForward] = field(default_factory=list)
 
 
-def _get(url: str, timeout: float) -> requests.Response:
-    return requests.get(url, timeout=timeout)
-
-
-def parse_exposition(text: str) -> list[Sample]:
-    return [
-        (s.name, dict(s.labels), float(s.value))
-        for fam in text_string_to_metric_families(text)
-        for s in fam.samples
-    ]
+def _scrape(url: str, timeout: float) -> list[Sample]:
+    """GET <url>/metrics, parsed."""
+    resp = requests.get(url.rstrip("/") + "/metrics", timeout=timeout)
+    resp.raise_for_status()
+    families = text_string_to_metric_families(resp.text)
+    return [(s.name, dict(s.labels), float(s.value)) for fam in families for s in fam.samples]
 
 
 def _select(samples: list[Sample], metric: str, /, **labels: str) -> list[Sample]:
     return [
         s for s in samples if s[0] == metric and all(s[1].get(k) == v for k, v in labels.items())
     ]
+
+
+def _increase(first: list[Sample], second: list[Sample], metric: str, /, **labels: str) -> float:
+    """How much the counter `metric` (summed over the series with `labels`) grew in between."""
+    before, after = (sum(s[2] for s in _select(r, metric, **labels)) for r in (first, second))
+    return after - before
 
 
 def _err(exc: BaseException) -> str:
@@ -84,19 +86,15 @@ class Context:
 def check_exporter(ctx: Context) -> Check:
     url = ctx.links.exporter
     if not url:
-        return Check("exporter", "skip", "no exporter URL (--exporter-url or --kube-namespace)")
+        return Check("skip", "no exporter URL (--exporter-url or --kube-namespace)")
     try:
-        resp = _get(url.rstrip("/") + "/metrics", ctx.args.timeout)
-        resp.raise_for_status()
-        samples = parse_exposition(resp.text)
+        samples = _scrape(url, ctx.args.timeout)
     except (requests.RequestException, ValueError) as exc:
-        return Check("exporter", "fail", f"{url}/metrics: {_err(exc)}", {"url": url})
+        return Check("fail", f"{url}/metrics: {_err(exc)}", {"url": url})
     ctx.exporter_samples = samples
     info = _select(samples, P + "exporter_info")
     if not info:
-        return Check(
-            "exporter", "fail", f"{url}/metrics has no {P}exporter_info: not the exporter?"
-        )
+        return Check("fail", f"{url}/metrics has no {P}exporter_info: not the exporter?")
     ctx.cluster = ctx.cluster or info[0][1].get("cluster")
     ctx.tenant = ctx.tenant or info[0][1].get("tenant_id")
     ids = {"cluster": ctx.cluster or "", "tenant_id": ctx.tenant or ""}
@@ -104,7 +102,6 @@ def check_exporter(ctx: Context) -> Check:
     details: dict[str, Any] = {"url": url, **ids, "info": info[0][1]}
     if not success:
         return Check(
-            "exporter",
             "fail",
             f"no {P}scrape_success for cluster={ctx.cluster} tenant_id={ctx.tenant} "
             "(the exporter has "
@@ -123,7 +120,6 @@ def check_exporter(ctx: Context) -> Check:
     if success[0][2] != 1:
         why = ", ".join(f"{k}={v:g}" for k, v in sorted(errors.items())) or "none counted"
         return Check(
-            "exporter",
             "fail",
             f"scrape_success 0: the exporter's last query of the Kubecost API failed "
             f"(errors by reason: {why}; see the exporter log)",
@@ -131,14 +127,11 @@ def check_exporter(ctx: Context) -> Check:
         )
     total = _select(samples, P + "cluster_total_cost", tenant_id=ids["tenant_id"])
     if not total:
-        return Check(
-            "exporter", "fail", "scrape_success 1 but no cluster_total_cost series", details
-        )
+        return Check("fail", "scrape_success 1 but no cluster_total_cost series", details)
     namespaces = len(_select(samples, P + "namespace_total_cost", tenant_id=ids["tenant_id"]))
     details["namespaces"] = namespaces
     age = details.get("last_success_age_seconds")
     return Check(
-        "exporter",
         "pass",
         f"scrape_success 1, {namespaces} namespaces"
         + (f", last success {age:.0f}s ago" if age is not None else ""),
@@ -149,39 +142,33 @@ def check_exporter(ctx: Context) -> Check:
 def check_target(ctx: Context) -> Check:
     url = ctx.links.prometheus
     if not url:
-        return Check("target", "skip", "no Prometheus/agent URL (--prometheus-url)")
+        return Check("skip", "no Prometheus/agent URL (--prometheus-url)")
+    api = url.rstrip("/") + "/api/v1/targets?state=active"
     try:
-        resp = _get(url.rstrip("/") + "/api/v1/targets?state=active", ctx.args.timeout)
+        resp = requests.get(api, timeout=ctx.args.timeout)
         if resp.status_code in (403, 404, 405):
             return check_target_self_metrics(ctx, url, f"targets API answered {resp.status_code}")
         resp.raise_for_status()
         targets = resp.json()["data"]["activeTargets"]
     except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
-        return Check("target", "fail", f"{url}/api/v1/targets: {_err(exc)}", {"url": url})
+        return Check("fail", f"{url}/api/v1/targets: {_err(exc)}", {"url": url})
     job = ctx.args.job
     ours = [t for t in targets if t.get("labels", {}).get("job") == job]
     details: dict[str, Any] = {
         "url": url,
         "job": job,
-        "targets": [
-            {
-                "scrapeUrl": t.get("scrapeUrl"),
-                "health": t.get("health"),
-                "lastError": t.get("lastError"),
-            }
-            for t in ours
-        ],
+        "targets": [{k: t.get(k) for k in ("scrapeUrl", "health", "lastError")} for t in ours],
     }
     if not ours:
         jobs = sorted({t.get("labels", {}).get("job", "") for t in targets})
-        return Check("target", "fail", f"no active target of job {job!r} (jobs: {jobs})", details)
+        return Check("fail", f"no active target of job {job!r} (jobs: {jobs})", details)
     up = [t for t in ours if t.get("health") == "up"]
     if not up:
         errors = "; ".join(
             f"{t.get('scrapeUrl')}: {t.get('lastError') or t.get('health')}" for t in ours
         )
-        return Check("target", "fail", f"target of job {job!r} is not up: {errors}", details)
-    return Check("target", "pass", f"{len(up)}/{len(ours)} target(s) of job {job!r} up", details)
+        return Check("fail", f"target of job {job!r} is not up: {errors}", details)
+    return Check("pass", f"{len(up)}/{len(ours)} target(s) of job {job!r} up", details)
 
 
 def check_target_self_metrics(ctx: Context, url: str, why: str) -> Check:
@@ -193,16 +180,9 @@ def check_target_self_metrics(ctx: Context, url: str, why: str) -> Check:
     try:
         first, second = _self_metrics_twice(ctx, url)
     except (requests.RequestException, ValueError) as exc:
-        return Check("target", "fail", f"{url}/metrics: {_err(exc)} ({why})", {"url": url})
-
-    def failed(samples: list[Sample]) -> float:
-        return sum(
-            s[2]
-            for s in _select(samples, "net_conntrack_dialer_conn_failed_total", dialer_name=job)
-        )
-
+        return Check("fail", f"{url}/metrics: {_err(exc)} ({why})", {"url": url})
     pool = _select(second, "prometheus_sd_discovered_targets", config=job, name="scrape")
-    delta = failed(second) - failed(first)
+    delta = _increase(first, second, "net_conntrack_dialer_conn_failed_total", dialer_name=job)
     details = {
         "url": url,
         "job": job,
@@ -211,19 +191,15 @@ def check_target_self_metrics(ctx: Context, url: str, why: str) -> Check:
         "connect_failures": delta,
     }
     if not pool or pool[0][2] < 1:
-        return Check(
-            "target", "fail", f"no target discovered for job {job!r} (self-metrics; {why})", details
-        )
+        return Check("fail", f"no target discovered for job {job!r} (self-metrics; {why})", details)
     if delta > 0:
         return Check(
-            "target",
             "fail",
             f"{delta:g} failed connections to the {job!r} target in {ctx.args.sample_seconds:g}s "
             f"(self-metrics; {why})",
             details,
         )
     return Check(
-        "target",
         "pass",
         f"{pool[0][2]:g} target(s) of job {job!r}, no failed connections in "
         f"{ctx.args.sample_seconds:g}s (self-metrics; {why})",
@@ -231,52 +207,31 @@ def check_target_self_metrics(ctx: Context, url: str, why: str) -> Check:
     )
 
 
-def _self_metrics(url: str, timeout: float) -> list[Sample]:
-    resp = _get(url.rstrip("/") + "/metrics", timeout)
-    resp.raise_for_status()
-    return parse_exposition(resp.text)
-
-
 def _self_metrics_twice(ctx: Context, url: str) -> tuple[list[Sample], list[Sample]]:
     """The sender's self-metrics read `--sample-seconds` apart (counters need two readings)."""
-    first = _self_metrics(url, ctx.args.timeout)
+    first = _scrape(url, ctx.args.timeout)
     time.sleep(ctx.args.sample_seconds)
-    return first, _self_metrics(url, ctx.args.timeout)
+    return first, _scrape(url, ctx.args.timeout)
 
 
 def check_remote_write(ctx: Context) -> Check:
     url = ctx.links.prometheus
     if not url:
-        return Check("remote-write", "skip", "no Prometheus/agent URL (--prometheus-url)")
+        return Check("skip", "no Prometheus/agent URL (--prometheus-url)")
     name = ctx.args.remote_name
     try:
         first, second = _self_metrics_twice(ctx, url)
     except (requests.RequestException, ValueError) as exc:
-        return Check("remote-write", "fail", f"{url}/metrics: {_err(exc)}", {"url": url})
-
-    def counter(samples: list[Sample], metric: str) -> float:
-        return sum(
-            s[2] for s in _select(samples, f"prometheus_remote_storage_{metric}", remote_name=name)
-        )
-
-    queues = sorted(
-        {
-            s[1].get("remote_name", "")
-            for s in second
-            if s[0] == "prometheus_remote_storage_samples_total"
-        }
-    )
+        return Check("fail", f"{url}/metrics: {_err(exc)}", {"url": url})
+    written = _select(second, "prometheus_remote_storage_samples_total")
+    queues = sorted({s[1].get("remote_name", "") for s in written})
     details: dict[str, Any] = {"url": url, "remote_name": name, "queues": queues}
     if name not in queues:
-        return Check(
-            "remote-write",
-            "fail",
-            f"no remote_write queue named {name!r} (queues: {queues})",
-            details,
-        )
-    failed = counter(second, "samples_failed_total") - counter(first, "samples_failed_total")
-    retried = counter(second, "samples_retried_total") - counter(first, "samples_retried_total")
-    sent = counter(second, "samples_total") - counter(first, "samples_total")
+        return Check("fail", f"no remote_write queue named {name!r} (queues: {queues})", details)
+    failed, retried, sent = (
+        _increase(first, second, f"prometheus_remote_storage_{m}", remote_name=name)
+        for m in ("samples_failed_total", "samples_retried_total", "samples_total")
+    )
     details.update(
         failed=failed, retried=retried, attempted=sent, window_seconds=ctx.args.sample_seconds
     )
@@ -286,7 +241,6 @@ def check_remote_write(ctx: Context) -> Check:
     )
     if not sent_ts:
         return Check(
-            "remote-write",
             "fail",
             f"queue {name!r} has not delivered a single batch since the sender started "
             f"(retried {retried:g} samples in {ctx.args.sample_seconds:g}s): "
@@ -303,9 +257,8 @@ def check_remote_write(ctx: Context) -> Check:
     if lag > ctx.args.max_lag:
         problems.append(f"lag {lag:.0f}s > {ctx.args.max_lag:g}s")
     if problems:
-        return Check("remote-write", "fail", f"queue {name!r}: " + "; ".join(problems), details)
+        return Check("fail", f"queue {name!r}: " + "; ".join(problems), details)
     return Check(
-        "remote-write",
         "pass",
         f"queue {name!r}: no failures or retries in {ctx.args.sample_seconds:g}s, lag {lag:.0f}s",
         details,
@@ -315,7 +268,7 @@ def check_remote_write(ctx: Context) -> Check:
 def check_sums(ctx: Context) -> Check:
     samples = ctx.exporter_samples
     if samples is None or not ctx.tenant:
-        return Check("sums", "skip", "needs the exporter's metrics")
+        return Check("skip", "needs the exporter's metrics")
     results: dict[str, Any] = {}
     bad = []
     for total_s in _select(samples, P + "cluster_total_cost", tenant_id=ctx.tenant):
@@ -329,46 +282,39 @@ def check_sums(ctx: Context) -> Check:
         if abs(diff) > max(1e-6, 1e-6 * abs(total)):
             bad.append(f"{cluster}: {ns:.6f} + idle {idle:.6f} != total {total:.6f}")
     if not results:
-        return Check("sums", "fail", "no cluster_total_cost in the exporter's metrics", results)
+        return Check("fail", "no cluster_total_cost in the exporter's metrics", results)
     if bad:
         return Check(
-            "sums",
             "fail",
             "namespace sums + idle differ from the cluster total: " + "; ".join(bad),
             results,
         )
-    return Check(
-        "sums", "pass", f"namespaces + idle == cluster total ({len(results)} cluster(s))", results
-    )
+    return Check("pass", f"namespaces + idle == cluster total ({len(results)} cluster(s))", results)
 
 
 def check_kubecost(ctx: Context) -> Check:
     url = ctx.links.kubecost
     samples = ctx.exporter_samples
     if not url:
-        return Check("kubecost", "skip", "no Kubecost URL (--kubecost-url or --kube-namespace)")
+        return Check("skip", "no Kubecost URL (--kubecost-url or --kube-namespace)")
     if samples is None or not ctx.tenant:
-        return Check("kubecost", "skip", "needs the exporter's metrics")
+        return Check("skip", "needs the exporter's metrics")
     ids = {"cluster": ctx.cluster or "", "tenant_id": ctx.tenant}
     info = _select(samples, P + "exporter_info", **ids)
     start = _select(samples, P + "window_start_timestamp_seconds", **ids)
     end = _select(samples, P + "window_end_timestamp_seconds", **ids)
     totals = _select(samples, P + "cluster_total_cost", tenant_id=ctx.tenant)
     if not (info and start and end and totals):
-        return Check(
-            "kubecost", "fail", "the exporter exports no window or cluster total to compare"
-        )
+        return Check("fail", "the exporter exports no window or cluster total to compare")
     labels = info[0][1]
     t0, t1 = start[0][2], end[0][2]
     window = f"{rfc3339(t0)},{rfc3339(t1)}"
     api = labels.get("api", "auto")
-    endpoints = candidate_endpoints(
-        url.rstrip("/"), api if api in ("kubecost", "opencost") else "auto"
-    )
+    flavour = api if api in ("kubecost", "opencost") else "auto"
     params = query_params(window, "cluster", labels.get("share_idle", "weighted"), False)
     details: dict[str, Any] = {"url": url, "window": window, "api": api}
     last_error = ""
-    for ep in endpoints:
+    for ep in candidate_endpoints(url.rstrip("/"), flavour):
         try:
             resp = requests.get(ep.url, params=params, timeout=ctx.args.timeout)
             ctype = resp.headers.get("Content-Type", "")
@@ -392,20 +338,17 @@ def check_kubecost(ctx: Context) -> Check:
         details.update(kubecost=want, exporter=got, relative_difference=rel, endpoint=ep.url)
         if rel > ctx.args.tolerance:
             return Check(
-                "kubecost",
                 "fail",
                 f"exporter cluster total {got:.6f} vs Kubecost aggregate=cluster {want:.6f} "
-                f"for {window}: "
-                f"{rel:.2%} apart (> {ctx.args.tolerance:.2%})",
+                f"for {window}: {rel:.2%} apart (> {ctx.args.tolerance:.2%})",
                 details,
             )
         return Check(
-            "kubecost",
             "pass",
             f"exporter {got:.5f} vs Kubecost aggregate=cluster {want:.5f} ({rel:.3%} apart)",
             details,
         )
-    return Check("kubecost", "fail", f"Kubecost API: {last_error}", details)
+    return Check("fail", f"Kubecost API: {last_error}", details)
 
 
 RUNNERS: dict[str, Callable[[Context], Check]] = {

@@ -126,7 +126,10 @@ def run(args: argparse.Namespace) -> tuple[list[Check], Context]:
             )
         ctx = Context(args, links, args.cluster_name, args.tenant_id)
         runners = {**RUNNERS, "thanos": check_thanos, "accuracy": check_accuracy}
-        checks = [runners[name](ctx) for name in CHECKS if name not in args.skip]
+        names = [name for name in CHECKS if name not in args.skip]
+        checks = [runners[name](ctx) for name in names]
+        for name, check in zip(names, checks, strict=True):
+            check.name = name
         annotate_forward_failures(checks, links.forwards)
     return checks, ctx
 

@@ -24,11 +24,8 @@ class VerifyError(RuntimeError):
 
 
 def _kubectl(args: argparse.Namespace) -> list[str]:
-    binary = shutil.which(args.kubectl) or args.kubectl
-    base = [binary]
-    if args.kube_context:
-        base += ["--context", args.kube_context]
-    return base
+    context = ["--context", args.kube_context] if args.kube_context else []
+    return [shutil.which(args.kubectl) or args.kubectl, *context]
 
 
 def _kubectl_json(args: argparse.Namespace, *cmd: str) -> Any:
@@ -44,13 +41,17 @@ def _kubectl_json(args: argparse.Namespace, *cmd: str) -> Any:
     return json.loads(out.stdout)
 
 
-def _service(args: argparse.Namespace, component: str) -> tuple[str, int]:
-    selector_ = (
-        f"app.kubernetes.io/component={component},app.kubernetes.io/part-of=kubecost-integration"
-    )
+def _release_objects(args: argparse.Namespace, kind: str, component: str) -> tuple[str, Any]:
+    """(label selector, `kubectl get <kind> -l <selector> -o json`) of the release's component."""
+    selector_ = f"app.kubernetes.io/component={component},"
+    selector_ += "app.kubernetes.io/part-of=kubecost-integration"
     if args.release:
         selector_ += f",app.kubernetes.io/instance={args.release}"
-    doc = _kubectl_json(args, "-n", args.kube_namespace, "get", "service", "-l", selector_)
+    return selector_, _kubectl_json(args, "-n", args.kube_namespace, "get", kind, "-l", selector_)
+
+
+def _service(args: argparse.Namespace, component: str) -> tuple[str, int]:
+    selector_, doc = _release_objects(args, "service", component)
     items = doc.get("items") or []
     if len(items) != 1:
         names = [i["metadata"]["name"] for i in items]
@@ -63,13 +64,7 @@ def _service(args: argparse.Namespace, component: str) -> tuple[str, int]:
 
 def _kubecost_service(args: argparse.Namespace) -> tuple[str, str, int, str] | None:
     """(namespace, service, port, path) of the exporter Deployment's KUBECOST_URL (a Service)."""
-    selector_ = (
-        "app.kubernetes.io/component=allocation-exporter,"
-        "app.kubernetes.io/part-of=kubecost-integration"
-    )
-    if args.release:
-        selector_ += f",app.kubernetes.io/instance={args.release}"
-    doc = _kubectl_json(args, "-n", args.kube_namespace, "get", "deployment", "-l", selector_)
+    _, doc = _release_objects(args, "deployment", "allocation-exporter")
     for item in doc.get("items") or []:
         for c in item["spec"]["template"]["spec"]["containers"]:
             for env in c.get("env") or []:
@@ -128,11 +123,8 @@ class PortForward:
         if self.url:
             return self.url
         said = "; ".join(_KLOG.sub("", ln) for ln in self.output() if ln.strip())
-        state = (
-            f"exited {self.proc.poll()}"
-            if self.proc.poll() is not None
-            else f"not forwarding after {timeout:g}s"
-        )
+        rc = self.proc.poll()
+        state = f"not forwarding after {timeout:g}s" if rc is None else f"exited {rc}"
         raise VerifyError(f"{' '.join(self.cmd)}: {state}: {said or 'no output'}")
 
     def problem(self, settle: float = 0.0) -> str | None:
@@ -173,17 +165,8 @@ def port_forward(
 ) -> Iterator[PortForward]:
     """`kubectl port-forward svc/<service> :<port>`; yields the running forward (`.url` is
     http://127.0.0.1:<local port>). kubectl's wait for a running pod is capped at `--timeout`."""
-    cmd = [
-        *_kubectl(args),
-        "-n",
-        namespace,
-        "port-forward",
-        f"svc/{service}",
-        f":{port}",
-        "--address",
-        "127.0.0.1",
-        f"--pod-running-timeout={max(1, math.ceil(args.timeout))}s",
-    ]
+    cmd = [*_kubectl(args), "-n", namespace, "port-forward", f"svc/{service}", f":{port}"]
+    cmd += ["--address", "127.0.0.1", f"--pod-running-timeout={max(1, math.ceil(args.timeout))}s"]
     try:
         forward = PortForward(cmd, f"{namespace}/svc/{service}:{port}")
     except OSError as exc:

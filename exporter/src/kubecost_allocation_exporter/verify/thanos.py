@@ -15,11 +15,9 @@ from kubecost_allocation_exporter.verify.checks import Check, Context, P, _err
 def check_thanos(ctx: Context) -> Check:
     url = ctx.links.thanos
     if not url:
-        return Check("thanos", "skip", "no Thanos Query URL (--thanos-url)")
+        return Check("skip", "no Thanos Query URL (--thanos-url)")
     if not ctx.cluster or not ctx.tenant:
-        return Check(
-            "thanos", "skip", "cluster/tenant unknown (pass --cluster-name and --tenant-id)"
-        )
+        return Check("skip", "cluster/tenant unknown (pass --cluster-name and --tenant-id)")
     warnings = ThanosWarnings()
     session = requests.Session()
     session.hooks["response"].append(warnings.collect)
@@ -34,7 +32,6 @@ def check_thanos(ctx: Context) -> Check:
         # "no series" or an old newest sample may only mean that store's data is missing.
         details["thanos_warnings"] = warnings.seen
         return Check(
-            "thanos",
             "fail",
             f"{check.summary}; Thanos Query warned (partial answer: is Thanos Receive or a store "
             f"down?): {'; '.join(warnings.seen)[:500]}",
@@ -64,7 +61,6 @@ def _check_thanos_series(
                 "or the store Thanos Query reads down?)"
             )
             return Check(
-                "thanos",
                 "fail",
                 f"no {P}* series for cluster={ctx.cluster} tenant_id={ctx.tenant}{hint}",
                 details,
@@ -78,17 +74,13 @@ def _check_thanos_series(
             # not the library's message: it carries the whole URL-encoded query
             hint = connection_hint(url, cause, flag="--thanos-url")
             return Check(
-                "thanos",
-                "fail",
-                f"Thanos Query at {url} is unreachable: {_err(cause)}{hint}",
-                details,
+                "fail", f"Thanos Query at {url} is unreachable: {_err(cause)}{hint}", details
             )
-        return Check("thanos", "fail", str(exc), details)
+        return Check("fail", str(exc), details)
     details["series_names"] = len(names)
     details["newest_sample_age_seconds"] = round(age[0][1], 1) if age else None
     if not age or age[0][1] > ctx.args.max_age:
         return Check(
-            "thanos",
             "fail",
             f"{len(names)} series names, but the newest scrape_success sample is "
             + (f"{age[0][1]:.0f}s old" if age else "missing")
@@ -96,7 +88,6 @@ def _check_thanos_series(
             details,
         )
     return Check(
-        "thanos",
         "pass",
         f"{len(names)} {P}* series names for this cluster and tenant, "
         f"newest sample {age[0][1]:.0f}s old",
