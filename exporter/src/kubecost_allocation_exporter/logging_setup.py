@@ -14,16 +14,6 @@ from kubecost_allocation_exporter.redact import redact_text
 
 # Attributes every LogRecord has; anything else was passed via `extra=` and is printed.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
-LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-}
-
-
-def _extras(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in vars(record).items() if k not in _STANDARD}
 
 
 def _ts(record: logging.LogRecord) -> str:
@@ -47,11 +37,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": redact_text(record.getMessage()),
         }
-        for k, v in _extras(record).items():
-            if isinstance(v, int | float | bool) or v is None:
-                doc[k] = v
-            else:
-                doc[k] = redact_text(str(v))
+        extras = {k: v for k, v in vars(record).items() if k not in _STANDARD}
+        for k, v in extras.items():
+            doc[k] = v if isinstance(v, int | float | bool) or v is None else redact_text(str(v))
         if record.exc_info:
             doc["exc"] = redact_text(self.formatException(record.exc_info))
         return json.dumps(doc, ensure_ascii=False)
@@ -64,6 +52,6 @@ def configure(level: str, fmt: str, stream: IO[str] | None = None) -> None:
     for h in list(root.handlers):
         root.removeHandler(h)
     root.addHandler(handler)
-    root.setLevel(LEVELS[level])
+    root.setLevel(level.upper())
     # urllib3 logs every retry at WARNING; our own error line says what finally failed.
     logging.getLogger("urllib3").setLevel(logging.DEBUG if level == "debug" else logging.ERROR)

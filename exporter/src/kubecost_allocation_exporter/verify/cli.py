@@ -29,10 +29,9 @@ def _duration(text: str) -> float:
 
 
 def _header(text: str) -> tuple[str, str]:
-    if "=" not in text and ":" not in text:
+    k, sep, v = text.partition("=" if "=" in text else ":")
+    if not sep:
         raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VALUE")
-    sep = "=" if "=" in text else ":"
-    k, v = text.split(sep, 1)
     return k.strip(), v.strip()
 
 
