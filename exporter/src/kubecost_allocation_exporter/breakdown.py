@@ -9,6 +9,7 @@ Idle rows are not part of it.
 from __future__ import annotations
 
 import operator
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from itertools import repeat
 
@@ -39,12 +40,10 @@ class BreakdownTotals:
         self, breakdown: str, cluster_name: str, multi_cluster: bool, savings: bool = False
     ) -> None:
         self.breakdown = breakdown
-        self.props = (
-            ("cluster", "namespace", breakdown) if multi_cluster else ("namespace", breakdown)
-        )
+        self.props = ("cluster", "namespace", breakdown)[0 if multi_cluster else 1 :]
         self.cluster_name = cluster_name
         self.multi_cluster = multi_cluster
-        self.totals: dict[str, dict[tuple[str, str], float]] = {}
+        self.totals: defaultdict[str, dict[tuple[str, str], float]] = defaultdict(dict)
         # the controller breakdown also sums the savings estimate per (cluster, namespace, value)
         self.savings: dict[Key, float] | None = (
             {} if savings and breakdown == "controller" else None
@@ -82,11 +81,9 @@ class BreakdownTotals:
                 rk = split_key(key, name, properties_of(row), self.props)
                 if rk.idle:
                     continue
-                cluster = (rk.cluster if self.multi_cluster else None) or self.cluster_name
+                cluster = rk.cluster or self.cluster_name
                 slot = (rk.values[-2], rk.values[-1])
-            per = self.totals.get(cluster)
-            if per is None:
-                per = self.totals[cluster] = {}
+            per = self.totals[cluster]
             per[slot] = per.get(slot, 0.0) + total
             if self.savings is not None:
                 accumulate(self.savings, (cluster, *slot), saving)

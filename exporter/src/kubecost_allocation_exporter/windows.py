@@ -1,11 +1,10 @@
 """Time windows: the `window` the exporter asks for, the time an answer covers, and whether the
 two are the same time.
 
-Kubecost's window grammar (the Allocation API's `window` parameter): keywords `today`,
-`yesterday`, `week`,
-`month`, `lastweek`, `lastmonth` (UTC, weeks start on Sunday), durations `30m`, `12h`, `7d`, `2w`
-rounded forward to the next unit boundary and optionally shifted (`7d offset 1d`), RFC3339 pairs
-and unix-second pairs. Times are unix seconds (floats) inside the exporter.
+Kubecost's window grammar (the Allocation API's `window` parameter): keywords `today`, `yesterday`,
+`week`, `month`, `lastweek`, `lastmonth` (UTC, weeks start on Sunday), durations `30m`, `12h`, `7d`,
+`2w` rounded forward to the next unit boundary and optionally shifted (`7d offset 1d`), RFC3339
+pairs and unix-second pairs. Times are unix seconds (floats) inside the exporter.
 
 What an answer covers is the union of its rows' windows: each row's `window`, or its own
 `start`/`end` when it has none. Kubecost 2.x gives every row of a set the set's window; older
@@ -111,8 +110,7 @@ def union(intervals: Iterable[Interval]) -> list[Interval]:
         if end <= start:
             continue
         if out and start <= out[-1][1]:
-            if end > out[-1][1]:
-                out[-1] = (out[-1][0], end)
+            out[-1] = (out[-1][0], max(end, out[-1][1]))
         else:
             out.append((start, end))
     return out
@@ -170,9 +168,7 @@ class Coverage:
 
 
 def coverage(answered: set[Interval], requested: Interval | None, now: float) -> Coverage:
-    parts = _clip(union(answered), float("-inf"), now)
-    if not answered:
-        parts = _clip([requested], float("-inf"), now) if requested else []
+    parts = _clip(union(answered or ([requested] if requested else [])), float("-inf"), now)
     if not parts:
         return Coverage(None, None, None)
     ratio = None
