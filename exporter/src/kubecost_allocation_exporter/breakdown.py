@@ -53,7 +53,6 @@ class BreakdownTotals:
         self._answers = AnswerKeys()
 
     def add(self, page: Page) -> None:
-        """One page (or one batch of a large answer)."""
         for aset in self._answers.new_rows(page):
             self._add_set(aset)
 
@@ -72,10 +71,8 @@ class BreakdownTotals:
                 continue  # unknown cost: not part of any row (nor of namespace_total_cost)
             ns, sep, value = key.partition("/")
             if fast and sep and "/" not in value and IDLE not in key and name != IDLE:
-                slot = (
-                    ns.strip() or UNALLOCATED,
-                    strip_label_prefix(prop, value.strip()) or UNALLOCATED,
-                )
+                value = strip_label_prefix(prop, value.strip())
+                slot = (ns.strip() or UNALLOCATED, value or UNALLOCATED)
                 cluster = self.cluster_name
             else:
                 rk = split_key(key, name, properties_of(row), self.props)

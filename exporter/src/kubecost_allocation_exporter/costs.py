@@ -27,15 +27,13 @@ from typing import Any, NamedTuple, cast
 NAN = float("nan")
 _FLOATS = frozenset({float})
 _NUMBERS = frozenset({float, int})
+_CONVERTIBLE = frozenset({float, int, str})
 _NEGATIVE_ZERO = struct.pack("<d", -0.0)
 
 
 def number(v: Any) -> float:
     """One field value -> a finite float, or NaN when it is not a finite number."""
-    t = type(v)
-    if t is float:
-        return cast(float, v) if v - v == 0.0 else NAN
-    if t is int or t is str:
+    if type(v) in _CONVERTIBLE:
         try:
             f = float(v)
         except (ValueError, OverflowError):

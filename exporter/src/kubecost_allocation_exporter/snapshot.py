@@ -18,7 +18,7 @@ from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from itertools import compress, repeat
+from itertools import compress, islice, repeat
 from typing import TypeAlias
 
 from kubecost_allocation_exporter import costs
@@ -52,9 +52,8 @@ def row_columns(rows: Sequence[Row]) -> list[list[float]]:
     end - start when the row has no `minutes`), usage and request averages."""
     c = [costs.column(list(map(g, rows))) for g in _GETTERS]
     out = [c[0], *(costs.add(c[i], c[i + 1]) for i in (1, 3, 5, 7, 9, 11)), c[13], *c[14:]]
-    minutes = out[MINUTES]
+    minutes = out[MINUTES]  # a new list: costs.column never returns a list another column holds
     if not costs.known(minutes):
-        minutes = out[MINUTES] = list(minutes)
         for i, m in enumerate(minutes):
             if m - m != 0.0:
                 a, b = parse_time(rows[i].start), parse_time(rows[i].end)
@@ -68,10 +67,6 @@ def row_savings(
     """The savings estimate of every row (savings.estimates) from its stored columns."""
     cols = columns or row_columns(rows)
     return estimates(rows, [cols[i] for i in (CPU, RAM, CPU_USE, CPU_REQ, RAM_USE, RAM_REQ)])
-
-
-# ---------------------------------------------------------------------------------------------
-# rows
 
 
 class NamespaceRows:
@@ -93,7 +88,6 @@ class NamespaceRows:
         self._answers = AnswerKeys()
 
     def add(self, page: Page) -> None:
-        """One page (or one batch of a large answer)."""
         self.skipped += page.skipped
         for aset in self._answers.new_rows(page):
             if aset:
@@ -116,8 +110,7 @@ class NamespaceRows:
         est = row_savings(rows, columns) if self.savings is not None else []
         names, clusters, idle = self._classify(keys, rows)
         if idle:
-            for i, cluster in idle.items():
-                self.idle.append((cluster, [c[i] for c in columns[:8]]))
+            self.idle += ((cluster, [c[i] for c in columns[:8]]) for i, cluster in idle.items())
             keep = [i not in idle for i in range(len(rows))]
             columns = [list(compress(c, keep)) for c in columns]
             est = list(compress(est, keep))
@@ -172,10 +165,6 @@ class NamespaceRows:
                 out_names.append(rk.values[-1])
                 out_clusters.append(cluster)
         return out_names, out_clusters, idle
-
-
-# ---------------------------------------------------------------------------------------------
-# snapshot
 
 
 @dataclass(frozen=True)
@@ -344,9 +333,7 @@ def build(
         if used + sum(counts) > max_series:
             # most expensive first, unknown totals last; the sort is stable, so equal totals stay
             # in (cluster, namespace) order. One float per namespace, not a tuple.
-            totals = [t for b in built for t in b.parts[0]]
-            key = [-t if t - t == 0.0 else math.inf for t in totals]
-            del totals
+            key = [-t if t - t == 0.0 else math.inf for b in built for t in b.parts[0]]
             chosen = bytearray(len(counts))
             budget = max_series - used
             for i in sorted(range(len(counts)), key=key.__getitem__):
@@ -355,16 +342,14 @@ def build(
                 chosen[i] = 1
                 budget -= counts[i]
             dropped = sum(compress(counts, map((0).__eq__, chosen)))
-            at = 0
-            for ci, c in enumerate(clusters):
-                keep[ci] = list(map(bool, chosen[at : at + len(c.names)]))
-                at += len(c.names)
+            marks = map(bool, chosen)
+            keep = [list(islice(marks, len(c.names))) for c in clusters]
     out = []
     for c, b, mask in zip(clusters, built, keep, strict=True):
         values: Sequence[Sequence[float]] = c.values
         if mask is not None:
             values = [list(compress(v, mask)) for v in c.values]
-        if b.texts is None or mask is not None:  # the kept namespaces' texts, tidied again
+        if b.texts is None:  # the kept namespaces' texts, tidied again
             done = [costs.tidy_all(costs.scale(v, f)) for v in values[:8]]
             parts, texts = [d[0] for d in done], [d[1] for d in done]
         else:

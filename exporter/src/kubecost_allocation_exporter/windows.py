@@ -62,7 +62,6 @@ def last_complete_hour(now: float, lag_seconds: float) -> Interval:
 
 
 def window_param(window: str, now: float, lag_seconds: float) -> str:
-    """The `window` query parameter: the configured string, or the last complete hour."""
     if window:
         return window
     start, end = last_complete_hour(now, lag_seconds)
@@ -143,12 +142,8 @@ def row_windows(windows: list[Any], starts: list[Any], ends: list[Any]) -> set[I
         for i, raw in enumerate(map(bytes, windows)):
             if raw in unusable and type(starts[i]) is type(ends[i]) is str:
                 pairs.add((starts[i], ends[i]))
-    out: set[Interval] = set()
-    for s, e in pairs:
-        a, b = parse_time(s), parse_time(e)
-        if a is not None and b is not None and b > a:
-            out.add((a, b))
-    return out
+    times = ((parse_time(s), parse_time(e)) for s, e in pairs)
+    return {(a, b) for a, b in times if a is not None and b is not None and b > a}
 
 
 @dataclass(frozen=True)
@@ -185,11 +180,10 @@ def mismatch(answered: set[Interval], requested: Interval | None, now: float) ->
     that is shorter). An answer that covers only part of it (data lag) is not a mismatch."""
     if not answered or requested is None:
         return None
-    low, high = requested[0], min(requested[1], now)
-    covered = _length(_clip(union(answered), low, high))
+    low, high, parts = requested[0], min(requested[1], now), union(answered)
+    covered = _length(_clip(parts, low, high))
     if high <= low or covered >= min(MATCH_TOLERANCE_SECONDS, high - low) > 0:
         return None
-    parts = union(answered)
     return (
         f"the answer covers {rfc3339(parts[0][0])}..{rfc3339(parts[-1][1])} but "
         f"{rfc3339(requested[0])}..{rfc3339(requested[1])} was asked"
