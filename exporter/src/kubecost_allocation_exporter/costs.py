@@ -143,8 +143,6 @@ def tidy_all(values: Sequence[float]) -> tuple[list[float], list[str]]:
     double, and below 1e6 both use the same notation; see `_texts`). When values repeat (most
     pv/lb/gpu/shared parts are 0.0) each distinct value is formatted once, unless a -0.0 is among
     them (it equals 0.0 as a dict key but is written `-0.0`)."""
-    if not values:
-        return [], []
     distinct = set(values)
     each = len(distinct) * 2 > len(values) or (0.0 in distinct and _has_negative_zero(values))
     ordered = values if each else list(distinct)

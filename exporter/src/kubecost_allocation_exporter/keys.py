@@ -19,9 +19,8 @@ from kubecost_allocation_exporter.decode import ApiError, Page, Row
 
 IDLE = "__idle__"
 UNALLOCATED = "__unallocated__"
-UNMOUNTED = "__unmounted__"
 OTHER = "__other__"
-SPECIAL_NAMES = (UNALLOCATED, UNMOUNTED)
+SPECIAL_NAMES = (UNALLOCATED, "__unmounted__")
 
 
 @dataclass(frozen=True)
