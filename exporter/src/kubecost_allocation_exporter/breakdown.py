@@ -9,6 +9,7 @@ Idle rows are not part of it.
 from __future__ import annotations
 
 import operator
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from itertools import repeat
 
@@ -39,12 +40,10 @@ class BreakdownTotals:
         self, breakdown: str, cluster_name: str, multi_cluster: bool, savings: bool = False
     ) -> None:
         self.breakdown = breakdown
-        self.props = (
-            ("cluster", "namespace", breakdown) if multi_cluster else ("namespace", breakdown)
-        )
+        self.props = ("cluster", "namespace", breakdown)[0 if multi_cluster else 1 :]
         self.cluster_name = cluster_name
         self.multi_cluster = multi_cluster
-        self.totals: dict[str, dict[tuple[str, str], float]] = {}
+        self.totals: defaultdict[str, dict[tuple[str, str], float]] = defaultdict(dict)
         # the controller breakdown also sums the savings estimate per (cluster, namespace, value)
         self.savings: dict[Key, float] | None = (
             {} if savings and breakdown == "controller" else None
@@ -54,7 +53,6 @@ class BreakdownTotals:
         self._answers = AnswerKeys()
 
     def add(self, page: Page) -> None:
-        """One page (or one batch of a large answer)."""
         for aset in self._answers.new_rows(page):
             self._add_set(aset)
 
@@ -73,20 +71,16 @@ class BreakdownTotals:
                 continue  # unknown cost: not part of any row (nor of namespace_total_cost)
             ns, sep, value = key.partition("/")
             if fast and sep and "/" not in value and IDLE not in key and name != IDLE:
-                slot = (
-                    ns.strip() or UNALLOCATED,
-                    strip_label_prefix(prop, value.strip()) or UNALLOCATED,
-                )
+                value = strip_label_prefix(prop, value.strip())
+                slot = (ns.strip() or UNALLOCATED, value or UNALLOCATED)
                 cluster = self.cluster_name
             else:
                 rk = split_key(key, name, properties_of(row), self.props)
                 if rk.idle:
                     continue
-                cluster = (rk.cluster if self.multi_cluster else None) or self.cluster_name
+                cluster = rk.cluster or self.cluster_name
                 slot = (rk.values[-2], rk.values[-1])
-            per = self.totals.get(cluster)
-            if per is None:
-                per = self.totals[cluster] = {}
+            per = self.totals[cluster]
             per[slot] = per.get(slot, 0.0) + total
             if self.savings is not None:
                 accumulate(self.savings, (cluster, *slot), saving)

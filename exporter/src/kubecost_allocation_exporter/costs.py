@@ -27,15 +27,13 @@ from typing import Any, NamedTuple, cast
 NAN = float("nan")
 _FLOATS = frozenset({float})
 _NUMBERS = frozenset({float, int})
+_CONVERTIBLE = frozenset({float, int, str})
 _NEGATIVE_ZERO = struct.pack("<d", -0.0)
 
 
 def number(v: Any) -> float:
     """One field value -> a finite float, or NaN when it is not a finite number."""
-    t = type(v)
-    if t is float:
-        return cast(float, v) if v - v == 0.0 else NAN
-    if t is int or t is str:
+    if type(v) in _CONVERTIBLE:
         try:
             f = float(v)
         except (ValueError, OverflowError):
@@ -68,11 +66,6 @@ def add(a: Sequence[float], b: Sequence[float]) -> list[float]:
     return list(map(operator.add, a, b))
 
 
-def weighted(values: Sequence[float], minutes: Sequence[float]) -> float:
-    total: float = sum(map(operator.mul, values, minutes))
-    return total
-
-
 def efficiency(
     usage: Sequence[float],
     request: Sequence[float],
@@ -86,9 +79,9 @@ def efficiency(
     if len(engine) == 1:
         return engine[0]
     if known(usage) and known(request) and known(minutes):
-        req = weighted(request, minutes)
+        req: float = sum(map(operator.mul, request, minutes))
         if req > 0:
-            return weighted(usage, minutes) / req
+            return float(sum(map(operator.mul, usage, minutes))) / req
     pairs = [
         (e, abs(c) if c - c == 0.0 else 0.0)
         for e, c in zip(engine, cost, strict=True)
@@ -128,10 +121,6 @@ class Costs(NamedTuple):
     def of(cls, values: Iterable[float]) -> Costs:
         return cls._make(v if v - v == 0.0 else None for v in values)
 
-    def part(self, name: str) -> float | None:
-        v: float | None = getattr(self, name)
-        return v
-
 
 PARTS = Costs._fields[:8]
 EFFICIENCIES = ("cpu", "ram", "total")
@@ -154,17 +143,14 @@ def tidy_all(values: Sequence[float]) -> tuple[list[float], list[str]]:
     double, and below 1e6 both use the same notation; see `_texts`). When values repeat (most
     pv/lb/gpu/shared parts are 0.0) each distinct value is formatted once, unless a -0.0 is among
     them (it equals 0.0 as a dict key but is written `-0.0`)."""
-    if not values:
-        return [], []
     distinct = set(values)
-    if len(distinct) * 2 > len(values) or (0.0 in distinct and _has_negative_zero(values)):
-        formatted = list(map("%.12g".__mod__, values))
-        floats = list(map(float, formatted))
-        return floats, _texts(formatted, floats)
-    ordered = list(distinct)
+    each = len(distinct) * 2 > len(values) or (0.0 in distinct and _has_negative_zero(values))
+    ordered = values if each else list(distinct)
     formatted = list(map("%.12g".__mod__, ordered))
     floats = list(map(float, formatted))
     texts = _texts(formatted, floats)
+    if each:
+        return floats, texts
     if len(ordered) == 1:
         return floats * len(values), texts * len(values)
     as_float = dict(zip(ordered, floats, strict=True))

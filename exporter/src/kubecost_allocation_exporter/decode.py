@@ -160,7 +160,6 @@ def _excerpt(body: Any, limit: int = 120) -> str:
 
 
 def http_error(status: int, body: Any, where: str) -> ApiError:
-    """A non-2xx answer -> ApiError naming the status and the answer's message."""
     detail = ""
     if len(body) < EXCERPT_BYTES and _first(body) == ord("{"):
         try:
@@ -169,8 +168,7 @@ def http_error(status: int, body: Any, where: str) -> ApiError:
             message = None
         if message:
             detail = one_line(str(message))
-    if not detail and len(body):
-        detail = _excerpt(body, 200)
+    detail = detail or _excerpt(body, 200)
     suffix = f": {detail}" if detail else ""
     return ApiError("http_status", f"HTTP {status} from {where}{suffix}")
 
@@ -288,11 +286,10 @@ def _decode_walking(
             first = False
             continue
         for batch in _batches(_RAW_DICT.decode(raw_set).items(), skipped):
-            pieces = [bytes(r) for _, r in batch]
-            if pieces:  # the batch as one JSON array: one decode call
-                pieces[0] = b"[" + pieces[0]
-                pieces[-1] += b"]"
-            joined = b",".join(pieces) or b"[]"
+            pieces = [bytes(r) for _, r in batch]  # the batch as one JSON array: one decode call
+            pieces[0] = b"[" + pieces[0]
+            pieces[-1] += b"]"
+            joined = b",".join(pieces)
             del pieces
             try:
                 rows = dict(zip([k for k, _ in batch], _ROW_LIST.decode(joined), strict=True))

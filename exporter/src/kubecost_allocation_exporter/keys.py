@@ -2,10 +2,9 @@
 rows, and the keys of a query's pages (a server that ignores `offset` repeats them).
 
 Keys are the aggregation values joined by "/" (as the Allocation API names multi-property rows).
-Tolerated: `__idle__`
-anywhere (`__idle__`, `cluster-one/__idle__`, `cluster/node/__idle__`), empty segments, the
-unaggregated key `cluster//__unmounted__/__unmounted__/__unmounted__`, pre-1.100 `app=x` label
-values, annotation values holding "/".
+Tolerated: `__idle__` anywhere (`__idle__`, `cluster-one/__idle__`, `cluster/node/__idle__`), empty
+segments, the unaggregated key `cluster//__unmounted__/__unmounted__/__unmounted__`, pre-1.100
+`app=x` label values, annotation values holding "/".
 """
 
 from __future__ import annotations
@@ -20,9 +19,8 @@ from kubecost_allocation_exporter.decode import ApiError, Page, Row
 
 IDLE = "__idle__"
 UNALLOCATED = "__unallocated__"
-UNMOUNTED = "__unmounted__"
 OTHER = "__other__"
-SPECIAL_NAMES = (UNALLOCATED, UNMOUNTED)
+SPECIAL_NAMES = (UNALLOCATED, "__unmounted__")
 
 
 @dataclass(frozen=True)
@@ -65,19 +63,10 @@ def _prop(props: Mapping[str, Any], prop: str) -> str | None:
 
 
 def split_key(
-    key: str,
-    name: Any,
-    properties: Callable[[], Mapping[str, Any]],
-    props: Sequence[str],
-    *,
-    want_cluster: bool = True,
+    key: str, name: Any, properties: Callable[[], Mapping[str, Any]], props: Sequence[str]
 ) -> RowKey:
-    """Aggregation key -> label values, one per property in `props` (the `aggregate` list).
-
-    Keys are the values joined by "/". Tolerated: `__idle__` anywhere (`__idle__`,
-    `cluster-one/__idle__`, `cluster/node/__idle__`), empty segments, the unaggregated key
-    `cluster//__unmounted__/__unmounted__/__unmounted__`, pre-1.100 `app=x` label values.
-    """
+    """Aggregation key -> label values, one per property in `props` (the `aggregate` list), and
+    the cluster when `props` has it (an idle row's from its key or properties)."""
     segs = key.split("/")
     if IDLE in segs or key.endswith(IDLE) or name == IDLE:
         cluster = _prop(properties(), "cluster")
@@ -101,12 +90,7 @@ def split_key(
         strip_label_prefix(p, raw.strip()) or UNALLOCATED
         for p, raw in zip(props, values, strict=True)
     )
-    cluster = None
-    if "cluster" in props:
-        cluster = out[props.index("cluster")]
-    elif want_cluster:
-        cluster = _prop(properties(), "cluster")
-    return RowKey(cluster, False, out)
+    return RowKey(out[props.index("cluster")] if "cluster" in props else None, False, out)
 
 
 class AnswerKeys:

@@ -6,10 +6,9 @@ namespace (controller), else the estimate from the allocation rows (`source="est
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from itertools import chain, compress, repeat
-from operator import add, itemgetter, mul, sub, truediv
+from operator import add, attrgetter, itemgetter, mul, sub, truediv
 from typing import Any
 
 import msgspec
@@ -21,7 +20,7 @@ HOURS_PER_MONTH = 730.0
 OTHER, RECOMMENDATION, ESTIMATE = "__other__", "recommendation", "estimate"
 Key = tuple[str, str, str]  # (cluster, namespace, controller); controller "" = the namespace
 Saving = tuple[str, str, str, str, float]  # a series: *Key, source, USD per month
-_HOURS = tuple(map(operator.attrgetter, ("cpu_core_hours", "ram_byte_hours")))
+_HOURS = tuple(map(attrgetter, ("cpu_core_hours", "ram_byte_hours")))
 
 
 def _parts(

@@ -18,7 +18,7 @@ from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from itertools import compress, repeat
+from itertools import compress, islice, repeat
 from typing import TypeAlias
 
 from kubecost_allocation_exporter import costs
@@ -52,9 +52,8 @@ def row_columns(rows: Sequence[Row]) -> list[list[float]]:
     end - start when the row has no `minutes`), usage and request averages."""
     c = [costs.column(list(map(g, rows))) for g in _GETTERS]
     out = [c[0], *(costs.add(c[i], c[i + 1]) for i in (1, 3, 5, 7, 9, 11)), c[13], *c[14:]]
-    minutes = out[MINUTES]
+    minutes = out[MINUTES]  # a new list: costs.column never returns a list another column holds
     if not costs.known(minutes):
-        minutes = out[MINUTES] = list(minutes)
         for i, m in enumerate(minutes):
             if m - m != 0.0:
                 a, b = parse_time(rows[i].start), parse_time(rows[i].end)
@@ -68,10 +67,6 @@ def row_savings(
     """The savings estimate of every row (savings.estimates) from its stored columns."""
     cols = columns or row_columns(rows)
     return estimates(rows, [cols[i] for i in (CPU, RAM, CPU_USE, CPU_REQ, RAM_USE, RAM_REQ)])
-
-
-# ---------------------------------------------------------------------------------------------
-# rows
 
 
 class NamespaceRows:
@@ -93,7 +88,6 @@ class NamespaceRows:
         self._answers = AnswerKeys()
 
     def add(self, page: Page) -> None:
-        """One page (or one batch of a large answer)."""
         self.skipped += page.skipped
         for aset in self._answers.new_rows(page):
             if aset:
@@ -116,8 +110,7 @@ class NamespaceRows:
         est = row_savings(rows, columns) if self.savings is not None else []
         names, clusters, idle = self._classify(keys, rows)
         if idle:
-            for i, cluster in idle.items():
-                self.idle.append((cluster, [c[i] for c in columns[:8]]))
+            self.idle += ((cluster, [c[i] for c in columns[:8]]) for i, cluster in idle.items())
             keep = [i not in idle for i in range(len(rows))]
             columns = [list(compress(c, keep)) for c in columns]
             est = list(compress(est, keep))
@@ -164,9 +157,7 @@ class NamespaceRows:
         out_clusters: list[str] = []
         idle = {}
         for i, (key, name) in enumerate(zip(keys, names, strict=True)):
-            rk = split_key(
-                key, name, properties_of(rows[i]), self.props, want_cluster=self.multi_cluster
-            )
+            rk = split_key(key, name, properties_of(rows[i]), self.props)
             cluster = (rk.cluster if self.multi_cluster else None) or self.cluster_name
             if rk.idle:
                 idle[i] = cluster
@@ -174,10 +165,6 @@ class NamespaceRows:
                 out_names.append(rk.values[-1])
                 out_clusters.append(cluster)
         return out_names, out_clusters, idle
-
-
-# ---------------------------------------------------------------------------------------------
-# snapshot
 
 
 @dataclass(frozen=True)
@@ -221,8 +208,6 @@ class Snapshot:
     clusters: tuple[ClusterSnapshot, ...]
     breakdowns: tuple[BreakdownRow, ...]
     coverage: Coverage
-    metric_mode: str
-    allocations: int  # rows read
     assets: tuple[AssetCost, ...] = ()  # the Assets API's costs, when read
     savings: tuple[Saving, ...] = ()  # right-sizing savings per namespace and controller
 
@@ -245,50 +230,33 @@ def factor(metric_mode: str, cov: Coverage) -> float:
     return NAN if cov.hours is None else 1.0 / cov.hours
 
 
-def _groups(names: list[str]) -> tuple[list[str], list[list[int]]] | None:
-    """Rows per namespace in first-appearance order; None when every namespace is one row."""
-    if len(set(names)) == len(names):
-        return None
-    groups: dict[str, list[int]] = {}
-    for i, name in enumerate(names):
-        groups.setdefault(name, []).append(i)
-    return list(groups), list(groups.values())
-
-
 Columns: TypeAlias = "list[array[float]]"  # doubles: 8 bytes per value, not a float object
 
 
 def _combine(columns: Columns, names: list[str]) -> tuple[list[str], Columns, Columns]:
     """Rows -> one value set per namespace (first-appearance order): cost parts summed,
     efficiencies combined; also the rows in that order (cluster efficiencies are summed so)."""
-    grouped = _groups(names)
-    if grouped is None:
+    if len(set(names)) == len(names):  # every namespace is one row
         return names, columns[:11], columns
-    order, groups = grouped
-    rows = [array("d", (c[i] for g in groups for i in g)) for c in columns]
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        groups.setdefault(name, []).append(i)
+    rows = [array("d", (c[i] for g in groups.values() for i in g)) for c in columns]
     out = [array("d") for _ in range(11)]
-    for g in groups:
+    for g in groups.values():
         if len(g) == 1:
-            for j in range(11):
-                out[j].append(columns[j][g[0]])
-            continue
-        parts = [sum(columns[j][i] for i in g) for j in range(8)]
-        cols = [[columns[j][i] for i in g] for j in range(N_COLUMNS)]
-        cpu_e = costs.efficiency(cols[CPU_USE], cols[CPU_REQ], cols[MINUTES], cols[CPU], cols[EFF])
-        ram_e = costs.efficiency(
-            cols[RAM_USE], cols[RAM_REQ], cols[MINUTES], cols[RAM], cols[EFF + 1]
-        )
-        total_e = costs.total_efficiency(cpu_e, ram_e, parts[CPU], parts[RAM])
-        for j, v in enumerate((*parts, cpu_e, ram_e, total_e)):
+            values = [columns[j][g[0]] for j in range(11)]
+        else:
+            cols = [[columns[j][i] for i in g] for j in range(N_COLUMNS)]
+            values = [*map(sum, cols[:8]), *_efficiencies(cols)]
+        for j, v in enumerate(values):
             out[j].append(v)
-    return order, out, rows
+    return list(groups), out, rows
 
 
-def _cluster_efficiencies(rows: Sequence[Sequence[float]]) -> list[float]:
-    n = len(rows[0])
-    if n == 0:
-        return [NAN, NAN, NAN]
-    if n == 1:
+def _efficiencies(rows: Sequence[Sequence[float]]) -> list[float]:
+    """cpu, ram and total efficiency of rows (one row: its own; none: unknown)."""
+    if len(rows[0]) == 1:
         return [rows[EFF][0], rows[EFF + 1][0], rows[EFF + 2][0]]
     cpu_e = costs.efficiency(rows[CPU_USE], rows[CPU_REQ], rows[MINUTES], rows[CPU], rows[EFF])
     ram_e = costs.efficiency(rows[RAM_USE], rows[RAM_REQ], rows[MINUTES], rows[RAM], rows[EFF + 1])
@@ -326,7 +294,7 @@ def _clusters(rows: NamespaceRows) -> list[_Cluster]:
             names = [rows.names[i] for i in index]
             columns = [array("d", map(c.__getitem__, index)) for c in rows.columns]
         order, values, ordered_rows = _combine(columns, names)
-        effs = _cluster_efficiencies(ordered_rows)
+        effs = _efficiencies(ordered_rows)
         del columns, ordered_rows
         sort = sorted(range(len(order)), key=order.__getitem__)
         sorted_values = []
@@ -334,14 +302,9 @@ def _clusters(rows: NamespaceRows) -> list[_Cluster]:
             sorted_values.append(array("d", map(values[j].__getitem__, sort)))
             values[j] = array("d")
         del sort, values
-        idle_rows = idle.get(cluster)
-        idle_parts = None
-        if idle_rows:  # one row: its values as they are (a sum would turn -0.0 into 0.0)
-            idle_parts = (
-                idle_rows[0]
-                if len(idle_rows) == 1
-                else [sum(p[j] for p in idle_rows) for j in range(8)]
-            )
+        group = idle.get(cluster, [])  # one row: as it is (a sum would turn -0.0 into 0.0)
+        sums = [sum(p, 0.0) for p in zip(*group, strict=True)]
+        idle_parts = group[0] if len(group) == 1 else sums or None
         out.append(_Cluster(cluster, sorted(order), sorted_values, idle_parts, effs))
     return out
 
@@ -370,9 +333,7 @@ def build(
         if used + sum(counts) > max_series:
             # most expensive first, unknown totals last; the sort is stable, so equal totals stay
             # in (cluster, namespace) order. One float per namespace, not a tuple.
-            totals = [t for b in built for t in b.parts[0]]
-            key = [-t if t - t == 0.0 else math.inf for t in totals]
-            del totals
+            key = [-t if t - t == 0.0 else math.inf for b in built for t in b.parts[0]]
             chosen = bytearray(len(counts))
             budget = max_series - used
             for i in sorted(range(len(counts)), key=key.__getitem__):
@@ -381,16 +342,14 @@ def build(
                 chosen[i] = 1
                 budget -= counts[i]
             dropped = sum(compress(counts, map((0).__eq__, chosen)))
-            at = 0
-            for ci, c in enumerate(clusters):
-                keep[ci] = list(map(bool, chosen[at : at + len(c.names)]))
-                at += len(c.names)
+            marks = map(bool, chosen)
+            keep = [list(islice(marks, len(c.names))) for c in clusters]
     out = []
     for c, b, mask in zip(clusters, built, keep, strict=True):
         values: Sequence[Sequence[float]] = c.values
         if mask is not None:
             values = [list(compress(v, mask)) for v in c.values]
-        if b.texts is None or mask is not None:  # the kept namespaces' texts, tidied again
+        if b.texts is None:  # the kept namespaces' texts, tidied again
             done = [costs.tidy_all(costs.scale(v, f)) for v in values[:8]]
             parts, texts = [d[0] for d in done], [d[1] for d in done]
         else:
@@ -408,7 +367,7 @@ def build(
                 texts=tuple(texts),
             )
         )
-    return Snapshot(tuple(out), (), cov, metric_mode, rows.rows), dropped
+    return Snapshot(tuple(out), (), cov), dropped
 
 
 @dataclass

@@ -1,11 +1,10 @@
 """Time windows: the `window` the exporter asks for, the time an answer covers, and whether the
 two are the same time.
 
-Kubecost's window grammar (the Allocation API's `window` parameter): keywords `today`,
-`yesterday`, `week`,
-`month`, `lastweek`, `lastmonth` (UTC, weeks start on Sunday), durations `30m`, `12h`, `7d`, `2w`
-rounded forward to the next unit boundary and optionally shifted (`7d offset 1d`), RFC3339 pairs
-and unix-second pairs. Times are unix seconds (floats) inside the exporter.
+Kubecost's window grammar (the Allocation API's `window` parameter): keywords `today`, `yesterday`,
+`week`, `month`, `lastweek`, `lastmonth` (UTC, weeks start on Sunday), durations `30m`, `12h`, `7d`,
+`2w` rounded forward to the next unit boundary and optionally shifted (`7d offset 1d`), RFC3339
+pairs and unix-second pairs. Times are unix seconds (floats) inside the exporter.
 
 What an answer covers is the union of its rows' windows: each row's `window`, or its own
 `start`/`end` when it has none. Kubecost 2.x gives every row of a set the set's window; older
@@ -63,7 +62,6 @@ def last_complete_hour(now: float, lag_seconds: float) -> Interval:
 
 
 def window_param(window: str, now: float, lag_seconds: float) -> str:
-    """The `window` query parameter: the configured string, or the last complete hour."""
     if window:
         return window
     start, end = last_complete_hour(now, lag_seconds)
@@ -111,8 +109,7 @@ def union(intervals: Iterable[Interval]) -> list[Interval]:
         if end <= start:
             continue
         if out and start <= out[-1][1]:
-            if end > out[-1][1]:
-                out[-1] = (out[-1][0], end)
+            out[-1] = (out[-1][0], max(end, out[-1][1]))
         else:
             out.append((start, end))
     return out
@@ -145,12 +142,8 @@ def row_windows(windows: list[Any], starts: list[Any], ends: list[Any]) -> set[I
         for i, raw in enumerate(map(bytes, windows)):
             if raw in unusable and type(starts[i]) is type(ends[i]) is str:
                 pairs.add((starts[i], ends[i]))
-    out: set[Interval] = set()
-    for s, e in pairs:
-        a, b = parse_time(s), parse_time(e)
-        if a is not None and b is not None and b > a:
-            out.add((a, b))
-    return out
+    times = ((parse_time(s), parse_time(e)) for s, e in pairs)
+    return {(a, b) for a, b in times if a is not None and b is not None and b > a}
 
 
 @dataclass(frozen=True)
@@ -170,9 +163,7 @@ class Coverage:
 
 
 def coverage(answered: set[Interval], requested: Interval | None, now: float) -> Coverage:
-    parts = _clip(union(answered), float("-inf"), now)
-    if not answered:
-        parts = _clip([requested], float("-inf"), now) if requested else []
+    parts = _clip(union(answered or ([requested] if requested else [])), float("-inf"), now)
     if not parts:
         return Coverage(None, None, None)
     ratio = None
@@ -189,11 +180,10 @@ def mismatch(answered: set[Interval], requested: Interval | None, now: float) ->
     that is shorter). An answer that covers only part of it (data lag) is not a mismatch."""
     if not answered or requested is None:
         return None
-    low, high = requested[0], min(requested[1], now)
-    covered = _length(_clip(union(answered), low, high))
+    low, high, parts = requested[0], min(requested[1], now), union(answered)
+    covered = _length(_clip(parts, low, high))
     if high <= low or covered >= min(MATCH_TOLERANCE_SECONDS, high - low) > 0:
         return None
-    parts = union(answered)
     return (
         f"the answer covers {rfc3339(parts[0][0])}..{rfc3339(parts[-1][1])} but "
         f"{rfc3339(requested[0])}..{rfc3339(requested[1])} was asked"
