@@ -11,6 +11,7 @@ credentials never appear in a message.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -67,12 +68,9 @@ class Budget:
         self._clock = clock
         self._deadline = clock() + cfg.deadline
 
-    def left(self) -> float:
-        return self._deadline - self._clock()
-
     def check(self, where: str) -> float:
         """The seconds left; ApiError `timeout` once the deadline has passed."""
-        left = self.left()
+        left = self._deadline - self._clock()
         if left <= 0:
             raise ApiError(
                 "timeout",
@@ -87,33 +85,21 @@ class Budget:
             raise ApiError("too_large", f"more rows than --max-rows in one refresh (at {where})")
 
 
-def _port(url: str) -> int | None:
-    try:
-        return urlsplit(url).port
-    except ValueError:
-        return None
-
-
 def candidate_endpoints(base_url: str, api: str) -> list[Endpoint]:
     """The endpoints to try, in order. More than one only for `--api auto` on a bare base URL."""
     path = urlsplit(base_url).path.rstrip("/")
-    aggregator = _port(base_url) in AGGREGATOR_PORTS
+    aggregator = False
+    with contextlib.suppress(ValueError):  # a port that is not a number
+        aggregator = urlsplit(base_url).port in AGGREGATOR_PORTS
     if path:
-        if api == "auto":
-            flavour = "kubecost" if path.endswith("/model/allocation") or aggregator else "opencost"
-        else:
-            flavour = api
-        return [Endpoint(base_url, flavour)]
-    if api == "kubecost":
-        return [Endpoint(base_url + ("/allocation" if aggregator else "/model/allocation"), api)]
-    if api == "opencost":
-        return [Endpoint(base_url + "/allocation", api)]
-    if aggregator:
-        return [Endpoint(base_url + "/allocation", "kubecost")]
-    return [
-        Endpoint(base_url + "/model/allocation", "kubecost"),
-        Endpoint(base_url + "/allocation", "opencost"),
-    ]
+        auto = "kubecost" if path.endswith("/model/allocation") or aggregator else "opencost"
+        return [Endpoint(base_url, auto if api == "auto" else api)]
+    kubecost = Endpoint(
+        base_url + ("/allocation" if aggregator else "/model/allocation"), "kubecost"
+    )
+    opencost = Endpoint(base_url + "/allocation", "opencost")
+    auto_order = [kubecost] if aggregator else [kubecost, opencost]
+    return {"kubecost": [kubecost], "opencost": [opencost]}.get(api, auto_order)
 
 
 def query_params(window: str, aggregate: str, share_idle: str, split_idle: bool) -> dict[str, str]:
@@ -172,10 +158,7 @@ def new_session(cfg: Config) -> requests.Session:
     Session-wide request policy belongs here."""
     session = requests.Session()
     retry = Retry(
-        total=cfg.retries,
-        connect=cfg.retries,
-        read=cfg.retries,
-        status=cfg.retries,
+        total=cfg.retries,  # bounds connect, read and status retries together
         other=0,
         backoff_factor=cfg.retry_backoff,
         backoff_max=30,
@@ -213,12 +196,9 @@ def refuse_redirects_to_other_origins(session: requests.Session) -> None:
         if not resp.is_redirect:
             return resp
         target = urljoin(resp.url, resp.headers["location"])
-        try:
-            same = _origin(target) == _origin(resp.url)
-        except ValueError:  # a port that is not a number
-            same = False
-        if same:
-            return resp
+        with contextlib.suppress(ValueError):  # a port that is not a number: another origin
+            if _origin(target) == _origin(resp.url):
+                return resp
         resp.close()
         scheme, host, port = _origin(resp.url)
         raise ApiError(
@@ -252,9 +232,7 @@ class AllocationClient:
         self._cfg = cfg
         self._session = session or new_session(cfg)
         self._candidates = candidate_endpoints(cfg.kubecost_url, cfg.api)
-        self._endpoint: Endpoint | None = (
-            self._candidates[0] if len(self._candidates) == 1 else None
-        )
+        self._endpoint = self._candidates[0] if len(self._candidates) == 1 else None
         self._announced = False
         self._lock = threading.Lock()
 
@@ -290,12 +268,12 @@ class AllocationClient:
         server that ignores paging answered everything at once). A large answer comes as several
         Pages (its batches). With `fingerprints`, a hash of every answer is appended to it (to
         recognise an unchanged answer)."""
-        limit, offset = self._cfg.page_size, 0
-        for _ in range(MAX_PAGES):
+        limit = self._cfg.page_size
+        for i in range(MAX_PAGES):
             params = query_params(window, aggregate, self._cfg.share_idle, split_idle)
             paging = limit > 0 and (self._endpoint is None or self._endpoint.flavour != "opencost")
             if paging:
-                params.update(offset=str(offset), limit=str(limit))
+                params.update(offset=str(i * limit), limit=str(limit))
             counted = 0
             for page in self._fetch(params, budget, fingerprints):
                 counted += page.rows - sum(k.count(IDLE_KEY) for s in page.sets for k in s)
@@ -303,7 +281,6 @@ class AllocationClient:
             opencost = self._endpoint is not None and self._endpoint.flavour == "opencost"
             if not paging or counted != limit or opencost:
                 return
-            offset += limit
         raise ApiError(
             "bad_response", f"more than {MAX_PAGES} pages of {limit} rows for aggregate={aggregate}"
         )
@@ -387,18 +364,14 @@ class AllocationClient:
         raise ApiError("http_status", f"no Allocation API found (tried {tried}); last: {last}")
 
     def _announce(self, endpoint: Endpoint, detected: bool) -> None:
-        if self._announced:
-            return
-        self._announced = True
-        url = redact_url(endpoint.url)
-        how = "detected" if detected else "configured"
-        log.info(
-            "using %s Allocation API at %s (%s)",
-            endpoint.flavour,
-            url,
-            how,
-            extra={"api": endpoint.flavour, "url": url},
-        )
+        if not self._announced:
+            self._announced = True
+            url, flavour = redact_url(endpoint.url), endpoint.flavour
+            how = "detected" if detected else "configured"
+            log.info(
+                f"using {flavour} Allocation API at {url} ({how})",
+                extra={"api": flavour, "url": url},
+            )
 
     def _headers(self) -> dict[str, str]:
         headers: dict[str, str] = {}
@@ -427,25 +400,20 @@ class AllocationClient:
                 "timeout", f"timed out connecting to {where} after {timeout[0]:g}s"
             ) from None
         except requests.exceptions.ReadTimeout:
-            raise ApiError(
-                "timeout", f"no answer from {where} within {timeout[1]:g}s (read timeout)"
-            ) from None
+            raise _read_timeout(where, timeout[1]) from None
         except requests.exceptions.ConnectionError as exc:
             if "Read timed out" in str(exc):
-                raise ApiError(
-                    "timeout", f"no answer from {where} within {timeout[1]:g}s (read timeout)"
-                ) from None
-            hint = connection_hint(url, exc)
-            raise ApiError(
-                "connection", f"cannot connect to {where}: {_short_cause(exc)}{hint}"
-            ) from None
+                raise _read_timeout(where, timeout[1]) from None
+            cause = _short_cause(exc) + connection_hint(url, exc)
+            raise ApiError("connection", f"cannot connect to {where}: {cause}") from None
         except requests.exceptions.RequestException as exc:
             raise ApiError(
                 "connection", f"request to {where} failed: {_short_cause(exc)}"
             ) from None
         body = bytearray()
         try:
-            ok = 200 <= resp.status_code < 300
+            status, ctype = resp.status_code, resp.headers.get("Content-Type", "")
+            ok = 200 <= status < 300
             limit = cfg.max_response_bytes if ok else EXCERPT_BYTES
             declared = resp.headers.get("Content-Length", "")
             if ok and declared.isdigit() and int(declared) > limit:
@@ -455,26 +423,21 @@ class AllocationClient:
             while chunk := resp.raw.read1(CHUNK_BYTES, decode_content=True):
                 if got == 0 and ok and not looks_like_json(chunk[:64]):
                     if probe:  # a UI page: "not here"
-                        return Answer(resp.status_code, bytearray(chunk), "")
-                    ctype = resp.headers.get("Content-Type", "")
-                    raise not_json(resp.status_code, chunk, ctype, where)
+                        return Answer(status, bytearray(chunk), "")
+                    raise not_json(status, chunk, ctype, where)
                 if got == 0 and exact:
                     body = bytearray(int(declared))  # one block of the answer's size, never regrown
                 body[got : got + len(chunk)] = chunk  # in place; grows the buffer past its end
                 got += len(chunk)
-                if got > limit:
-                    if ok:
-                        raise _too_large(where, limit)
-                    break
-                if probe and not ok:
+                if got > limit and ok:
+                    raise _too_large(where, limit)
+                if got > limit or (probe and not ok):
                     break
                 budget.check(where)
             del body[got:]  # a body cut short raised above; only an early stop leaves a tail
-            return Answer(resp.status_code, body, resp.headers.get("Content-Type", ""))
+            return Answer(status, body, ctype)
         except urllib3.exceptions.ReadTimeoutError:
-            raise ApiError(
-                "timeout", f"no answer from {where} within {timeout[1]:g}s (read timeout)"
-            ) from None
+            raise _read_timeout(where, timeout[1]) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ApiError(
                 "connection", f"answer from {where} was cut off: {_short_cause(exc)}"
@@ -488,3 +451,7 @@ def _too_large(where: str, limit: int) -> ApiError:
     return ApiError(
         "too_large", f"answer from {where} is larger than --max-response-bytes ({limit} bytes)"
     )
+
+
+def _read_timeout(where: str, seconds: float) -> ApiError:
+    return ApiError("timeout", f"no answer from {where} within {seconds:g}s (read timeout)")
