@@ -56,7 +56,7 @@ class Collected:
 
     window: str
     snapshot: Snapshot
-    prints: tuple[tuple[int, ...], ...]
+    prints: tuple[int, ...]
     reused: bool = False
     dropped: int = 0  # series left out by the cardinality guard (--max-series)
     assets: str = "disabled"  # the Assets API: present, absent (none), failed or disabled
@@ -83,14 +83,14 @@ def collect(
     ns_rows = NamespaceRows(cfg.cluster_name, cfg.multi_cluster, on)
     totals = [BreakdownTotals(b, cfg.cluster_name, cfg.multi_cluster, on) for b in cfg.breakdowns]
     closed = requested is not None and requested[1] <= now
-    prints: list[tuple[int, ...]] = []
+    prints: list[int] = []  # of every answer, in order, when the window is closed
     targets: list[NamespaceRows | BreakdownTotals] = [ns_rows, *totals]
     for i, target in enumerate(targets):
         aggregate = base if i == 0 else f"{base},{cfg.breakdowns[i - 1]}"
-        fingerprints: list[int] | None = [] if closed else None
-        for page in client.query(window, aggregate, budget, cfg.multi_cluster, fingerprints):
+        for page in client.query(
+            window, aggregate, budget, cfg.multi_cluster, prints if closed else None
+        ):
             target.add(page)
-        prints.append(tuple(fingerprints or ()))
         why = mismatch(target.windows, requested, now)
         if why is not None:
             raise ApiError(
@@ -150,14 +150,12 @@ def _assets(
     the assets, and a failing Assets API must not hide them)."""
     try:
         opencost = client.endpoint is not None and client.endpoint.flavour == "opencost"
-        aggregate = (
-            "cluster,type" if cfg.multi_cluster and not opencost else "type"
-        )  # OpenCost: type only
+        # OpenCost's Assets API aggregates by type only
+        aggregate = "cluster,type" if cfg.multi_cluster and not opencost else "type"
         pages = client.assets(window, aggregate, budget)
         if pages is None:
             return (), "absent"
-        requested = requested_window(window, now)
-        return asset_costs(pages, cfg, requested, now), "present"
+        return asset_costs(pages, cfg, requested_window(window, now), now), "present"
     except ApiError as exc:
         log.warning(
             "assets not read, allocation costs published without them: %s",
@@ -168,17 +166,15 @@ def _assets(
 
 
 def _savings(
-    client: AllocationClient, cfg: Config, budget: Budget, prints: list[tuple[int, ...]]
+    client: AllocationClient, cfg: Config, budget: Budget, prints: list[int]
 ) -> tuple[dict[Key, float] | None, str]:
     """Kubecost's recommendations (their fingerprint added to `prints`) and the state
     exporter_info shows; a failure is logged and the estimates stand in, as for the assets."""
-    fingerprint: list[int] = []
     try:
-        got = client.savings(budget, fingerprint) if cfg.savings == "api" else None
+        got = client.savings(budget, prints) if cfg.savings == "api" else None
     except ApiError as exc:
         log.warning("savings API not read, estimates used: %s", exc, extra={"reason": exc.reason})
         return None, "failed"
-    prints.append(tuple(fingerprint))
     return got, "disabled" if cfg.savings != "api" else "absent" if got is None else "present"
 
 
@@ -222,7 +218,7 @@ class Refresher:
         self._gzip_cache: tuple[tuple[int, bool], bytes] | None = None
 
     def _health(self) -> Health:
-        endpoint = self._client.endpoint
+        endpoint, got, cfg = self._client.endpoint, self._collected, self._cfg
         return Health(
             success=self._success,
             duration_seconds=self._duration,
@@ -230,15 +226,9 @@ class Refresher:
             dropped_series=self._dropped_series,
             last_success_timestamp=self._last_success_wall,
             api_flavour=endpoint.flavour if endpoint is not None else "unknown",
-            assets=(
-                self._collected.assets
-                if self._collected is not None
-                else ("unknown" if self._cfg.assets else "disabled")
-            ),
+            assets=got.assets if got else "unknown" if cfg.assets else "disabled",
             savings_api=(
-                self._collected.savings_api
-                if self._collected is not None
-                else ("unknown" if self._cfg.savings == "api" else "disabled")
+                got.savings_api if got else "unknown" if cfg.savings == "api" else "disabled"
             ),
         )
 
@@ -317,11 +307,8 @@ class Refresher:
 
     def _current(self) -> tuple[Exposition, bool]:
         state = self._state
-        fresh = (
-            state.success_monotonic is not None
-            and self._mono() - state.success_monotonic <= self._cfg.staleness_limit
-        )
-        return state, fresh
+        at = state.success_monotonic
+        return state, at is not None and self._mono() - at <= self._cfg.staleness_limit
 
     def exposition(self) -> bytes:
         return b"".join(self.exposition_parts())
@@ -354,7 +341,6 @@ class Refresher:
         _lower_priority()
         while not stop.is_set():
             self.refresh_once()
-            self._beat = self._mono()
             stop.wait(self.next_delay())
 
     def start(self, stop: threading.Event) -> threading.Thread:
@@ -364,20 +350,15 @@ class Refresher:
         self._thread.start()
         return self._thread
 
-    def refresh_budget(self) -> float:
-        """Longest a healthy refresh can take: its deadline, plus one query whose every attempt
-        times out (the deadline is checked between reads)."""
-        cfg = self._cfg
-        per_query = (cfg.retries + 1) * (cfg.connect_timeout + cfg.request_timeout)
-        backoff = sum(min(30.0, cfg.retry_backoff * 2.0**i) for i in range(cfg.retries))
-        return cfg.deadline + per_query + backoff + 30.0
-
     def healthy(self) -> bool:
         """Liveness: the loop thread runs and is not stuck longer than a refresh can take."""
         if self._thread is not None and not self._thread.is_alive():
             return False
-        busy = self._busy_since
+        cfg, busy = self._cfg, self._busy_since
         if busy is not None:
-            return self._mono() - busy <= self.refresh_budget()
-        limit = self._cfg.refresh_interval * (1 + self._cfg.refresh_jitter) + 30.0
-        return self._mono() - self._beat <= limit
+            # The longest a healthy refresh can take: its deadline, plus one query whose every
+            # attempt times out (the deadline is checked between reads).
+            per_query = (cfg.retries + 1) * (cfg.connect_timeout + cfg.request_timeout)
+            backoff = sum(min(30.0, cfg.retry_backoff * 2.0**i) for i in range(cfg.retries))
+            return self._mono() - busy <= cfg.deadline + per_query + backoff + 30.0
+        return self._mono() - self._beat <= cfg.refresh_interval * (1 + cfg.refresh_jitter) + 30.0
