@@ -73,17 +73,10 @@ def serve(cfg: Config) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info(
-        "kubecost-allocation-exporter %s listening on %s:%d; API %s (%s), cluster=%s, "
-        "metric_mode=%s, window=%s, refresh every %gs",
-        __version__,
-        cfg.listen_host,
-        server.server_address[1],
-        redact_url(cfg.kubecost_url),
-        cfg.api,
-        cfg.cluster_name,
-        cfg.metric_mode,
-        cfg.window_label,
-        cfg.refresh_interval,
+        f"kubecost-allocation-exporter {__version__} listening on {cfg.listen_host}:"
+        f"{server.server_address[1]}; API {redact_url(cfg.kubecost_url)} ({cfg.api}), "
+        f"cluster={cfg.cluster_name}, metric_mode={cfg.metric_mode}, window={cfg.window_label}, "
+        f"refresh every {cfg.refresh_interval:g}s"
     )
     server.start()
     refresher_thread = refresher.start(stop)
