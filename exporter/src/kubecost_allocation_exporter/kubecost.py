@@ -41,7 +41,7 @@ from kubecost_allocation_exporter.decode import (
 )
 from kubecost_allocation_exporter.hints import connection_hint
 from kubecost_allocation_exporter.redact import header_value_problem, redact_url
-from kubecost_allocation_exporter.savings import recommendations
+from kubecost_allocation_exporter.savings import Key, recommendations
 
 __all__ = ["REASONS", "AllocationClient", "ApiError", "Budget", "Endpoint", "new_session"]
 log = logging.getLogger(__name__)
@@ -112,9 +112,7 @@ def query_params(window: str, aggregate: str, share_idle: str, split_idle: bool)
         "includeIdle": "true",  # OpenCost's name
         "shareIdle": "true" if share_idle == "weighted" else "false",
     }
-    if split_idle:
-        params["splitIdle"] = "true"
-    return params
+    return (params | {"splitIdle": "true"}) if split_idle else params
 
 
 def _short_cause(exc: BaseException) -> str:
@@ -172,7 +170,7 @@ def new_session(cfg: Config) -> requests.Session:
     session.mount("https://", adapter)
     session.headers["User-Agent"] = f"kubecost-allocation-exporter/{__version__}"
     session.headers["Accept"] = "application/json"
-    refuse_redirects_to_other_origins(session)
+    session.hooks["response"].append(_refuse_other_origins)
     return session
 
 
@@ -183,42 +181,39 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return scheme, (parts.hostname or "").lower(), port
 
 
-def refuse_redirects_to_other_origins(session: requests.Session) -> None:
-    """Make `session` refuse, not follow, a redirect to another origin (scheme, host or port).
+def _refuse_other_origins(resp: requests.Response, *_: object, **__: object) -> requests.Response:
+    """A response hook: refuse, not follow, a redirect to another origin (scheme, host or port).
 
     requests drops `Authorization` on such a redirect but sends `X-API-KEY` (and every other header)
     to the new origin, and its answer would be taken for Kubecost's. So a redirect that leaves the
     configured origin fails the query with reason `http_status`, whatever credential is configured
     (bearer token, API key, user:password in the URL) or none; one within the origin (e.g. an added
     trailing slash) is followed as before, credentials included."""
-
-    def check(resp: requests.Response, *_args: object, **_kwargs: object) -> requests.Response:
-        if not resp.is_redirect:
+    if not resp.is_redirect:
+        return resp
+    target = urljoin(resp.url, resp.headers["location"])
+    with contextlib.suppress(ValueError):  # a port that is not a number: another origin
+        if _origin(target) == _origin(resp.url):
             return resp
-        target = urljoin(resp.url, resp.headers["location"])
-        with contextlib.suppress(ValueError):  # a port that is not a number: another origin
-            if _origin(target) == _origin(resp.url):
-                return resp
-        resp.close()
-        scheme, host, port = _origin(resp.url)
-        raise ApiError(
-            "http_status",
-            f"HTTP {resp.status_code} from {redact_url(resp.url)} redirects to another origin "
-            f"({redact_url(target)}); not followed: credentials and queries go only to "
-            f"{scheme}://{host}:{port}",
-        )
-
-    session.hooks["response"].append(check)
+    resp.close()
+    scheme, host, port = _origin(resp.url)
+    raise ApiError(
+        "http_status",
+        f"HTTP {resp.status_code} from {redact_url(resp.url)} redirects to another origin "
+        f"({redact_url(target)}); not followed: credentials and queries go only to "
+        f"{scheme}://{host}:{port}",
+    )
 
 
 @dataclass
 class Answer:
     """One HTTP answer: status, the body read (all of it for a 2xx JSON answer, else the start
-    of it), its content type."""
+    of it), its content type, and where it came from (the URL, redacted)."""
 
     status: int
     body: bytearray
     content_type: str
+    where: str
 
     def fingerprint(self) -> int:
         """Length and CRC of the body: recognises an unchanged answer without keeping it."""
@@ -228,9 +223,9 @@ class Answer:
 class AllocationClient:
     """Queries one Allocation API. Thread-compatible: used by one refresher at a time."""
 
-    def __init__(self, cfg: Config, session: requests.Session | None = None) -> None:
+    def __init__(self, cfg: Config) -> None:
         self._cfg = cfg
-        self._session = session or new_session(cfg)
+        self._session = new_session(cfg)
         self._candidates = candidate_endpoints(cfg.kubecost_url, cfg.api)
         self._endpoint = self._candidates[0] if len(self._candidates) == 1 else None
         self._announced = False
@@ -289,22 +284,20 @@ class AllocationClient:
         """The Assets API's answer beside the allocation endpoint (`.../model/assets` or
         `.../assets`), in the refresh's budget; None when the engine has none."""
         params = {"window": window, "aggregate": aggregate, "accumulate": "true"}
-        if (got := self._beside("/assets", params, budget)) is None:
+        if (answer := self._beside("/assets", params, budget)) is None:
             return None
-        answer, where = got
+        where = answer.where
         pages = list(decode(answer.status, answer.body, answer.content_type, where, budget.rows))
         budget.take(sum(p.rows for p in pages), where)
         return pages
 
-    def savings(
-        self, budget: Budget, prints: list[int]
-    ) -> dict[tuple[str, str, str], float] | None:
+    def savings(self, budget: Budget, prints: list[int]) -> dict[Key, float] | None:
         """Kubecost's request-sizing recommendations beside the allocation endpoint as savings per
         namespace and controller, None when there are none; only `window` (2.x refuses unknown
         parameters, serves no hourly window). Appends the answer's fingerprint to `prints`."""
-        if (got := self._beside("/savings/requestSizingV2", {"window": "3d"}, budget)) is None:
+        if (answer := self._beside("/savings/requestSizingV2", {"window": "3d"}, budget)) is None:
             return None
-        answer, where = got
+        where = answer.where
         if not 200 <= answer.status < 300:
             raise http_error(answer.status, answer.body, where)
         prints.append(answer.fingerprint())
@@ -312,9 +305,7 @@ class AllocationClient:
         budget.take(len(sums), where)
         return sums
 
-    def _beside(
-        self, path: str, params: Mapping[str, str], budget: Budget
-    ) -> tuple[Answer, str] | None:
+    def _beside(self, path: str, params: Mapping[str, str], budget: Budget) -> Answer | None:
         """GET `path` beside the allocation endpoint (keeping a query string of --kubecost-url);
         None when there is none (404/405 or a non-JSON page, as for `--api auto`)."""
         with self._lock:
@@ -324,9 +315,8 @@ class AllocationClient:
             url = urlunsplit(parts._replace(path=parts.path.rsplit("/allocation", 1)[0] + path))
             answer = self._get(url, params, budget, probe=True)
         ok = 200 <= answer.status < 300
-        if answer.status in (404, 405) or (ok and not looks_like_json(answer.body[:64])):
-            return None
-        return answer, redact_url(url)
+        absent = answer.status in (404, 405) or (ok and not looks_like_json(answer.body[:64]))
+        return None if absent else answer
 
     def _fetch(
         self, params: Mapping[str, str], budget: Budget, fingerprints: list[int] | None
@@ -337,11 +327,18 @@ class AllocationClient:
             endpoint, answer = self._endpoint, None
             if endpoint is None:
                 endpoint, answer = self._detect(params, budget)
-            self._announce(endpoint, detected=len(self._candidates) > 1)
+            if not self._announced:
+                self._announced = True
+                url, flavour = redact_url(endpoint.url), endpoint.flavour
+                how = "detected" if len(self._candidates) > 1 else "configured"
+                log.info(
+                    f"using {flavour} Allocation API at {url} ({how})",
+                    extra={"api": flavour, "url": url},
+                )
             answer = answer or self._get(endpoint.url, params, budget)
             if fingerprints is not None:
                 fingerprints.append(answer.fingerprint())
-            where = redact_url(endpoint.url)
+        where = answer.where
         for page in decode(answer.status, answer.body, answer.content_type, where, budget.rows):
             budget.take(page.rows, where)
             yield page
@@ -362,16 +359,6 @@ class AllocationClient:
             return endpoint, answer
         tried = ", ".join(redact_url(e.url) for e in self._candidates)
         raise ApiError("http_status", f"no Allocation API found (tried {tried}); last: {last}")
-
-    def _announce(self, endpoint: Endpoint, detected: bool) -> None:
-        if not self._announced:
-            self._announced = True
-            url, flavour = redact_url(endpoint.url), endpoint.flavour
-            how = "detected" if detected else "configured"
-            log.info(
-                f"using {flavour} Allocation API at {url} ({how})",
-                extra={"api": flavour, "url": url},
-            )
 
     def _headers(self) -> dict[str, str]:
         headers: dict[str, str] = {}
@@ -423,7 +410,7 @@ class AllocationClient:
             while chunk := resp.raw.read1(CHUNK_BYTES, decode_content=True):
                 if got == 0 and ok and not looks_like_json(chunk[:64]):
                     if probe:  # a UI page: "not here"
-                        return Answer(status, bytearray(chunk), "")
+                        return Answer(status, bytearray(chunk), "", where)
                     raise not_json(status, chunk, ctype, where)
                 if got == 0 and exact:
                     body = bytearray(int(declared))  # one block of the answer's size, never regrown
@@ -435,7 +422,7 @@ class AllocationClient:
                     break
                 budget.check(where)
             del body[got:]  # a body cut short raised above; only an early stop leaves a tail
-            return Answer(status, body, ctype)
+            return Answer(status, body, ctype, where)
         except urllib3.exceptions.ReadTimeoutError:
             raise _read_timeout(where, timeout[1]) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
