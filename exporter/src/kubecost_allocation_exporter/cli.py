@@ -103,6 +103,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    if cfg.once:
-        return run_once(cfg)
-    return serve(cfg)
+    return run_once(cfg) if cfg.once else serve(cfg)

@@ -83,16 +83,14 @@ def collect(
     ns_rows = NamespaceRows(cfg.cluster_name, cfg.multi_cluster, on)
     totals = [BreakdownTotals(b, cfg.cluster_name, cfg.multi_cluster, on) for b in cfg.breakdowns]
     closed = requested is not None and requested[1] <= now
-    prints: list[int] = []  # of every answer, in order, when the window is closed
+    prints: list[int] = []  # of every answer, in order
+    fingerprints = prints if closed else None
     targets: list[NamespaceRows | BreakdownTotals] = [ns_rows, *totals]
     for i, target in enumerate(targets):
         aggregate = base if i == 0 else f"{base},{cfg.breakdowns[i - 1]}"
-        for page in client.query(
-            window, aggregate, budget, cfg.multi_cluster, prints if closed else None
-        ):
+        for page in client.query(window, aggregate, budget, cfg.multi_cluster, fingerprints):
             target.add(page)
-        why = mismatch(target.windows, requested, now)
-        if why is not None:
+        if (why := mismatch(target.windows, requested, now)) is not None:
             raise ApiError(
                 "window_mismatch", f"answer to aggregate={aggregate} is for another time: {why}"
             )
@@ -130,10 +128,8 @@ def collect(
         dropped += more
     if dropped:
         log.warning(
-            "cardinality guard: %d cost series over --max-series %d left out "
-            "(cheapest namespaces first; cluster series kept)",
-            dropped,
-            cfg.max_series,
+            f"cardinality guard: {dropped} cost series over --max-series {cfg.max_series} left "
+            "out (cheapest namespaces first; cluster series kept)",
             extra={"dropped_series": dropped},
         )
     snapshot = replace(snapshot, assets=assets)
@@ -234,8 +230,7 @@ class Refresher:
 
     def refresh_once(self, *, log_failure: bool = True) -> ApiError | None:
         """One refresh; returns the error (also counted and logged) or None."""
-        started = self._mono()
-        self._busy_since = started
+        self._busy_since = started = self._mono()
         now_wall = self._wall()
         error: ApiError | None = None
         costs: bytes | None = None
@@ -262,24 +257,20 @@ class Refresher:
             error = exc.clean()
         except Exception as exc:  # a bug or an answer we did not foresee: say why, keep running
             log.debug("refresh failed: %s", exc, exc_info=True, extra={"reason": "bad_response"})
-            error = ApiError(
-                "bad_response",
-                one_line(f"could not process the answer: {type(exc).__name__}: {exc}"),
-            )
+            why = one_line(f"could not process the answer: {type(exc).__name__}: {exc}")
+            error = ApiError("bad_response", why)
         finally:
             if gc_was_enabled:
                 gc.enable()
             memory.release()
         finished = self._mono()
         self._duration = finished - started
-        if error is None and self._success is not True and self.snapshot is not None:
+        if error is None and self._success is not True and (snap := self.snapshot) is not None:
+            how, n = "ok" if self._success is None else "recovered", snap.namespace_count
             log.info(
-                "refresh %s: %d namespaces in %d clusters, %.3fs",
-                "ok" if self._success is None else "recovered",
-                self.snapshot.namespace_count,
-                len(self.snapshot.clusters),
-                self._duration,
-                extra={"namespaces": self.snapshot.namespace_count},
+                f"refresh {how}: {n} namespaces in {len(snap.clusters)} clusters, "
+                f"{self._duration:.3f}s",
+                extra={"namespaces": n},
             )
         self._success = error is None
         self.last_error = error
