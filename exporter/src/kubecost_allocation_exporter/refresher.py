@@ -51,12 +51,12 @@ class Exposition:
 
 @dataclass(frozen=True)
 class Collected:
-    """One refresh's result: the snapshot and a fingerprint of every answer it came from; when
-    they equal the previous refresh's (a closed window), `snapshot` is the previous one."""
+    """One refresh's result: the snapshot and what it came from (`key`: the window, a fingerprint
+    of every answer, the asset costs and the APIs' states); when that equals the previous
+    refresh's (a closed window), `snapshot` is the previous one."""
 
-    window: str
+    key: tuple[object, ...]
     snapshot: Snapshot
-    prints: tuple[int, ...]
     reused: bool = False
     dropped: int = 0  # series left out by the cardinality guard (--max-series)
     assets: str = "disabled"  # the Assets API: present, absent (none), failed or disabled
@@ -97,14 +97,8 @@ def collect(
     del target, targets  # `ns_rows` is then the only reference to the rows
     assets, state = _assets(client, cfg, window, now, budget) if cfg.assets else ((), "disabled")
     engine, savings_state = _savings(client, cfg, budget, prints)
-    if (
-        closed
-        and previous is not None
-        and previous.window == window
-        and previous.prints == tuple(prints)
-        and (previous.snapshot.assets, previous.assets) == (assets, state)
-        and previous.savings_api == savings_state
-    ):
+    key = (window, tuple(prints), assets, state, savings_state)
+    if closed and previous is not None and previous.key == key:
         return replace(previous, reused=True)
     cov = coverage(ns_rows.windows, requested, now)
     if ns_rows.rows and cov.hours is None and cfg.metric_mode == "rate":
@@ -112,13 +106,8 @@ def collect(
     snapshot, dropped = build(ns_rows, cov, cfg.metric_mode, cfg.max_series)
     estimated = ns_rows.estimated() if on else {}
     del ns_rows  # the rows are not needed any more: freed before the breakdowns and rendering
-    rows = [
-        r
-        for t in totals
-        for r in t.result(
-            cfg.breakdown_top_n, factor(cfg.metric_mode, coverage(t.windows, requested, now))
-        )
-    ]
+    scaled = [(t, factor(cfg.metric_mode, coverage(t.windows, requested, now))) for t in totals]
+    rows = [r for t, f in scaled for r in t.result(cfg.breakdown_top_n, f)]
     kept = {(c.name, n, "") for c in snapshot.clusters for n in c.names} if dropped and on else None
     by_controller = next((t.savings for t in totals if t.savings is not None), None)
     saved, dropped_savings = assemble(estimated, engine, kept, by_controller, cfg.breakdown_top_n)
@@ -133,9 +122,7 @@ def collect(
             extra={"dropped_series": dropped},
         )
     snapshot = replace(snapshot, assets=assets)
-    return Collected(
-        window, snapshot, tuple(prints), dropped=dropped, assets=state, savings_api=savings_state
-    )
+    return Collected(key, snapshot, dropped=dropped, assets=state, savings_api=savings_state)
 
 
 def _assets(
@@ -172,15 +159,6 @@ def _savings(
         log.warning("savings API not read, estimates used: %s", exc, extra={"reason": exc.reason})
         return None, "failed"
     return got, "disabled" if cfg.savings != "api" else "absent" if got is None else "present"
-
-
-def _lower_priority() -> None:
-    """The calling thread yields the CPU to the serving threads (Linux: a thread is a task with
-    its own nice value); a no-op where that is not possible."""
-    with contextlib.suppress(AttributeError, OSError):
-        tid = threading.get_native_id()
-        nice = os.getpriority(os.PRIO_PROCESS, tid)
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, nice + REFRESHER_NICE))
 
 
 class Refresher:
@@ -329,7 +307,12 @@ class Refresher:
         return self._cfg.refresh_interval * (1.0 + random.uniform(-j, j))
 
     def run(self, stop: threading.Event) -> None:
-        _lower_priority()
+        # This thread yields the CPU to the serving threads (Linux: a thread is a task with its
+        # own nice value); a no-op where that is not possible.
+        with contextlib.suppress(AttributeError, OSError):
+            tid = threading.get_native_id()
+            nice = os.getpriority(os.PRIO_PROCESS, tid)
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, nice + REFRESHER_NICE))
         while not stop.is_set():
             self.refresh_once()
             stop.wait(self.next_delay())
