@@ -5,6 +5,7 @@ Exit codes: 0 ok; 1 runtime failure (`--once` refresh failed, port in use); 2 ba
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -29,19 +30,15 @@ def run_once(cfg: Config) -> int:
     """One refresh; exposition on stdout (exit 0) or one line on stderr (exit 1)."""
     debug = cfg.log_level == "debug"
     configure("debug" if debug else "error", cfg.log_format)
-    client = AllocationClient(cfg)
-    try:
+    with contextlib.closing(AllocationClient(cfg)) as client:
         refresher = Refresher(cfg, client)
         error = refresher.refresh_once(log_failure=False)
-    finally:
-        client.close()
     if error is not None:
         if debug:
             sys.stderr.write(redact_text("".join(traceback.format_exception(error))))
         print(f"{PROG}: error: {redact_text(str(error))}", file=sys.stderr)
         return 1
-    for part in refresher.exposition_parts():  # no joined copy of a 10 MB exposition
-        sys.stdout.buffer.write(part)
+    sys.stdout.buffer.writelines(refresher.exposition_parts())  # no joined copy of 10 MB
     sys.stdout.flush()
     return 0
 
