@@ -43,7 +43,7 @@ from kubecost_allocation_exporter.hints import connection_hint
 from kubecost_allocation_exporter.redact import header_value_problem, redact_url
 from kubecost_allocation_exporter.savings import Key, recommendations
 
-__all__ = ["REASONS", "AllocationClient", "ApiError", "Budget", "Endpoint", "new_session"]
+__all__ = ["REASONS", "AllocationClient", "ApiError", "Budget", "Endpoint"]
 log = logging.getLogger(__name__)
 
 AGGREGATOR_PORTS = (9004, 9008)
@@ -127,8 +127,7 @@ def _short_cause(exc: BaseException) -> str:
         r"certificate verify failed[^'\")]*",
         r"\[SSL[^\]]*\] [^'\"(]*",  # e.g. "[SSL: WRONG_VERSION_NUMBER] wrong version number"
     ):
-        m = re.search(pattern, text)
-        if m:
+        if m := re.search(pattern, text):
             return m.group(0).strip()
     return one_line(type(exc).__name__ + ": " + text, 120)
 
@@ -149,29 +148,6 @@ def _read_secret(path: str, what: str) -> str:
             "(the content is not shown)",
         )
     return value
-
-
-def new_session(cfg: Config) -> requests.Session:
-    """The HTTP session every query uses: bounded retries with backoff, identification headers.
-    Session-wide request policy belongs here."""
-    session = requests.Session()
-    retry = Retry(
-        total=cfg.retries,  # bounds connect, read and status retries together
-        other=0,
-        backoff_factor=cfg.retry_backoff,
-        backoff_max=30,
-        status_forcelist=RETRY_STATUSES,
-        allowed_methods=frozenset({"GET"}),
-        raise_on_status=False,
-        respect_retry_after_header=False,  # keep every refresh bounded in time
-    )
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=2)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers["User-Agent"] = f"kubecost-allocation-exporter/{__version__}"
-    session.headers["Accept"] = "application/json"
-    session.hooks["response"].append(_refuse_other_origins)
-    return session
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -225,11 +201,29 @@ class AllocationClient:
 
     def __init__(self, cfg: Config) -> None:
         self._cfg = cfg
-        self._session = new_session(cfg)
         self._candidates = candidate_endpoints(cfg.kubecost_url, cfg.api)
         self._endpoint = self._candidates[0] if len(self._candidates) == 1 else None
         self._announced = False
         self._lock = threading.Lock()
+        # The session every query uses (session-wide request policy belongs here): bounded
+        # retries with backoff, identification headers, no redirect to another origin.
+        self._session = session = requests.Session()
+        retry = Retry(
+            total=cfg.retries,  # bounds connect, read and status retries together
+            other=0,
+            backoff_factor=cfg.retry_backoff,
+            backoff_max=30,
+            status_forcelist=RETRY_STATUSES,
+            allowed_methods=frozenset({"GET"}),
+            raise_on_status=False,
+            respect_retry_after_header=False,  # keep every refresh bounded in time
+        )
+        adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=2)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.headers["User-Agent"] = f"kubecost-allocation-exporter/{__version__}"
+        session.headers["Accept"] = "application/json"
+        session.hooks["response"].append(_refuse_other_origins)
 
     @property
     def endpoint(self) -> Endpoint | None:
@@ -350,13 +344,12 @@ class AllocationClient:
         last = ""
         for endpoint in self._candidates:
             answer = self._get(endpoint.url, params, budget, probe=True)
-            status = answer.status
-            if status in (404, 405) or (status == 200 and not looks_like_json(answer.body[:64])):
-                log.debug("auto-detect: %s answered HTTP %s", redact_url(endpoint.url), status)
-                last = f"no Allocation API at {redact_url(endpoint.url)} (HTTP {status})"
-                continue
-            self._endpoint = endpoint
-            return endpoint, answer
+            status, where = answer.status, answer.where
+            if status not in (404, 405) and (status != 200 or looks_like_json(answer.body[:64])):
+                self._endpoint = endpoint
+                return endpoint, answer
+            log.debug("auto-detect: %s answered HTTP %s", where, status)
+            last = f"no Allocation API at {where} (HTTP {status})"
         tried = ", ".join(redact_url(e.url) for e in self._candidates)
         raise ApiError("http_status", f"no Allocation API found (tried {tried}); last: {last}")
 
