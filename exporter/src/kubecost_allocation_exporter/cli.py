@@ -56,10 +56,8 @@ def serve(cfg: Config) -> int:
     try:
         server = ExporterServer(cfg.listen_host, cfg.listen_port, refresher)
     except OSError as exc:
-        print(
-            f"{PROG}: error: cannot listen on {cfg.listen_host}:{cfg.listen_port}: {exc.strerror}",
-            file=sys.stderr,
-        )
+        where = f"{cfg.listen_host}:{cfg.listen_port}"
+        print(f"{PROG}: error: cannot listen on {where}: {exc.strerror}", file=sys.stderr)
         return 1
     stop = threading.Event()
 

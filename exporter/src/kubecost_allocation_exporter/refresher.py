@@ -135,8 +135,7 @@ def _assets(
         opencost = client.endpoint is not None and client.endpoint.flavour == "opencost"
         # OpenCost's Assets API aggregates by type only
         aggregate = "cluster,type" if cfg.multi_cluster and not opencost else "type"
-        pages = client.assets(window, aggregate, budget)
-        if pages is None:
+        if (pages := client.assets(window, aggregate, budget)) is None:
             return (), "absent"
         return asset_costs(pages, cfg, requested_window(window, now), now), "present"
     except ApiError as exc:
@@ -318,11 +317,10 @@ class Refresher:
             stop.wait(self.next_delay())
 
     def start(self, stop: threading.Event) -> threading.Thread:
-        self._thread = threading.Thread(
-            target=self.run, args=(stop,), name="refresher", daemon=True
-        )
-        self._thread.start()
-        return self._thread
+        thread = threading.Thread(target=self.run, args=(stop,), name="refresher", daemon=True)
+        self._thread = thread
+        thread.start()
+        return thread
 
     def healthy(self) -> bool:
         """Liveness: the loop thread runs and is not stuck longer than a refresh can take."""
