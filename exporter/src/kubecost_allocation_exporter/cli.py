@@ -5,6 +5,7 @@ Exit codes: 0 ok; 1 runtime failure (`--once` refresh failed, port in use); 2 ba
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -29,19 +30,15 @@ def run_once(cfg: Config) -> int:
     """One refresh; exposition on stdout (exit 0) or one line on stderr (exit 1)."""
     debug = cfg.log_level == "debug"
     configure("debug" if debug else "error", cfg.log_format)
-    client = AllocationClient(cfg)
-    try:
+    with contextlib.closing(AllocationClient(cfg)) as client:
         refresher = Refresher(cfg, client)
         error = refresher.refresh_once(log_failure=False)
-    finally:
-        client.close()
     if error is not None:
         if debug:
             sys.stderr.write(redact_text("".join(traceback.format_exception(error))))
         print(f"{PROG}: error: {redact_text(str(error))}", file=sys.stderr)
         return 1
-    for part in refresher.exposition_parts():  # no joined copy of a 10 MB exposition
-        sys.stdout.buffer.write(part)
+    sys.stdout.buffer.writelines(refresher.exposition_parts())  # no joined copy of 10 MB
     sys.stdout.flush()
     return 0
 
@@ -59,10 +56,8 @@ def serve(cfg: Config) -> int:
     try:
         server = ExporterServer(cfg.listen_host, cfg.listen_port, refresher)
     except OSError as exc:
-        print(
-            f"{PROG}: error: cannot listen on {cfg.listen_host}:{cfg.listen_port}: {exc.strerror}",
-            file=sys.stderr,
-        )
+        where = f"{cfg.listen_host}:{cfg.listen_port}"
+        print(f"{PROG}: error: cannot listen on {where}: {exc.strerror}", file=sys.stderr)
         return 1
     stop = threading.Event()
 
@@ -73,17 +68,10 @@ def serve(cfg: Config) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info(
-        "kubecost-allocation-exporter %s listening on %s:%d; API %s (%s), cluster=%s, "
-        "metric_mode=%s, window=%s, refresh every %gs",
-        __version__,
-        cfg.listen_host,
-        server.server_address[1],
-        redact_url(cfg.kubecost_url),
-        cfg.api,
-        cfg.cluster_name,
-        cfg.metric_mode,
-        cfg.window_label,
-        cfg.refresh_interval,
+        f"kubecost-allocation-exporter {__version__} listening on {cfg.listen_host}:"
+        f"{server.server_address[1]}; API {redact_url(cfg.kubecost_url)} ({cfg.api}), "
+        f"cluster={cfg.cluster_name}, metric_mode={cfg.metric_mode}, window={cfg.window_label}, "
+        f"refresh every {cfg.refresh_interval:g}s"
     )
     server.start()
     refresher_thread = refresher.start(stop)
@@ -110,6 +98,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    if cfg.once:
-        return run_once(cfg)
-    return serve(cfg)
+    return run_once(cfg) if cfg.once else serve(cfg)

@@ -11,6 +11,7 @@ credentials never appear in a message.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -40,9 +41,9 @@ from kubecost_allocation_exporter.decode import (
 )
 from kubecost_allocation_exporter.hints import connection_hint
 from kubecost_allocation_exporter.redact import header_value_problem, redact_url
-from kubecost_allocation_exporter.savings import recommendations
+from kubecost_allocation_exporter.savings import Key, recommendations
 
-__all__ = ["REASONS", "AllocationClient", "ApiError", "Budget", "Endpoint", "new_session"]
+__all__ = ["REASONS", "AllocationClient", "ApiError", "Budget", "Endpoint"]
 log = logging.getLogger(__name__)
 
 AGGREGATOR_PORTS = (9004, 9008)
@@ -67,12 +68,9 @@ class Budget:
         self._clock = clock
         self._deadline = clock() + cfg.deadline
 
-    def left(self) -> float:
-        return self._deadline - self._clock()
-
     def check(self, where: str) -> float:
         """The seconds left; ApiError `timeout` once the deadline has passed."""
-        left = self.left()
+        left = self._deadline - self._clock()
         if left <= 0:
             raise ApiError(
                 "timeout",
@@ -87,33 +85,21 @@ class Budget:
             raise ApiError("too_large", f"more rows than --max-rows in one refresh (at {where})")
 
 
-def _port(url: str) -> int | None:
-    try:
-        return urlsplit(url).port
-    except ValueError:
-        return None
-
-
 def candidate_endpoints(base_url: str, api: str) -> list[Endpoint]:
     """The endpoints to try, in order. More than one only for `--api auto` on a bare base URL."""
     path = urlsplit(base_url).path.rstrip("/")
-    aggregator = _port(base_url) in AGGREGATOR_PORTS
+    aggregator = False
+    with contextlib.suppress(ValueError):  # a port that is not a number
+        aggregator = urlsplit(base_url).port in AGGREGATOR_PORTS
     if path:
-        if api == "auto":
-            flavour = "kubecost" if path.endswith("/model/allocation") or aggregator else "opencost"
-        else:
-            flavour = api
-        return [Endpoint(base_url, flavour)]
-    if api == "kubecost":
-        return [Endpoint(base_url + ("/allocation" if aggregator else "/model/allocation"), api)]
-    if api == "opencost":
-        return [Endpoint(base_url + "/allocation", api)]
-    if aggregator:
-        return [Endpoint(base_url + "/allocation", "kubecost")]
-    return [
-        Endpoint(base_url + "/model/allocation", "kubecost"),
-        Endpoint(base_url + "/allocation", "opencost"),
-    ]
+        auto = "kubecost" if path.endswith("/model/allocation") or aggregator else "opencost"
+        return [Endpoint(base_url, auto if api == "auto" else api)]
+    kubecost = Endpoint(
+        base_url + ("/allocation" if aggregator else "/model/allocation"), "kubecost"
+    )
+    opencost = Endpoint(base_url + "/allocation", "opencost")
+    auto_order = [kubecost] if aggregator else [kubecost, opencost]
+    return {"kubecost": [kubecost], "opencost": [opencost]}.get(api, auto_order)
 
 
 def query_params(window: str, aggregate: str, share_idle: str, split_idle: bool) -> dict[str, str]:
@@ -126,9 +112,7 @@ def query_params(window: str, aggregate: str, share_idle: str, split_idle: bool)
         "includeIdle": "true",  # OpenCost's name
         "shareIdle": "true" if share_idle == "weighted" else "false",
     }
-    if split_idle:
-        params["splitIdle"] = "true"
-    return params
+    return (params | {"splitIdle": "true"}) if split_idle else params
 
 
 def _short_cause(exc: BaseException) -> str:
@@ -143,8 +127,7 @@ def _short_cause(exc: BaseException) -> str:
         r"certificate verify failed[^'\")]*",
         r"\[SSL[^\]]*\] [^'\"(]*",  # e.g. "[SSL: WRONG_VERSION_NUMBER] wrong version number"
     ):
-        m = re.search(pattern, text)
-        if m:
+        if m := re.search(pattern, text):
             return m.group(0).strip()
     return one_line(type(exc).__name__ + ": " + text, 120)
 
@@ -167,32 +150,6 @@ def _read_secret(path: str, what: str) -> str:
     return value
 
 
-def new_session(cfg: Config) -> requests.Session:
-    """The HTTP session every query uses: bounded retries with backoff, identification headers.
-    Session-wide request policy belongs here."""
-    session = requests.Session()
-    retry = Retry(
-        total=cfg.retries,
-        connect=cfg.retries,
-        read=cfg.retries,
-        status=cfg.retries,
-        other=0,
-        backoff_factor=cfg.retry_backoff,
-        backoff_max=30,
-        status_forcelist=RETRY_STATUSES,
-        allowed_methods=frozenset({"GET"}),
-        raise_on_status=False,
-        respect_retry_after_header=False,  # keep every refresh bounded in time
-    )
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=2)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers["User-Agent"] = f"kubecost-allocation-exporter/{__version__}"
-    session.headers["Accept"] = "application/json"
-    refuse_redirects_to_other_origins(session)
-    return session
-
-
 def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -200,45 +157,39 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return scheme, (parts.hostname or "").lower(), port
 
 
-def refuse_redirects_to_other_origins(session: requests.Session) -> None:
-    """Make `session` refuse, not follow, a redirect to another origin (scheme, host or port).
+def _refuse_other_origins(resp: requests.Response, *_: object, **__: object) -> requests.Response:
+    """A response hook: refuse, not follow, a redirect to another origin (scheme, host or port).
 
     requests drops `Authorization` on such a redirect but sends `X-API-KEY` (and every other header)
     to the new origin, and its answer would be taken for Kubecost's. So a redirect that leaves the
     configured origin fails the query with reason `http_status`, whatever credential is configured
     (bearer token, API key, user:password in the URL) or none; one within the origin (e.g. an added
     trailing slash) is followed as before, credentials included."""
-
-    def check(resp: requests.Response, *_args: object, **_kwargs: object) -> requests.Response:
-        if not resp.is_redirect:
+    if not resp.is_redirect:
+        return resp
+    target = urljoin(resp.url, resp.headers["location"])
+    with contextlib.suppress(ValueError):  # a port that is not a number: another origin
+        if _origin(target) == _origin(resp.url):
             return resp
-        target = urljoin(resp.url, resp.headers["location"])
-        try:
-            same = _origin(target) == _origin(resp.url)
-        except ValueError:  # a port that is not a number
-            same = False
-        if same:
-            return resp
-        resp.close()
-        scheme, host, port = _origin(resp.url)
-        raise ApiError(
-            "http_status",
-            f"HTTP {resp.status_code} from {redact_url(resp.url)} redirects to another origin "
-            f"({redact_url(target)}); not followed: credentials and queries go only to "
-            f"{scheme}://{host}:{port}",
-        )
-
-    session.hooks["response"].append(check)
+    resp.close()
+    scheme, host, port = _origin(resp.url)
+    raise ApiError(
+        "http_status",
+        f"HTTP {resp.status_code} from {redact_url(resp.url)} redirects to another origin "
+        f"({redact_url(target)}); not followed: credentials and queries go only to "
+        f"{scheme}://{host}:{port}",
+    )
 
 
 @dataclass
 class Answer:
     """One HTTP answer: status, the body read (all of it for a 2xx JSON answer, else the start
-    of it), its content type."""
+    of it), its content type, and where it came from (the URL, redacted)."""
 
     status: int
     body: bytearray
     content_type: str
+    where: str
 
     def fingerprint(self) -> int:
         """Length and CRC of the body: recognises an unchanged answer without keeping it."""
@@ -248,15 +199,31 @@ class Answer:
 class AllocationClient:
     """Queries one Allocation API. Thread-compatible: used by one refresher at a time."""
 
-    def __init__(self, cfg: Config, session: requests.Session | None = None) -> None:
+    def __init__(self, cfg: Config) -> None:
         self._cfg = cfg
-        self._session = session or new_session(cfg)
         self._candidates = candidate_endpoints(cfg.kubecost_url, cfg.api)
-        self._endpoint: Endpoint | None = (
-            self._candidates[0] if len(self._candidates) == 1 else None
-        )
+        self._endpoint = self._candidates[0] if len(self._candidates) == 1 else None
         self._announced = False
         self._lock = threading.Lock()
+        # The session every query uses (session-wide request policy belongs here): bounded
+        # retries with backoff, identification headers, no redirect to another origin.
+        self._session = session = requests.Session()
+        retry = Retry(
+            total=cfg.retries,  # bounds connect, read and status retries together
+            other=0,
+            backoff_factor=cfg.retry_backoff,
+            backoff_max=30,
+            status_forcelist=RETRY_STATUSES,
+            allowed_methods=frozenset({"GET"}),
+            raise_on_status=False,
+            respect_retry_after_header=False,  # keep every refresh bounded in time
+        )
+        adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=2)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.headers["User-Agent"] = f"kubecost-allocation-exporter/{__version__}"
+        session.headers["Accept"] = "application/json"
+        session.hooks["response"].append(_refuse_other_origins)
 
     @property
     def endpoint(self) -> Endpoint | None:
@@ -290,12 +257,12 @@ class AllocationClient:
         server that ignores paging answered everything at once). A large answer comes as several
         Pages (its batches). With `fingerprints`, a hash of every answer is appended to it (to
         recognise an unchanged answer)."""
-        limit, offset = self._cfg.page_size, 0
-        for _ in range(MAX_PAGES):
+        limit = self._cfg.page_size
+        for i in range(MAX_PAGES):
             params = query_params(window, aggregate, self._cfg.share_idle, split_idle)
             paging = limit > 0 and (self._endpoint is None or self._endpoint.flavour != "opencost")
             if paging:
-                params.update(offset=str(offset), limit=str(limit))
+                params.update(offset=str(i * limit), limit=str(limit))
             counted = 0
             for page in self._fetch(params, budget, fingerprints):
                 counted += page.rows - sum(k.count(IDLE_KEY) for s in page.sets for k in s)
@@ -303,7 +270,6 @@ class AllocationClient:
             opencost = self._endpoint is not None and self._endpoint.flavour == "opencost"
             if not paging or counted != limit or opencost:
                 return
-            offset += limit
         raise ApiError(
             "bad_response", f"more than {MAX_PAGES} pages of {limit} rows for aggregate={aggregate}"
         )
@@ -312,22 +278,20 @@ class AllocationClient:
         """The Assets API's answer beside the allocation endpoint (`.../model/assets` or
         `.../assets`), in the refresh's budget; None when the engine has none."""
         params = {"window": window, "aggregate": aggregate, "accumulate": "true"}
-        if (got := self._beside("/assets", params, budget)) is None:
+        if (answer := self._beside("/assets", params, budget)) is None:
             return None
-        answer, where = got
+        where = answer.where
         pages = list(decode(answer.status, answer.body, answer.content_type, where, budget.rows))
         budget.take(sum(p.rows for p in pages), where)
         return pages
 
-    def savings(
-        self, budget: Budget, prints: list[int]
-    ) -> dict[tuple[str, str, str], float] | None:
+    def savings(self, budget: Budget, prints: list[int]) -> dict[Key, float] | None:
         """Kubecost's request-sizing recommendations beside the allocation endpoint as savings per
         namespace and controller, None when there are none; only `window` (2.x refuses unknown
         parameters, serves no hourly window). Appends the answer's fingerprint to `prints`."""
-        if (got := self._beside("/savings/requestSizingV2", {"window": "3d"}, budget)) is None:
+        if (answer := self._beside("/savings/requestSizingV2", {"window": "3d"}, budget)) is None:
             return None
-        answer, where = got
+        where = answer.where
         if not 200 <= answer.status < 300:
             raise http_error(answer.status, answer.body, where)
         prints.append(answer.fingerprint())
@@ -335,9 +299,7 @@ class AllocationClient:
         budget.take(len(sums), where)
         return sums
 
-    def _beside(
-        self, path: str, params: Mapping[str, str], budget: Budget
-    ) -> tuple[Answer, str] | None:
+    def _beside(self, path: str, params: Mapping[str, str], budget: Budget) -> Answer | None:
         """GET `path` beside the allocation endpoint (keeping a query string of --kubecost-url);
         None when there is none (404/405 or a non-JSON page, as for `--api auto`)."""
         with self._lock:
@@ -347,9 +309,8 @@ class AllocationClient:
             url = urlunsplit(parts._replace(path=parts.path.rsplit("/allocation", 1)[0] + path))
             answer = self._get(url, params, budget, probe=True)
         ok = 200 <= answer.status < 300
-        if answer.status in (404, 405) or (ok and not looks_like_json(answer.body[:64])):
-            return None
-        return answer, redact_url(url)
+        absent = answer.status in (404, 405) or (ok and not looks_like_json(answer.body[:64]))
+        return None if absent else answer
 
     def _fetch(
         self, params: Mapping[str, str], budget: Budget, fingerprints: list[int] | None
@@ -360,11 +321,18 @@ class AllocationClient:
             endpoint, answer = self._endpoint, None
             if endpoint is None:
                 endpoint, answer = self._detect(params, budget)
-            self._announce(endpoint, detected=len(self._candidates) > 1)
+            if not self._announced:
+                self._announced = True
+                url, flavour = redact_url(endpoint.url), endpoint.flavour
+                how = "detected" if len(self._candidates) > 1 else "configured"
+                log.info(
+                    f"using {flavour} Allocation API at {url} ({how})",
+                    extra={"api": flavour, "url": url},
+                )
             answer = answer or self._get(endpoint.url, params, budget)
             if fingerprints is not None:
                 fingerprints.append(answer.fingerprint())
-            where = redact_url(endpoint.url)
+        where = answer.where
         for page in decode(answer.status, answer.body, answer.content_type, where, budget.rows):
             budget.take(page.rows, where)
             yield page
@@ -376,29 +344,14 @@ class AllocationClient:
         last = ""
         for endpoint in self._candidates:
             answer = self._get(endpoint.url, params, budget, probe=True)
-            status = answer.status
-            if status in (404, 405) or (status == 200 and not looks_like_json(answer.body[:64])):
-                log.debug("auto-detect: %s answered HTTP %s", redact_url(endpoint.url), status)
-                last = f"no Allocation API at {redact_url(endpoint.url)} (HTTP {status})"
-                continue
-            self._endpoint = endpoint
-            return endpoint, answer
+            status, where = answer.status, answer.where
+            if status not in (404, 405) and (status != 200 or looks_like_json(answer.body[:64])):
+                self._endpoint = endpoint
+                return endpoint, answer
+            log.debug("auto-detect: %s answered HTTP %s", where, status)
+            last = f"no Allocation API at {where} (HTTP {status})"
         tried = ", ".join(redact_url(e.url) for e in self._candidates)
         raise ApiError("http_status", f"no Allocation API found (tried {tried}); last: {last}")
-
-    def _announce(self, endpoint: Endpoint, detected: bool) -> None:
-        if self._announced:
-            return
-        self._announced = True
-        url = redact_url(endpoint.url)
-        how = "detected" if detected else "configured"
-        log.info(
-            "using %s Allocation API at %s (%s)",
-            endpoint.flavour,
-            url,
-            how,
-            extra={"api": endpoint.flavour, "url": url},
-        )
 
     def _headers(self) -> dict[str, str]:
         headers: dict[str, str] = {}
@@ -427,25 +380,20 @@ class AllocationClient:
                 "timeout", f"timed out connecting to {where} after {timeout[0]:g}s"
             ) from None
         except requests.exceptions.ReadTimeout:
-            raise ApiError(
-                "timeout", f"no answer from {where} within {timeout[1]:g}s (read timeout)"
-            ) from None
+            raise _read_timeout(where, timeout[1]) from None
         except requests.exceptions.ConnectionError as exc:
             if "Read timed out" in str(exc):
-                raise ApiError(
-                    "timeout", f"no answer from {where} within {timeout[1]:g}s (read timeout)"
-                ) from None
-            hint = connection_hint(url, exc)
-            raise ApiError(
-                "connection", f"cannot connect to {where}: {_short_cause(exc)}{hint}"
-            ) from None
+                raise _read_timeout(where, timeout[1]) from None
+            cause = _short_cause(exc) + connection_hint(url, exc)
+            raise ApiError("connection", f"cannot connect to {where}: {cause}") from None
         except requests.exceptions.RequestException as exc:
             raise ApiError(
                 "connection", f"request to {where} failed: {_short_cause(exc)}"
             ) from None
         body = bytearray()
         try:
-            ok = 200 <= resp.status_code < 300
+            status, ctype = resp.status_code, resp.headers.get("Content-Type", "")
+            ok = 200 <= status < 300
             limit = cfg.max_response_bytes if ok else EXCERPT_BYTES
             declared = resp.headers.get("Content-Length", "")
             if ok and declared.isdigit() and int(declared) > limit:
@@ -455,26 +403,21 @@ class AllocationClient:
             while chunk := resp.raw.read1(CHUNK_BYTES, decode_content=True):
                 if got == 0 and ok and not looks_like_json(chunk[:64]):
                     if probe:  # a UI page: "not here"
-                        return Answer(resp.status_code, bytearray(chunk), "")
-                    ctype = resp.headers.get("Content-Type", "")
-                    raise not_json(resp.status_code, chunk, ctype, where)
+                        return Answer(status, bytearray(chunk), "", where)
+                    raise not_json(status, chunk, ctype, where)
                 if got == 0 and exact:
                     body = bytearray(int(declared))  # one block of the answer's size, never regrown
                 body[got : got + len(chunk)] = chunk  # in place; grows the buffer past its end
                 got += len(chunk)
-                if got > limit:
-                    if ok:
-                        raise _too_large(where, limit)
-                    break
-                if probe and not ok:
+                if got > limit and ok:
+                    raise _too_large(where, limit)
+                if got > limit or (probe and not ok):
                     break
                 budget.check(where)
             del body[got:]  # a body cut short raised above; only an early stop leaves a tail
-            return Answer(resp.status_code, body, resp.headers.get("Content-Type", ""))
+            return Answer(status, body, ctype, where)
         except urllib3.exceptions.ReadTimeoutError:
-            raise ApiError(
-                "timeout", f"no answer from {where} within {timeout[1]:g}s (read timeout)"
-            ) from None
+            raise _read_timeout(where, timeout[1]) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ApiError(
                 "connection", f"answer from {where} was cut off: {_short_cause(exc)}"
@@ -488,3 +431,7 @@ def _too_large(where: str, limit: int) -> ApiError:
     return ApiError(
         "too_large", f"answer from {where} is larger than --max-response-bytes ({limit} bytes)"
     )
+
+
+def _read_timeout(where: str, seconds: float) -> ApiError:
+    return ApiError("timeout", f"no answer from {where} within {seconds:g}s (read timeout)")

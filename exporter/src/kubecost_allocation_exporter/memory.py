@@ -10,14 +10,10 @@ M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
 LARGE_BYTES = 1 << 20
 
 
-def _libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc (musl, macOS): the defaults stay
-        return None
-
-
-LIBC = _libc()
+try:
+    LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6")
+except OSError:  # not glibc (musl, macOS): the defaults stay
+    LIBC = None
 
 
 def tune() -> None:

@@ -51,12 +51,12 @@ class Exposition:
 
 @dataclass(frozen=True)
 class Collected:
-    """One refresh's result: the snapshot and a fingerprint of every answer it came from; when
-    they equal the previous refresh's (a closed window), `snapshot` is the previous one."""
+    """One refresh's result: the snapshot and what it came from (`key`: the window, a fingerprint
+    of every answer, the asset costs and the APIs' states); when that equals the previous
+    refresh's (a closed window), `snapshot` is the previous one."""
 
-    window: str
+    key: tuple[object, ...]
     snapshot: Snapshot
-    prints: tuple[tuple[int, ...], ...]
     reused: bool = False
     dropped: int = 0  # series left out by the cardinality guard (--max-series)
     assets: str = "disabled"  # the Assets API: present, absent (none), failed or disabled
@@ -83,30 +83,22 @@ def collect(
     ns_rows = NamespaceRows(cfg.cluster_name, cfg.multi_cluster, on)
     totals = [BreakdownTotals(b, cfg.cluster_name, cfg.multi_cluster, on) for b in cfg.breakdowns]
     closed = requested is not None and requested[1] <= now
-    prints: list[tuple[int, ...]] = []
+    prints: list[int] = []  # of every answer, in order
+    fingerprints = prints if closed else None
     targets: list[NamespaceRows | BreakdownTotals] = [ns_rows, *totals]
     for i, target in enumerate(targets):
         aggregate = base if i == 0 else f"{base},{cfg.breakdowns[i - 1]}"
-        fingerprints: list[int] | None = [] if closed else None
         for page in client.query(window, aggregate, budget, cfg.multi_cluster, fingerprints):
             target.add(page)
-        prints.append(tuple(fingerprints or ()))
-        why = mismatch(target.windows, requested, now)
-        if why is not None:
+        if (why := mismatch(target.windows, requested, now)) is not None:
             raise ApiError(
                 "window_mismatch", f"answer to aggregate={aggregate} is for another time: {why}"
             )
     del target, targets  # `ns_rows` is then the only reference to the rows
     assets, state = _assets(client, cfg, window, now, budget) if cfg.assets else ((), "disabled")
     engine, savings_state = _savings(client, cfg, budget, prints)
-    if (
-        closed
-        and previous is not None
-        and previous.window == window
-        and previous.prints == tuple(prints)
-        and (previous.snapshot.assets, previous.assets) == (assets, state)
-        and previous.savings_api == savings_state
-    ):
+    key = (window, tuple(prints), assets, state, savings_state)
+    if closed and previous is not None and previous.key == key:
         return replace(previous, reused=True)
     cov = coverage(ns_rows.windows, requested, now)
     if ns_rows.rows and cov.hours is None and cfg.metric_mode == "rate":
@@ -114,13 +106,8 @@ def collect(
     snapshot, dropped = build(ns_rows, cov, cfg.metric_mode, cfg.max_series)
     estimated = ns_rows.estimated() if on else {}
     del ns_rows  # the rows are not needed any more: freed before the breakdowns and rendering
-    rows = [
-        r
-        for t in totals
-        for r in t.result(
-            cfg.breakdown_top_n, factor(cfg.metric_mode, coverage(t.windows, requested, now))
-        )
-    ]
+    scaled = [(t, factor(cfg.metric_mode, coverage(t.windows, requested, now))) for t in totals]
+    rows = [r for t, f in scaled for r in t.result(cfg.breakdown_top_n, f)]
     kept = {(c.name, n, "") for c in snapshot.clusters for n in c.names} if dropped and on else None
     by_controller = next((t.savings for t in totals if t.savings is not None), None)
     saved, dropped_savings = assemble(estimated, engine, kept, by_controller, cfg.breakdown_top_n)
@@ -130,16 +117,12 @@ def collect(
         dropped += more
     if dropped:
         log.warning(
-            "cardinality guard: %d cost series over --max-series %d left out "
-            "(cheapest namespaces first; cluster series kept)",
-            dropped,
-            cfg.max_series,
+            f"cardinality guard: {dropped} cost series over --max-series {cfg.max_series} left "
+            "out (cheapest namespaces first; cluster series kept)",
             extra={"dropped_series": dropped},
         )
     snapshot = replace(snapshot, assets=assets)
-    return Collected(
-        window, snapshot, tuple(prints), dropped=dropped, assets=state, savings_api=savings_state
-    )
+    return Collected(key, snapshot, dropped=dropped, assets=state, savings_api=savings_state)
 
 
 def _assets(
@@ -150,14 +133,11 @@ def _assets(
     the assets, and a failing Assets API must not hide them)."""
     try:
         opencost = client.endpoint is not None and client.endpoint.flavour == "opencost"
-        aggregate = (
-            "cluster,type" if cfg.multi_cluster and not opencost else "type"
-        )  # OpenCost: type only
-        pages = client.assets(window, aggregate, budget)
-        if pages is None:
+        # OpenCost's Assets API aggregates by type only
+        aggregate = "cluster,type" if cfg.multi_cluster and not opencost else "type"
+        if (pages := client.assets(window, aggregate, budget)) is None:
             return (), "absent"
-        requested = requested_window(window, now)
-        return asset_costs(pages, cfg, requested, now), "present"
+        return asset_costs(pages, cfg, requested_window(window, now), now), "present"
     except ApiError as exc:
         log.warning(
             "assets not read, allocation costs published without them: %s",
@@ -168,27 +148,16 @@ def _assets(
 
 
 def _savings(
-    client: AllocationClient, cfg: Config, budget: Budget, prints: list[tuple[int, ...]]
+    client: AllocationClient, cfg: Config, budget: Budget, prints: list[int]
 ) -> tuple[dict[Key, float] | None, str]:
     """Kubecost's recommendations (their fingerprint added to `prints`) and the state
     exporter_info shows; a failure is logged and the estimates stand in, as for the assets."""
-    fingerprint: list[int] = []
     try:
-        got = client.savings(budget, fingerprint) if cfg.savings == "api" else None
+        got = client.savings(budget, prints) if cfg.savings == "api" else None
     except ApiError as exc:
         log.warning("savings API not read, estimates used: %s", exc, extra={"reason": exc.reason})
         return None, "failed"
-    prints.append(tuple(fingerprint))
     return got, "disabled" if cfg.savings != "api" else "absent" if got is None else "present"
-
-
-def _lower_priority() -> None:
-    """The calling thread yields the CPU to the serving threads (Linux: a thread is a task with
-    its own nice value); a no-op where that is not possible."""
-    with contextlib.suppress(AttributeError, OSError):
-        tid = threading.get_native_id()
-        nice = os.getpriority(os.PRIO_PROCESS, tid)
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, nice + REFRESHER_NICE))
 
 
 class Refresher:
@@ -222,7 +191,7 @@ class Refresher:
         self._gzip_cache: tuple[tuple[int, bool], bytes] | None = None
 
     def _health(self) -> Health:
-        endpoint = self._client.endpoint
+        endpoint, got, cfg = self._client.endpoint, self._collected, self._cfg
         return Health(
             success=self._success,
             duration_seconds=self._duration,
@@ -230,22 +199,15 @@ class Refresher:
             dropped_series=self._dropped_series,
             last_success_timestamp=self._last_success_wall,
             api_flavour=endpoint.flavour if endpoint is not None else "unknown",
-            assets=(
-                self._collected.assets
-                if self._collected is not None
-                else ("unknown" if self._cfg.assets else "disabled")
-            ),
+            assets=got.assets if got else "unknown" if cfg.assets else "disabled",
             savings_api=(
-                self._collected.savings_api
-                if self._collected is not None
-                else ("unknown" if self._cfg.savings == "api" else "disabled")
+                got.savings_api if got else "unknown" if cfg.savings == "api" else "disabled"
             ),
         )
 
     def refresh_once(self, *, log_failure: bool = True) -> ApiError | None:
         """One refresh; returns the error (also counted and logged) or None."""
-        started = self._mono()
-        self._busy_since = started
+        self._busy_since = started = self._mono()
         now_wall = self._wall()
         error: ApiError | None = None
         costs: bytes | None = None
@@ -272,24 +234,20 @@ class Refresher:
             error = exc.clean()
         except Exception as exc:  # a bug or an answer we did not foresee: say why, keep running
             log.debug("refresh failed: %s", exc, exc_info=True, extra={"reason": "bad_response"})
-            error = ApiError(
-                "bad_response",
-                one_line(f"could not process the answer: {type(exc).__name__}: {exc}"),
-            )
+            why = one_line(f"could not process the answer: {type(exc).__name__}: {exc}")
+            error = ApiError("bad_response", why)
         finally:
             if gc_was_enabled:
                 gc.enable()
             memory.release()
         finished = self._mono()
         self._duration = finished - started
-        if error is None and self._success is not True and self.snapshot is not None:
+        if error is None and self._success is not True and (snap := self.snapshot) is not None:
+            how, n = "ok" if self._success is None else "recovered", snap.namespace_count
             log.info(
-                "refresh %s: %d namespaces in %d clusters, %.3fs",
-                "ok" if self._success is None else "recovered",
-                self.snapshot.namespace_count,
-                len(self.snapshot.clusters),
-                self._duration,
-                extra={"namespaces": self.snapshot.namespace_count},
+                f"refresh {how}: {n} namespaces in {len(snap.clusters)} clusters, "
+                f"{self._duration:.3f}s",
+                extra={"namespaces": n},
             )
         self._success = error is None
         self.last_error = error
@@ -317,11 +275,8 @@ class Refresher:
 
     def _current(self) -> tuple[Exposition, bool]:
         state = self._state
-        fresh = (
-            state.success_monotonic is not None
-            and self._mono() - state.success_monotonic <= self._cfg.staleness_limit
-        )
-        return state, fresh
+        at = state.success_monotonic
+        return state, at is not None and self._mono() - at <= self._cfg.staleness_limit
 
     def exposition(self) -> bytes:
         return b"".join(self.exposition_parts())
@@ -351,33 +306,31 @@ class Refresher:
         return self._cfg.refresh_interval * (1.0 + random.uniform(-j, j))
 
     def run(self, stop: threading.Event) -> None:
-        _lower_priority()
+        # This thread yields the CPU to the serving threads (Linux: a thread is a task with its
+        # own nice value); a no-op where that is not possible.
+        with contextlib.suppress(AttributeError, OSError):
+            tid = threading.get_native_id()
+            nice = os.getpriority(os.PRIO_PROCESS, tid)
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, nice + REFRESHER_NICE))
         while not stop.is_set():
             self.refresh_once()
-            self._beat = self._mono()
             stop.wait(self.next_delay())
 
     def start(self, stop: threading.Event) -> threading.Thread:
-        self._thread = threading.Thread(
-            target=self.run, args=(stop,), name="refresher", daemon=True
-        )
-        self._thread.start()
-        return self._thread
-
-    def refresh_budget(self) -> float:
-        """Longest a healthy refresh can take: its deadline, plus one query whose every attempt
-        times out (the deadline is checked between reads)."""
-        cfg = self._cfg
-        per_query = (cfg.retries + 1) * (cfg.connect_timeout + cfg.request_timeout)
-        backoff = sum(min(30.0, cfg.retry_backoff * 2.0**i) for i in range(cfg.retries))
-        return cfg.deadline + per_query + backoff + 30.0
+        thread = threading.Thread(target=self.run, args=(stop,), name="refresher", daemon=True)
+        self._thread = thread
+        thread.start()
+        return thread
 
     def healthy(self) -> bool:
         """Liveness: the loop thread runs and is not stuck longer than a refresh can take."""
         if self._thread is not None and not self._thread.is_alive():
             return False
-        busy = self._busy_since
+        cfg, busy = self._cfg, self._busy_since
         if busy is not None:
-            return self._mono() - busy <= self.refresh_budget()
-        limit = self._cfg.refresh_interval * (1 + self._cfg.refresh_jitter) + 30.0
-        return self._mono() - self._beat <= limit
+            # The longest a healthy refresh can take: its deadline, plus one query whose every
+            # attempt times out (the deadline is checked between reads).
+            per_query = (cfg.retries + 1) * (cfg.connect_timeout + cfg.request_timeout)
+            backoff = sum(min(30.0, cfg.retry_backoff * 2.0**i) for i in range(cfg.retries))
+            return self._mono() - busy <= cfg.deadline + per_query + backoff + 30.0
+        return self._mono() - self._beat <= cfg.refresh_interval * (1 + cfg.refresh_jitter) + 30.0

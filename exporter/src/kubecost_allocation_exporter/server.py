@@ -103,7 +103,6 @@ def _parse(head: bytes) -> _Request | HTTPStatus:
 
 
 def _head(status: int, ctype: str, length: int, keep_alive: bool, gzip: bool = False) -> bytes:
-    """An answer's status line and headers."""
     return (
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nDate: {formatdate(usegmt=True)}\r\n"
         f"Content-Type: {ctype}\r\nContent-Length: {length}\r\n"
