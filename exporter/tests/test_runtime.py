@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -397,3 +398,26 @@ def test_a_changed_breakdown_answer_rebuilds_everything(kubecost: FakeKubecost) 
     out = r.exposition()
     assert b'value="app=web"' in out  # the new breakdown answer is used
     assert b'namespace="shop"' in out  # the unchanged namespace answer was parsed again
+
+
+def test_gzip_cache_never_serves_a_freed_expositions_body(kubecost: FakeKubecost) -> None:
+    """A new exposition may be allocated where a freed one was (same id()): the gzip cache must
+    still tell them apart. The loop makes CPython reuse the freed memory, then checks the body."""
+    kubecost.set_fixture("/model/allocation", "kubecost2_namespace.json")
+    r = refresher(kubecost, Clock())
+    r.refresh_once()
+    reused = 0
+    for i in range(50):
+        old = r._state
+        r._state = replace(old, costs=old.costs + b"# %d\n" % i)
+        compressed = r.exposition_gzip()
+        old_id = id(r._state)
+        del old
+        # two swaps, as two refreshes without a gzip scrape: the second new exposition is
+        # allocated while the compressed one is already freed
+        r._state = replace(r._state, health=r._state.health)
+        r._state = replace(r._state, costs=r._state.costs + b"# next\n")
+        reused += id(r._state) == old_id
+        assert gzip.decompress(r.exposition_gzip()) == r.exposition(), f"round {i}"
+        assert r.exposition_gzip() is not compressed
+    assert reused, "CPython never reused the freed exposition's memory: the case is not exercised"

@@ -14,6 +14,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -188,7 +189,8 @@ class Refresher:
         self._busy_since: float | None = None
         self._thread: threading.Thread | None = None
         self._gzip_lock = threading.Lock()
-        self._gzip_cache: tuple[tuple[int, bool], bytes] | None = None
+        # keyed by a weak reference, not id(): a new exposition may reuse a freed one's memory
+        self._gzip_cache: tuple[weakref.ref[Exposition], bool, bytes] | None = None
 
     def _health(self) -> Health:
         endpoint, got, cfg = self._client.endpoint, self._collected, self._cfg
@@ -291,12 +293,11 @@ class Refresher:
         """The same bytes gzip-compressed; compressed at most once per snapshot (on the first
         scrape that asks for gzip), so a 10 MB exposition is not recompressed on every scrape."""
         state, fresh = self._current()
-        key = (id(state), fresh)
         with self._gzip_lock:
-            if self._gzip_cache is not None and self._gzip_cache[0] == key:
-                return self._gzip_cache[1]
+            if (got := self._gzip_cache) and got[0]() is state and got[1] == fresh:
+                return got[2]
             body = gzip.compress(state.health + state.costs if fresh else state.health, 6)
-            self._gzip_cache = (key, body)
+            self._gzip_cache = (weakref.ref(state), fresh, body)
             return body
 
     # -- background loop ----------------------------------------------------------------------
