@@ -63,7 +63,7 @@ HEALTH_METRIC_NAMES: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass
 class Health:
     """State of the last refresh (what the health series show)."""
 
@@ -185,19 +185,19 @@ def cost_help(cfg: Config) -> dict[str, str]:
 
 def render_costs(snapshot: Snapshot, cfg: Config) -> bytes:
     """The cost part of the exposition."""
-    w = _Text()
-    helps = cost_help(cfg)
+    w, helps = _Text(), cost_help(cfg)
+
+    def put(name: str, pairs: Iterable[tuple[str, float | None]]) -> None:
+        w.samples(name, helps[name], pairs)
+
     tenant = _escape(cfg.tenant_id)
     clusters = snapshot.clusters
     base = [(f'cluster="{_escape(c.name)}",tenant_id="{tenant}"', c) for c in clusters]
     for i, (part, _) in enumerate(COST_SOURCES):
-        name = f"{PREFIX}cluster_{part}_cost"
-        w.samples(name, helps[name], ((lab, c.costs[i]) for lab, c in base))
-    name = f"{PREFIX}cluster_idle_cost"
-    w.samples(name, helps[name], ((lab, c.idle) for lab, c in base))
+        put(f"{PREFIX}cluster_{part}_cost", ((lab, c.costs[i]) for lab, c in base))
+    put(f"{PREFIX}cluster_idle_cost", ((lab, c.idle) for lab, c in base))
     for i, e in enumerate(EFFICIENCY_SOURCES):
-        name = f"{PREFIX}cluster_{e}_efficiency"
-        w.samples(name, helps[name], ((lab, c.costs[8 + i]) for lab, c in base))
+        put(f"{PREFIX}cluster_{e}_efficiency", ((lab, c.costs[8 + i]) for lab, c in base))
     # every namespace's label string up to the value (`...,tenant_id="t"} `), built with C-level
     # maps; names are escaped one by one only when one of them needs it
     labs: list[str] = []
@@ -237,7 +237,6 @@ def render_costs(snapshot: Snapshot, cfg: Config) -> bytes:
         else:
             lines = [f"{pre}{lab}{_fmt(v)}\n" for lab, v in zip(names_, col, strict=True)]
             w.family(name, helps[name], lines)
-    name = f"{PREFIX}breakdown_total_cost"
     breakdowns = [
         (
             f'breakdown="{_escape(r.breakdown)}",cluster="{_escape(r.cluster)}",'
@@ -246,19 +245,16 @@ def render_costs(snapshot: Snapshot, cfg: Config) -> bytes:
         )
         for r in snapshot.breakdowns
     ]
-    w.samples(name, helps[name], breakdowns)
-    name = f"{PREFIX}exported_namespaces"
-    w.samples(name, helps[name], ((lab, float(len(c.names))) for lab, c in base))
+    put(f"{PREFIX}breakdown_total_cost", breakdowns)
+    put(f"{PREFIX}exported_namespaces", ((lab, float(len(c.names))) for lab, c in base))
     cov = snapshot.coverage
     for series, value in zip(WINDOW_SERIES, (cov.start, cov.end, cov.ratio), strict=True):
-        name = f"{PREFIX}window_{series}"
-        w.samples(name, helps[name], ((lab, value) for lab, _ in base))
-    name = f"{PREFIX}cluster_assets_cost"
+        put(f"{PREFIX}window_{series}", ((lab, value) for lab, _ in base))
     assets = [
         (f'cluster="{_escape(a.cluster)}",tenant_id="{tenant}",type="{_escape(a.type)}"', a.cost)
         for a in snapshot.assets
     ]
-    w.samples(name, helps[name], assets)
+    put(f"{PREFIX}cluster_assets_cost", assets)
     # savings: one %-format per line (C level); the namespace's skips the empty controller (%.0s)
     split = list(map(operator.itemgetter(2), snapshot.savings)).count("")  # namespaces first
     tail = f'source="%s",tenant_id="{tenant.replace("%", "%%")}"}} %s\n'

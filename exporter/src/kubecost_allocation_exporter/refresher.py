@@ -175,13 +175,16 @@ class Refresher:
         self._client = client
         self._wall = wall_clock
         self._mono = monotonic
-        self._errors = dict.fromkeys(REASONS, 0)
-        self._dropped_series = 0
-        self._success: bool | None = None
-        self._duration: float | None = None
-        self._last_success_wall: float | None = None
+        # the health series' record, updated in place by each refresh and rendered right away
+        self._health = Health(
+            None,
+            None,
+            dict.fromkeys(REASONS, 0),
+            assets="unknown" if cfg.assets else "disabled",
+            savings_api="unknown" if cfg.savings == "api" else "disabled",
+        )
         self._collected: Collected | None = None
-        self._state = Exposition(render_health(self._health(), cfg), b"", None)
+        self._state = Exposition(self._render_health(), b"", None)
         self.attempted = threading.Event()  # set once the first refresh finished (ok or not)
         self.last_error: ApiError | None = None
         self.snapshot: Snapshot | None = None
@@ -192,24 +195,15 @@ class Refresher:
         # keyed by a weak reference, not id(): a new exposition may reuse a freed one's memory
         self._gzip_cache: tuple[weakref.ref[Exposition], bool, bytes] | None = None
 
-    def _health(self) -> Health:
-        endpoint, got, cfg = self._client.endpoint, self._collected, self._cfg
-        return Health(
-            success=self._success,
-            duration_seconds=self._duration,
-            errors=dict(self._errors),
-            dropped_series=self._dropped_series,
-            last_success_timestamp=self._last_success_wall,
-            api_flavour=endpoint.flavour if endpoint is not None else "unknown",
-            assets=got.assets if got else "unknown" if cfg.assets else "disabled",
-            savings_api=(
-                got.savings_api if got else "unknown" if cfg.savings == "api" else "disabled"
-            ),
-        )
+    def _render_health(self) -> bytes:
+        endpoint = self._client.endpoint
+        self._health.api_flavour = endpoint.flavour if endpoint is not None else "unknown"
+        return render_health(self._health, self._cfg)
 
     def refresh_once(self, *, log_failure: bool = True) -> ApiError | None:
         """One refresh; returns the error (also counted and logged) or None."""
         self._busy_since = started = self._mono()
+        health = self._health
         now_wall = self._wall()
         error: ApiError | None = None
         costs: bytes | None = None
@@ -228,7 +222,8 @@ class Refresher:
                 collected = replace(collected, snapshot=collected.snapshot.without_values())
             self._collected = collected
             self.snapshot = collected.snapshot
-            self._dropped_series += collected.dropped
+            health.dropped_series += collected.dropped
+            health.assets, health.savings_api = collected.assets, collected.savings_api
         except ApiError as exc:
             log.debug("refresh failed: %s", exc, exc_info=True, extra={"reason": exc.reason})
             # a copy without traceback: the frames of the failed refresh (and the answer in
@@ -243,28 +238,28 @@ class Refresher:
                 gc.enable()
             memory.release()
         finished = self._mono()
-        self._duration = finished - started
-        if error is None and self._success is not True and (snap := self.snapshot) is not None:
-            how, n = "ok" if self._success is None else "recovered", snap.namespace_count
+        health.duration_seconds = finished - started
+        if error is None and health.success is not True and (snap := self.snapshot) is not None:
+            how, n = "ok" if health.success is None else "recovered", snap.namespace_count
             log.info(
                 f"refresh {how}: {n} namespaces in {len(snap.clusters)} clusters, "
-                f"{self._duration:.3f}s",
+                f"{health.duration_seconds:.3f}s",
                 extra={"namespaces": n},
             )
-        self._success = error is None
+        health.success = error is None
         self.last_error = error
         if error is not None:
-            self._errors[error.reason] += 1
+            health.errors[error.reason] += 1
             if log_failure:
                 log.warning("refresh failed: %s", error, extra={"reason": error.reason})
         else:
-            self._last_success_wall = now_wall
-        health = render_health(self._health(), self._cfg)
+            health.last_success_timestamp = now_wall
+        rendered = self._render_health()
         if costs is not None:
-            self._state = Exposition(health, costs, finished)
-            log.debug("refreshed in %.3fs", self._duration)
+            self._state = Exposition(rendered, costs, finished)
+            log.debug("refreshed in %.3fs", health.duration_seconds)
         else:
-            self._state = replace(self._state, health=health)
+            self._state = replace(self._state, health=rendered)
         self._busy_since = None
         self._beat = self._mono()
         self.attempted.set()
