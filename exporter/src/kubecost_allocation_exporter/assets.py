@@ -31,10 +31,7 @@ def asset_costs(
     windows: set[Interval] = set()
     for page in pages:
         for aset in page.sets:
-            rows = list(aset.values())
-            windows |= row_windows(
-                [r.window for r in rows], [r.start for r in rows], [r.end for r in rows]
-            )
+            windows |= row_windows(list(aset.values()))
             for key, row in aset.items():
                 kind = row.type if isinstance(row.type, str) and row.type else UNKNOWN
                 cluster = (

@@ -29,7 +29,7 @@ from kubecost_allocation_exporter.savings import Key, accumulate
 from kubecost_allocation_exporter.snapshot import BreakdownRow, row_savings
 from kubecost_allocation_exporter.windows import Interval, row_windows
 
-_GET = tuple(map(operator.attrgetter, ("name", "total_cost", "window", "start", "end")))
+_GET = tuple(map(operator.attrgetter, ("name", "total_cost")))
 
 
 class BreakdownTotals:
@@ -59,8 +59,8 @@ class BreakdownTotals:
     def _add_set(self, aset: Mapping[str, Row]) -> None:
         rows = list(aset.values())
         self.rows += len(rows)
-        names, totals, windows, starts, ends = (list(map(g, rows)) for g in _GET)
-        self.windows |= row_windows(windows, starts, ends)
+        names, totals = (list(map(g, rows)) for g in _GET)
+        self.windows |= row_windows(rows)
         prop = self.props[-1]
         fast = not self.multi_cluster
         est: Iterable[float] = repeat(NAN) if self.savings is None else row_savings(rows)

@@ -40,8 +40,7 @@ FIELDS = (
     *("ram_byte_usage_average", "ram_byte_request_average"),
 )
 _GETTERS = tuple(map(operator.attrgetter, FIELDS))
-_NAME, _WINDOW = operator.attrgetter("name"), operator.attrgetter("window")
-_START, _END = operator.attrgetter("start"), operator.attrgetter("end")
+_NAME = operator.attrgetter("name")
 # Stored columns: 8 cost parts, 3 engine efficiencies, minutes, cpu usage/request, ram usage/request
 CPU, RAM, EFF, MINUTES, CPU_USE, CPU_REQ, RAM_USE, RAM_REQ = 1, 2, 8, 11, 12, 13, 14, 15
 N_COLUMNS = 16
@@ -96,9 +95,7 @@ class NamespaceRows:
     def _add_set(self, aset: Mapping[str, Row]) -> None:
         keys, rows = list(aset), list(aset.values())
         self.rows += len(rows)
-        windows = row_windows(
-            list(map(_WINDOW, rows)), list(map(_START, rows)), list(map(_END, rows))
-        )
+        windows = row_windows(rows)
         if len(windows) > 1:
             log.debug(
                 "rows of one set cover %d different windows (%s); costs are divided by their union",

@@ -15,7 +15,7 @@ Kubecost and OpenCost gave each allocation its own (e.g. `__idle__` covering the
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -123,13 +123,13 @@ def _clip(intervals: Iterable[Interval], low: float, high: float) -> list[Interv
     return [(max(s, low), min(e, high)) for s, e in intervals if min(e, high) > max(s, low)]
 
 
-def row_windows(windows: list[Any], starts: list[Any], ends: list[Any]) -> set[Interval]:
+def row_windows(rows: Sequence[Any]) -> set[Interval]:
     """The distinct windows of a set's rows: each row's `window` object (as the raw JSON text the
     decoder kept: rows share a handful of them), or its `start`/`end` when it has no usable window.
     Rows that say nothing about their time add nothing."""
     pairs: set[tuple[Any, Any]] = set()
     unusable: set[bytes] = set()
-    for raw in set(map(bytes, windows)):
+    for raw in {bytes(r.window) for r in rows}:
         try:
             w = msgspec.json.decode(raw)
         except msgspec.MsgspecError:
@@ -139,9 +139,9 @@ def row_windows(windows: list[Any], starts: list[Any], ends: list[Any]) -> set[I
         else:
             unusable.add(raw)
     if unusable:
-        for i, raw in enumerate(map(bytes, windows)):
-            if raw in unusable and type(starts[i]) is type(ends[i]) is str:
-                pairs.add((starts[i], ends[i]))
+        for r in rows:
+            if bytes(r.window) in unusable and type(r.start) is type(r.end) is str:
+                pairs.add((r.start, r.end))
     times = ((parse_time(s), parse_time(e)) for s, e in pairs)
     return {(a, b) for a, b in times if a is not None and b is not None and b > a}
 

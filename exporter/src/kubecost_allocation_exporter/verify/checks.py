@@ -327,10 +327,7 @@ def check_kubecost(ctx: Context) -> Check:
         rows = [r for page in pages for s in page.sets for r in s.values()]
         api_total = sum(v for v in costs.column([r.total_cost for r in rows]) if v - v == 0.0)
         # the exporter's rule: divided by the hours the answer covers
-        windows = row_windows(
-            [r.window for r in rows], [r.start for r in rows], [r.end for r in rows]
-        )
-        hours = coverage(windows, (t0, t1), time.time()).hours
+        hours = coverage(row_windows(rows), (t0, t1), time.time()).hours
         rate = labels.get("metric_mode", "rate") == "rate"
         want = api_total / hours if rate and hours else api_total
         got = sum(s[2] for s in totals)
