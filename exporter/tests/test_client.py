@@ -40,16 +40,16 @@ def cfg(url: str, *extra: str) -> Config:
 
 def fetch_error(client: AllocationClient) -> ApiError:
     with pytest.raises(ApiError) as info:
-        client.fetch(HOUR, "namespace")
+        list(client.query(HOUR, "namespace"))
     return info.value
 
 
 def test_query_is_explicit_about_every_parameter(kubecost: FakeKubecost) -> None:
     kubecost.set_fixture("/model/allocation", "kubecost2_namespace.json")
     client = AllocationClient(cfg(kubecost.url, "--share-idle", "none"))
-    result = client.fetch(HOUR, "namespace")
-    assert len(result.sets) == 1
-    assert "__idle__" in result.sets[0]
+    [page] = client.query(HOUR, "namespace")
+    assert len(page.sets) == 1
+    assert "__idle__" in page.sets[0]
     params = kubecost.seen[-1].params
     assert params == {
         "window": HOUR,
@@ -58,6 +58,8 @@ def test_query_is_explicit_about_every_parameter(kubecost: FakeKubecost) -> None
         "idle": "true",
         "includeIdle": "true",
         "shareIdle": "false",
+        "offset": "0",
+        "limit": "5000",  # the default --page-size
     }
 
 
@@ -66,7 +68,7 @@ def test_share_idle_weighted_sends_true_and_multi_cluster_splits_idle(
 ) -> None:
     kubecost.set_fixture("/model/allocation", "multi_cluster.json")
     client = AllocationClient(cfg(kubecost.url, "--multi-cluster"))
-    client.fetch(HOUR, "cluster,namespace", split_idle=True)
+    list(client.query(HOUR, "cluster,namespace", split_idle=True))
     params = kubecost.seen[-1].params
     assert params["shareIdle"] == "true"
     assert params["splitIdle"] == "true"
@@ -79,8 +81,8 @@ def test_auto_detects_opencost_when_model_path_is_missing(
     kubecost.set_fixture("/allocation", "opencost_sample.json")
     client = AllocationClient(cfg(kubecost.url))
     caplog.set_level("INFO")
-    client.fetch(HOUR, "namespace")
-    client.fetch(HOUR, "namespace")
+    list(client.query(HOUR, "namespace"))
+    list(client.query(HOUR, "namespace"))
     assert client.endpoint is not None
     assert client.endpoint.flavour == "opencost"
     assert [s.path for s in kubecost.seen] == ["/model/allocation", "/allocation", "/allocation"]
@@ -93,7 +95,7 @@ def test_auto_detects_kubecost_frontend_first(kubecost: FakeKubecost) -> None:
     kubecost.set_fixture("/model/allocation", "kubecost2_namespace.json")
     kubecost.set_fixture("/allocation", "ui_index.html")
     client = AllocationClient(cfg(kubecost.url))
-    client.fetch(HOUR, "namespace")
+    list(client.query(HOUR, "namespace"))
     assert client.endpoint is not None
     assert client.endpoint.flavour == "kubecost"
     assert [s.path for s in kubecost.seen] == ["/model/allocation"]
@@ -162,8 +164,8 @@ def test_plain_text_body_with_http_200_is_not_json(kubecost: FakeKubecost) -> No
 )
 def test_empty_data_is_not_an_error(kubecost: FakeKubecost, name: str) -> None:
     kubecost.set_fixture("/model/allocation", name)
-    result = AllocationClient(cfg(kubecost.url, "--api", "kubecost")).fetch(HOUR, "namespace")
-    assert all(not s for s in result.sets)
+    pages = AllocationClient(cfg(kubecost.url, "--api", "kubecost")).query(HOUR, "namespace")
+    assert all(not s for page in pages for s in page.sets)
 
 
 def test_non_object_json_and_missing_data_are_bad_responses(kubecost: FakeKubecost) -> None:
@@ -179,9 +181,9 @@ def test_non_object_json_and_missing_data_are_bad_responses(kubecost: FakeKubeco
 
 def test_several_sets_with_nulls_are_kept_in_order(kubecost: FakeKubecost) -> None:
     kubecost.set_fixture("/model/allocation", "several_sets.json")
-    result = AllocationClient(cfg(kubecost.url, "--api", "kubecost")).fetch(HOUR, "namespace")
-    assert len(result.sets) == 3  # the null set dropped, the empty one kept
-    assert result.skipped == 1
+    [page] = AllocationClient(cfg(kubecost.url, "--api", "kubecost")).query(HOUR, "namespace")
+    assert len(page.sets) == 3  # the null set dropped, the empty one kept
+    assert page.skipped == 1
 
 
 def test_read_timeout_is_bounded_and_retried(kubecost: FakeKubecost) -> None:
@@ -206,8 +208,8 @@ def test_transient_503_is_retried_then_succeeds(kubecost: FakeKubecost) -> None:
         Reply(body=fixture_bytes("kubecost2_namespace.json")),
     )
     client = AllocationClient(cfg(kubecost.url, "--api", "kubecost", "--retries", "2"))
-    result = client.fetch(HOUR, "namespace")
-    assert "default" in result.sets[0]
+    [page] = client.query(HOUR, "namespace")
+    assert "default" in page.sets[0]
     assert len(kubecost.seen) == 3
 
 
@@ -218,8 +220,10 @@ def test_retry_after_cannot_stall_a_refresh(kubecost: FakeKubecost) -> None:
         Reply(body=fixture_bytes("kubecost2_namespace.json")),
     )
     started = time.monotonic()
-    AllocationClient(cfg(kubecost.url, "--api", "kubecost", "--retries", "1")).fetch(
-        HOUR, "namespace"
+    list(
+        AllocationClient(cfg(kubecost.url, "--api", "kubecost", "--retries", "1")).query(
+            HOUR, "namespace"
+        )
     )
     assert time.monotonic() - started < 5
     assert len(kubecost.seen) == 2
@@ -259,12 +263,12 @@ def test_bearer_token_and_api_key_are_read_from_files(
             str(key),
         )
     )
-    client.fetch(HOUR, "namespace")
+    list(client.query(HOUR, "namespace"))
     headers = {k.lower(): v for k, v in kubecost.seen[-1].headers.items()}
     assert headers["authorization"] == "Bearer s3cr3t-token"
     assert headers["x-api-key"] == "kc-api-key"
     token.write_text("rotated")  # re-read on every request
-    client.fetch(HOUR, "namespace")
+    list(client.query(HOUR, "namespace"))
     headers = {k.lower(): v for k, v in kubecost.seen[-1].headers.items()}
     assert headers["authorization"] == "Bearer rotated"
 

@@ -115,7 +115,7 @@ def test_an_answer_over_the_cap_is_refused(send: Callable[[bytes], Behaviour]) -
     with server(send(padded(256 * 1024))) as url:
         c = client(url)
         with pytest.raises(ApiError) as err:
-            c.fetch(WINDOW, "namespace")
+            list(c.query(WINDOW, "namespace"))
     assert err.value.reason == "too_large"
     assert "larger than --max-response-bytes (65536 bytes)" in str(err.value)
 
@@ -124,9 +124,9 @@ def test_an_answer_over_the_cap_is_refused(send: Callable[[bytes], Behaviour]) -
 def test_an_answer_under_the_cap_is_read_whole(send: Callable[[bytes], Behaviour]) -> None:
     body = padded(60 * 1024)
     with server(send(body)) as url:
-        result = client(url).fetch(WINDOW, "namespace")
-    assert result.rows == 6
-    assert "default" in result.sets[0]
+        pages = list(client(url).query(WINDOW, "namespace"))
+    assert sum(page.rows for page in pages) == 6
+    assert "default" in pages[0].sets[0]
 
 
 def test_a_body_cut_short_is_a_connection_error_naming_it() -> None:
@@ -141,7 +141,7 @@ def test_a_body_cut_short_is_a_connection_error_naming_it() -> None:
         h.connection.shutdown(socket.SHUT_RDWR)
 
     with server(cut) as url, pytest.raises(ApiError) as err:
-        client(url).fetch(WINDOW, "namespace")
+        list(client(url).query(WINDOW, "namespace"))
     assert err.value.reason == "connection"
     assert "was cut off" in str(err.value)
     assert "\n" not in str(err.value)
@@ -154,7 +154,7 @@ def test_a_connection_reset_is_a_connection_error() -> None:
         h.connection.close()
 
     with server(reset) as url, pytest.raises(ApiError) as err:
-        client(url).fetch(WINDOW, "namespace")
+        list(client(url).query(WINDOW, "namespace"))
     assert err.value.reason == "connection"
 
 
@@ -187,7 +187,7 @@ def test_an_error_page_is_read_only_as_far_as_its_message(
         tracemalloc.start()
         try:
             with pytest.raises(ApiError) as err:
-                c.fetch(WINDOW, "namespace")
+                list(c.query(WINDOW, "namespace"))
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()

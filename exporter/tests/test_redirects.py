@@ -118,7 +118,7 @@ def test_a_redirect_to_another_origin_is_refused_with_every_credential(
         fake.set_fixture(ELSEWHERE, "kubecost2_namespace.json")
     client = AllocationClient(cfg(cred.url(first.url) + PATH, *cred.flags))
     with pytest.raises(ApiError) as info:
-        client.fetch(HOUR, "namespace")
+        list(client.query(HOUR, "namespace"))
     err = info.value
     assert err.reason == "http_status"
     assert "redirects to another origin" in str(err), str(err)
@@ -142,7 +142,7 @@ def test_a_redirect_within_the_origin_is_followed_with_the_credential(
     origin.set(PATH, Reply(307, b"", "text/plain", headers={"Location": ELSEWHERE}))
     origin.set_fixture(ELSEWHERE, "kubecost2_namespace.json")
     client = AllocationClient(cfg(cred.url(origin.url) + PATH, *cred.flags))
-    assert client.fetch(HOUR, "namespace").sets
+    assert [s for page in client.query(HOUR, "namespace") for s in page.sets]
     assert [s.path for s in origin.seen] == [PATH, ELSEWHERE]
     assert origin.seen[1].headers.get(cred.header[0]) == cred.header[1]
 

@@ -195,6 +195,11 @@ class Answer:
         """Length and CRC of the body: recognises an unchanged answer without keeping it."""
         return len(self.body) << 32 | zlib.crc32(self.body)
 
+    def pages(self, budget: Budget) -> Iterator[Page]:
+        for page in decode(self.status, self.body, self.content_type, self.where, budget.rows):
+            budget.take(page.rows, self.where)
+            yield page
+
 
 class AllocationClient:
     """Queries one Allocation API. Thread-compatible: used by one refresher at a time."""
@@ -233,21 +238,11 @@ class AllocationClient:
     def close(self) -> None:
         self._session.close()
 
-    def fetch(self, window: str, aggregate: str, split_idle: bool = False) -> Page:
-        """One request without paging, its rows as one Page, in a budget of its own (for checks
-        and tools; a refresh reads a query page by page with `query`)."""
-        params = query_params(window, aggregate, self._cfg.share_idle, split_idle)
-        whole = Page([])
-        for page in self._fetch(params, Budget(self._cfg), None):
-            whole.sets += page.sets
-            whole.skipped += page.skipped
-        return whole
-
     def query(
         self,
         window: str,
         aggregate: str,
-        budget: Budget,
+        budget: Budget | None = None,
         split_idle: bool = False,
         fingerprints: list[int] | None = None,
     ) -> Iterator[Page]:
@@ -256,8 +251,8 @@ class AllocationClient:
         Stops at a page with fewer rows than the limit (`__idle__` rows do not count) or more (a
         server that ignores paging answered everything at once). A large answer comes as several
         Pages (its batches). With `fingerprints`, a hash of every answer is appended to it (to
-        recognise an unchanged answer)."""
-        limit = self._cfg.page_size
+        recognise an unchanged answer). Without `budget`, in a budget of its own."""
+        budget, limit = budget or Budget(self._cfg), self._cfg.page_size
         for i in range(MAX_PAGES):
             params = query_params(window, aggregate, self._cfg.share_idle, split_idle)
             paging = limit > 0 and (self._endpoint is None or self._endpoint.flavour != "opencost")
@@ -280,10 +275,7 @@ class AllocationClient:
         params = {"window": window, "aggregate": aggregate, "accumulate": "true"}
         if (answer := self._beside("/assets", params, budget)) is None:
             return None
-        where = answer.where
-        pages = list(decode(answer.status, answer.body, answer.content_type, where, budget.rows))
-        budget.take(sum(p.rows for p in pages), where)
-        return pages
+        return list(answer.pages(budget))
 
     def savings(self, budget: Budget, prints: list[int]) -> dict[Key, float] | None:
         """Kubecost's request-sizing recommendations beside the allocation endpoint as savings per
@@ -332,10 +324,7 @@ class AllocationClient:
             answer = answer or self._get(endpoint.url, params, budget)
             if fingerprints is not None:
                 fingerprints.append(answer.fingerprint())
-        where = answer.where
-        for page in decode(answer.status, answer.body, answer.content_type, where, budget.rows):
-            budget.take(page.rows, where)
-            yield page
+        yield from answer.pages(budget)
 
     def _detect(self, params: Mapping[str, str], budget: Budget) -> tuple[Endpoint, Answer]:
         """`--api auto` on a bare URL: the first candidate that exists wins (404/405 or a non-JSON
