@@ -180,10 +180,6 @@ class Setting:
     def env(self) -> str:
         return self.env_name or self.attr.upper()
 
-    @property
-    def allowed(self) -> str:
-        return self.converter.allowed
-
     def convert(self, raw: str | None) -> Any:
         """`raw` None: neither the flag nor the env var is given. A setting whose default the
         converter refuses (cluster name, tenant id) is required: "invalid value ''" would send the
@@ -192,7 +188,8 @@ class Setting:
             return self.converter.parse(self.default if raw is None else raw)
         except (ValueError, OverflowError):
             why = "not set and required (no default)" if raw is None else f"invalid value {raw!r}"
-            raise ConfigError(f"{self.flag}/{self.env}: {why}; allowed: {self.allowed}") from None
+            why += f"; allowed: {self.converter.allowed}"
+            raise ConfigError(f"{self.flag}/{self.env}: {why}") from None
 
 
 S = Setting

@@ -22,6 +22,7 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
@@ -160,15 +161,11 @@ def _excerpt(body: Any, limit: int = 120) -> str:
 
 
 def http_error(status: int, body: Any, where: str) -> ApiError:
-    detail = ""
+    message = None
     if len(body) < EXCERPT_BYTES and _first(body) == ord("{"):
-        try:
+        with suppress(msgspec.MsgspecError):
             message = _RAW_ANSWER.decode(body).message
-        except msgspec.MsgspecError:
-            message = None
-        if message:
-            detail = one_line(str(message))
-    detail = detail or _excerpt(body, 200)
+    detail = (one_line(str(message)) if message else "") or _excerpt(body, 200)
     suffix = f": {detail}" if detail else ""
     return ApiError("http_status", f"HTTP {status} from {where}{suffix}")
 
@@ -205,7 +202,7 @@ def decode(
             except msgspec.ValidationError:
                 pass
             else:
-                _check(answer.code, answer.message, answer.status, answer.data, where)
+                _check(answer, where)
                 data = answer.data
                 if not isinstance(data, _Summary) or data.sets is not msgspec.UNSET:
                     yield _page(data)
@@ -215,17 +212,16 @@ def decode(
         raise not_json(status, body, content_type, where) from None
 
 
-def _check(code: Any, message: Any, status: Any, data: Any, where: str) -> None:
-    if code is not None:
-        try:
+def _check(answer: _Answer | _RawAnswer, where: str) -> None:
+    if (code := answer.code) is not None:
+        code_ok = False
+        with suppress(TypeError, ValueError, OverflowError):
             code_ok = int(code) == 200
-        except (TypeError, ValueError, OverflowError):
-            code_ok = False
         if not code_ok:
-            text = one_line(str(message or status or "no message"))
+            text = one_line(str(answer.message or answer.status or "no message"))
             shown = one_line(str(code), 40)  # the answer's own text: never let it break the line
             raise ApiError("api_error", f"API error code {shown} from {where}: {text}")
-    if data is msgspec.UNSET:
+    if answer.data is msgspec.UNSET:
         raise ApiError("bad_response", f"answer from {where} has no 'data' field")
 
 
@@ -260,7 +256,7 @@ def _decode_walking(
         raise ApiError(
             "bad_response", f"answer from {where} is a JSON {kind}, expected an object"
         ) from None
-    _check(answer.code, answer.message, answer.status, answer.data, where)
+    _check(answer, where)
     assert not isinstance(answer.data, msgspec.UnsetType)
     skipped = [0]
     sets, depth = _raw_sets(answer.data, where, skipped)

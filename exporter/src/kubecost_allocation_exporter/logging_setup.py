@@ -48,10 +48,6 @@ class JsonFormatter(logging.Formatter):
 def configure(level: str, fmt: str, stream: IO[str] | None = None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    root = logging.getLogger()
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    root.addHandler(handler)
-    root.setLevel(level.upper())
+    logging.basicConfig(handlers=[handler], level=level.upper(), force=True)
     # urllib3 logs every retry at WARNING; our own error line says what finally failed.
     logging.getLogger("urllib3").setLevel(logging.DEBUG if level == "debug" else logging.ERROR)
