@@ -122,10 +122,6 @@ class Costs(NamedTuple):
         return cls._make(v if v - v == 0.0 else None for v in values)
 
 
-PARTS = Costs._fields[:8]
-EFFICIENCIES = ("cpu", "ram", "total")
-
-
 def tidy(v: float) -> float:
     """Drop float noise from sums of 5-decimal API values (0.027500000000000004 -> 0.0275)."""
     return float(f"{v:.12g}")
