@@ -289,9 +289,8 @@ class ExporterServer:
         if req.path == "/metrics":
             return 200, refresher.exposition_parts()
         if req.path == "/healthz":
-            if refresher.healthy():
-                return 200, (b"ok\n",)
-            return 503, (b"refresher stuck or dead\n",)
+            ok = refresher.healthy()
+            return (200, (b"ok\n",)) if ok else (503, (b"refresher stuck or dead\n",))
         if req.path == "/readyz":
             if not refresher.attempted.is_set():
                 return 503, (b"first refresh not finished\n",)

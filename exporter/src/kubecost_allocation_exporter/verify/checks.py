@@ -92,8 +92,7 @@ def check_exporter(ctx: Context) -> Check:
     except (requests.RequestException, ValueError) as exc:
         return Check("fail", f"{url}/metrics: {_err(exc)}", {"url": url})
     ctx.exporter_samples = samples
-    info = _select(samples, P + "exporter_info")
-    if not info:
+    if not (info := _select(samples, P + "exporter_info")):
         return Check("fail", f"{url}/metrics has no {P}exporter_info: not the exporter?")
     ctx.cluster = ctx.cluster or info[0][1].get("cluster")
     ctx.tenant = ctx.tenant or info[0][1].get("tenant_id")
@@ -114,8 +113,7 @@ def check_exporter(ctx: Context) -> Check:
         if s[2] > 0
     }
     details["errors_total"] = errors
-    last = _select(samples, P + "last_success_timestamp_seconds", **ids)
-    if last:
+    if last := _select(samples, P + "last_success_timestamp_seconds", **ids):
         details["last_success_age_seconds"] = round(time.time() - last[0][2], 1)
     if success[0][2] != 1:
         why = ", ".join(f"{k}={v:g}" for k, v in sorted(errors.items())) or "none counted"
@@ -125,8 +123,7 @@ def check_exporter(ctx: Context) -> Check:
             f"(errors by reason: {why}; see the exporter log)",
             details,
         )
-    total = _select(samples, P + "cluster_total_cost", tenant_id=ids["tenant_id"])
-    if not total:
+    if not _select(samples, P + "cluster_total_cost", tenant_id=ids["tenant_id"]):
         return Check("fail", "scrape_success 1 but no cluster_total_cost series", details)
     namespaces = len(_select(samples, P + "namespace_total_cost", tenant_id=ids["tenant_id"]))
     details["namespaces"] = namespaces

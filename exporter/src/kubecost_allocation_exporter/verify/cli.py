@@ -66,6 +66,10 @@ _DURATIONS = (
     ("--sample-seconds", 5.0, "remote_write counters read twice, this apart (default 5s)"),
     ("--timeout", 10.0, "per request (default 10s)"),
 )  # fmt: skip
+_RATIOS = (
+    ("--tolerance", 0.005, "exporter vs Kubecost, relative (0.005)"),
+    ("--assets-drift", 0.05, "allocations vs assets, relative, before a warning (0.05)"),
+)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -83,15 +87,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--thanos-header", type=_header, action="append", default=[], help="NAME=VALUE for Thanos"
     )
-    ap.add_argument(
-        "--tolerance", type=float, default=0.005, help="exporter vs Kubecost, relative (0.005)"
-    )
-    ap.add_argument(
-        "--assets-drift",
-        type=float,
-        default=0.05,
-        help="allocations vs assets, relative, before a warning (0.05)",
-    )
+    for flag, ratio, help_ in _RATIOS:
+        ap.add_argument(flag, type=float, default=ratio, help=help_)
     ap.add_argument(
         "--skip", action="append", choices=CHECKS, default=[], help="leave out a check (repeatable)"
     )
@@ -117,12 +114,8 @@ def render_text(checks: list[Check], ctx: Context, ok: bool) -> str:
 
 def run(args: argparse.Namespace) -> tuple[list[Check], Context]:
     with ExitStack() as stack:
-        if args.kube_namespace:
-            links = kube_links(args, stack)
-        else:
-            links = Links(
-                args.exporter_url, args.prometheus_url, args.thanos_url, args.kubecost_url
-            )
+        plain = Links(args.exporter_url, args.prometheus_url, args.thanos_url, args.kubecost_url)
+        links = kube_links(args, stack) if args.kube_namespace else plain
         ctx = Context(args, links, args.cluster_name, args.tenant_id)
         runners = {**RUNNERS, "thanos": check_thanos, "accuracy": check_accuracy}
         names = [name for name in CHECKS if name not in args.skip]

@@ -214,9 +214,7 @@ def kube_links(args: argparse.Namespace, stack: ExitStack) -> Links:
             agent = None  # kubecost/external mode: no agent in this release; pass --prometheus-url
         else:
             agent = forward(ns, name, port)
-    if not kubecost:
-        found = _kubecost_service(args)
-        if found:
-            kc_ns, kc_svc, kc_port, kc_path = found
-            kubecost = forward(kc_ns, kc_svc, kc_port) + kc_path
+    if not kubecost and (found := _kubecost_service(args)):
+        kc_ns, kc_svc, kc_port, kc_path = found
+        kubecost = forward(kc_ns, kc_svc, kc_port) + kc_path
     return Links(exporter, agent, args.thanos_url, kubecost, forwards)
