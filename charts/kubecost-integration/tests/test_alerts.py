@@ -327,6 +327,14 @@ def test_rendered_prometheusrule_is_the_rules_file(helm: str, tmp_path: Path) ->
     assert [(g["name"], g.get("interval")) for g in groups] == [
         (g["name"], g.get("interval")) for g in rules_file()["groups"]
     ]
+    exprs = "\n".join(r["expr"] for g in groups for r in g["rules"])
+    assert 'up{job=~"kubecost-allocation-exporter|my-kubecost-kubecost-integration-exporter"}' in exprs
+    assert exprs.count('remote_name="cloudtuner-thanos"') == 5
+    assert "> 0.8 * 1073741824" in exprs  # the default WAL volume, 1Gi
+    if helm != "helm":
+        # Helm 4 renders the very rules Helm 3 does: the promtool run below would prove nothing new for it.
+        assert groups == rendered_groups({"prometheusRule": {"enabled": True}}, helm="helm")
+        return
     rendered = tmp_path / "rendered.rules.yaml"
     rendered.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
     check = run_promtool("check", "rules", str(rendered))
@@ -334,10 +342,6 @@ def test_rendered_prometheusrule_is_the_rules_file(helm: str, tmp_path: Path) ->
     # The unit tests pass on the rendered rules too (the release-specific job matcher still matches the agent's job).
     proc = unit_tests_against(rendered, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    exprs = "\n".join(r["expr"] for g in groups for r in g["rules"])
-    assert 'up{job=~"kubecost-allocation-exporter|my-kubecost-kubecost-integration-exporter"}' in exprs
-    assert exprs.count('remote_name="cloudtuner-thanos"') == 5
-    assert "> 0.8 * 1073741824" in exprs  # the default WAL volume, 1Gi
 
 
 def test_rendered_rules_follow_the_values(helm: str) -> None:
