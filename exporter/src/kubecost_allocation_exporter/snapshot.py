@@ -300,8 +300,9 @@ def _clusters(rows: NamespaceRows) -> list[_Cluster]:
             values[j] = array("d")
         del sort, values
         group = idle.get(cluster, [])  # one row: as it is (a sum would turn -0.0 into 0.0)
-        sums = [sum(p, 0.0) for p in zip(*group, strict=True)]
-        idle_parts = group[0] if len(group) == 1 else sums or None
+        idle_parts = (
+            group[0] if len(group) == 1 else [sum(p, 0.0) for p in zip(*group, strict=True)] or None
+        )
         out.append(_Cluster(cluster, sorted(order), sorted_values, idle_parts, effs))
     return out
 
