@@ -333,10 +333,12 @@ def test_kube_context_form(ops_bench: OpsBench, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def doomed_bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsBench]:
-    """A bench of its own for links that cannot be restored in place (Thanos Receive and the exporter stopped)."""
-    bench = start_ops_bench(tmp_path_factory.mktemp("doomed-bench"), TenantSpec("doomed-tenant", "doomed-cluster"))
+    """A bench of its own for links that cannot be restored in place (Thanos Receive and the exporter stopped); no
+    ruler: no test here reads a forecast or a budget."""
+    spec = TenantSpec("doomed-tenant", "doomed-cluster")
+    bench = start_ops_bench(tmp_path_factory.mktemp("doomed-bench"), spec, ruler=False)
     yield bench
-    bench.group.stop_all()
+    bench.group.stop_all(grace=2.0)  # the agent would try for a minute to flush to the stopped Receive
 
 
 def _stop(bench: OpsBench, name: str) -> None:
