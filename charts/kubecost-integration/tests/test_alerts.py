@@ -81,6 +81,9 @@ def record_names(groups: list[dict[str, Any]]) -> list[str]:
     return [r["record"] for g in groups for r in g["rules"] if "record" in r]
 
 
+# promtool processes one test runs at once: the runs are independent, and the other test workers mostly wait on
+# processes (more than two at once starved the listener's timing tests on 2 cores).
+PROMTOOLS_AT_ONCE = 2
 # A series name in a rule or a test, and a regex on the name (`{__name__=~"cloudtuner_kubecost:.+_cost:.+"}`).
 NAME = re.compile(r"cloudtuner_kubecost:[a-z0-9_]+:[a-z0-9_]+")
 NAME_REGEX = re.compile(r'__name__=~"([^"]+)"')
@@ -117,12 +120,11 @@ def unit_tests_against(
     tmp_path: Path,
     tests: list[Path] | None = None,
     binary: str | None = None,
-    at_once: int = 2,
+    at_once: int = PROMTOOLS_AT_ONCE,
 ) -> subprocess.CompletedProcess[str]:
     """The unit tests of tests/alerts/ (or `tests`), each run against the rule groups of `groups` it can observe
-    (copies pointing at a rules file of their own). One promtool process per file, `at_once` at a time (the files
-    are independent; the other test workers mostly wait on processes); their outputs joined, the first failing
-    exit status."""
+    (copies pointing at a rules file of their own). One promtool process per file, `at_once` at a time; their
+    outputs joined, the first failing exit status."""
     files = []
     for src in UNIT_TESTS if tests is None else tests:
         doc = yaml.safe_load(src.read_text())
@@ -254,8 +256,7 @@ def test_promtool_unit_tests_pass(each_promtool: str, tmp_path: Path) -> None:
 
 def assert_each_is_caught(mutants: list[tuple[str, list[Path], str]], tmp_path: Path) -> None:
     """Each (rules text, unit-test files, what was changed): the rules pass `promtool check rules` and fail the unit
-    tests. Two promtool processes at a time, each in a directory of its own: the runs are independent, and the
-    other test workers mostly wait on processes."""
+    tests. PROMTOOLS_AT_ONCE mutants at a time (one promtool process each), each in a directory of its own."""
 
     def caught(i: int) -> str | None:
         text, tests, what = mutants[i]
@@ -266,11 +267,11 @@ def assert_each_is_caught(mutants: list[tuple[str, list[Path], str]], tmp_path: 
         check = run_promtool("check", "rules", str(broken))
         if check.returncode != 0:
             return f"{what}: promtool check rules fails: {check.stdout + check.stderr}"
-        proc = unit_tests_against(groups_of(text), where, tests, at_once=1)  # two mutants at a time already
+        proc = unit_tests_against(groups_of(text), where, tests, at_once=1)
         out = proc.stdout + proc.stderr
         return None if proc.returncode != 0 and "FAILED" in out else f"unit tests do not fail with {what}: {out}"
 
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(PROMTOOLS_AT_ONCE) as pool:
         problems = [p for p in pool.map(caught, range(len(mutants))) if p]
     assert problems == []
 
@@ -351,9 +352,10 @@ ANOMALY_EDITS: list[tuple[list[tuple[str, str]], str]] = [
 
 
 def test_anomaly_unit_tests_catch_a_broken_rule(tmp_path: Path) -> None:
+    base = without_forecast_and_budget(RULES.read_text())
     mutants: list[tuple[str, list[Path], str]] = []
     for edits, tests in ANOMALY_EDITS:
-        rest = without_forecast_and_budget(RULES.read_text())
+        rest = base
         for old, new in edits:
             assert rest.count(old) == 1, old
             rest = rest.replace(old, new)
